@@ -1,0 +1,219 @@
+"""File -> small RGB tensor. Every way a file can be bad ends here as a typed DecodeError.
+
+The tensor is what the comparer measures, so it must be a faithful, deterministic function of
+the picture, cheap to make, and the same for a copy that was rotated on disk or by EXIF:
+
+1. JPEGs are decoded with DCT scaling (``draft``) to at least ``DRAFT_GAP * px_size`` pixels a
+   side, and the resize uses the box ``draft`` returns, so the partial edge block maps to the
+   same place whatever the orientation of the file.
+2. The mode is brought to L, LA, RGB or RGBA (palette, 1-bit, 16-bit, CMYK... see ``_normalise_mode``).
+3. One resize to ``px_size`` x ``px_size`` (bicubic, antialiased, no integer ``reduce()`` first:
+   its partial edge block is on a different side for a rotated copy). Transparent pixels are
+   resized premultiplied, then composited on white.
+4. EXIF orientation is applied to the small result (a lossless transpose), so an EXIF-rotated
+   copy and a copy whose pixels were rotated give the same tensor.
+
+Animated images use their first frame. ``DECODER`` names this recipe; it is stored with each
+tensor so tensors made another way are never mixed with these silently.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from imgindex.errors import DecodeError
+
+DECODER = "pil-draft-bicubic-v1"
+DRAFT_GAP = 4  # JPEG DCT scaling stops at >= 4x the target size: keeps draft ~ full decode
+REDUCING_GAP = None  # no integer reduce() first: its partial edge block breaks rotation symmetry
+RESAMPLE = Image.Resampling.BICUBIC
+WHITE = (255, 255, 255, 255)
+
+# EXIF orientation -> the transpose that undoes it (as ImageOps.exif_transpose does).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A downsampled picture: ``tensor`` is px*px*3 uint8 bytes, RGB, C order."""
+
+    tensor: bytes
+    width: int
+    height: int
+    format: str | None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What reading one file produced. Exactly one of decoded / error / vanished / known applies."""
+
+    path: str
+    size: int = 0
+    mtime_ns: int = 0
+    content_hash: str = ""
+    decoded: DecodedImage | None = None
+    error: DecodeError | None = None
+    vanished: bool = False
+
+    @property
+    def known(self) -> bool:
+        """The content hash is already in the index: no decode was needed."""
+        return self.decoded is None and self.error is None and not self.vanished
+
+
+def decode_image(fp, px_size: int) -> DecodedImage:
+    """Decode an open binary file object into a px_size x px_size RGB tensor."""
+    with warnings.catch_warnings():
+        # Pillow warns (89 MP) before it refuses (179 MP); large panoramas are legitimate.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(fp) as im:
+            fmt = im.format
+            width, height = im.size
+            orientation = _orientation(im)
+            box = None
+            if fmt == "JPEG":
+                target = px_size * DRAFT_GAP
+                drafted = im.draft("RGB", (target, target))
+                if drafted is not None:
+                    box = drafted[1]
+            im.load()
+            small = _resize(_normalise_mode(im), px_size, box)
+    if orientation in _ORIENTATION:
+        small = small.transpose(_ORIENTATION[orientation])
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    tensor = np.asarray(small, dtype=np.uint8)
+    if tensor.shape != (px_size, px_size, 3):  # pragma: no cover - a Pillow contract broke
+        raise ValueError(f"unexpected tensor shape {tensor.shape}")
+    return DecodedImage(tensor=tensor.tobytes(), width=width, height=height, format=fmt)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(0x0112, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # a broken EXIF block must not lose the picture
+        return 1
+
+
+def _normalise_mode(im: Image.Image) -> Image.Image:
+    """Bring any mode to L, LA, RGB or RGBA without losing what the pixels mean.
+
+    Palette with transparency -> RGBA; 1-bit -> L; 16/32-bit integer -> L scaled from the
+    0..65535 range (x / 257, rounded, clipped); float -> L clipped to 0..255;
+    CMYK, YCbCr, LAB, HSV and others -> RGB by Pillow's conversion.
+    """
+    mode = im.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return im
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if mode == "1":
+        return im.convert("L")
+    if mode in ("La",):
+        return im.convert("LA")
+    if mode in ("RGBa",):
+        return im.convert("RGBA")
+    if mode.startswith("I"):
+        values = np.asarray(im).astype(np.float64)
+        return Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L")
+    if mode == "F":
+        values = np.asarray(im, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
+def _resize(im: Image.Image, px_size: int, box) -> Image.Image:
+    small = im.resize((px_size, px_size), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+    if small.mode in ("LA", "RGBA"):
+        background = Image.new("RGBA", small.size, WHITE)
+        small = Image.alpha_composite(background, small.convert("RGBA"))
+    return small.convert("RGB")
+
+
+def read_file(
+    path: str,
+    px_size: int,
+    is_known_hash: Callable[[str], bool] = lambda _h: False,
+) -> FileResult:
+    """Hash a file and, unless its content is already indexed, decode it. Never raises.
+
+    One open file handle serves the stat, the hash and the decode, so the three describe the
+    same file even if the path is replaced meanwhile. Opened non-blocking and without following
+    symlinks, so a FIFO or a link swapped in after the walk cannot hang or redirect the read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return FileResult(path=path, vanished=True)
+    except OSError as exc:
+        return FileResult(path=path, error=classify_error(path, exc))
+    with os.fdopen(fd, "rb") as fp:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise DecodeError(path, "not_a_file", "not a regular file (device, FIFO or socket)")
+            digest = hashlib.file_digest(fp, "sha256").hexdigest()
+        except DecodeError as exc:
+            return FileResult(path=path, error=exc)
+        except OSError as exc:
+            return FileResult(path=path, error=classify_error(path, exc))
+        facts = dict(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=digest)
+        if is_known_hash(digest):
+            return FileResult(**facts)
+        try:
+            if st.st_size == 0:
+                raise DecodeError(path, "empty_file", "the file is empty (0 bytes)")
+            fp.seek(0)
+            return FileResult(**facts, decoded=decode_image(fp, px_size))
+        except DecodeError as exc:
+            return FileResult(**facts, error=exc)
+        except Exception as exc:  # every decoder failure becomes a recorded, typed error
+            return FileResult(**facts, error=classify_error(path, exc))
+
+
+def classify_error(path: str, exc: BaseException) -> DecodeError:
+    """Turn whatever Pillow or the OS raised into a short label and a human reason."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return DecodeError(path, "decompression_bomb", f"refused: too many pixels to decode safely ({exc})")
+    if isinstance(exc, PermissionError):
+        return DecodeError(path, "permission_denied", "permission denied: imgindex may not read this file")
+    if isinstance(exc, IsADirectoryError):
+        return DecodeError(path, "not_a_file", "this is a folder, not a file")
+    if isinstance(exc, UnidentifiedImageError):
+        return DecodeError(path, "not_an_image", "not an image Pillow can read (unknown or damaged format)")
+    text = str(exc)
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return DecodeError(path, "truncated", f"the image is truncated (incomplete file): {text}")
+    if isinstance(exc, MemoryError):
+        return DecodeError(path, "too_large", "not enough memory to decode this image")
+    if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.ENXIO, errno.ELOOP):
+        return DecodeError(path, "io_error", f"the file could not be read: {exc.strerror or text}")
+    if isinstance(exc, (OSError, SyntaxError, ValueError, zlib.error, IndexError, KeyError, TypeError)):
+        return DecodeError(path, "corrupt", f"the image data is damaged: {type(exc).__name__}: {text}")
+    return DecodeError(path, "decode_failed", f"decoding failed: {type(exc).__name__}: {text}")
+
+
+def decode_path(path: str, px_size: int) -> DecodedImage:
+    """Decode one file (no hashing, no index): for tests, benchmarks and one-off use."""
+    with open(path, "rb") as fp:
+        return decode_image(fp, px_size)

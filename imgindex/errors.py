@@ -1,0 +1,36 @@
+"""The exceptions imgindex raises. The CLI turns every one of them into a message, never a traceback."""
+
+from __future__ import annotations
+
+
+class ImgIndexError(Exception):
+    """Base class: something the user can act on; ``str()`` says what and what to do."""
+
+
+class IndexOpenError(ImgIndexError):
+    """The database file cannot be used (corrupt, not SQLite, unwritable)."""
+
+
+class SchemaTooNewError(IndexOpenError):
+    """The database was written by a newer imgindex than this one."""
+
+
+class SettingsMismatchError(ImgIndexError):
+    """A scan asks for settings (px_size) that differ from the ones the index was built with."""
+
+
+class ScanRootError(ImgIndexError):
+    """A folder given to scan does not exist or is not a folder."""
+
+
+class DecodeError(ImgIndexError):
+    """A file could not be turned into a tensor. ``error_class`` is a short stable label."""
+
+    def __init__(self, path: str, error_class: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.error_class = error_class
+        self.reason = reason
+
+    def __reduce__(self):  # travel between processes intact
+        return (type(self), (self.path, self.error_class, self.reason))

@@ -1,0 +1,78 @@
+"""``Index``: the Python API over one SQLite index file. The CLI calls these methods and nothing else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from imgindex import indexer, store
+from imgindex.indexer import ScanProgress, ScanReport
+from imgindex.store import VectorChunk
+
+DEFAULT_DB = "imgindex.db"
+
+
+class Index:
+    """An image index stored in SQLite; created and upgraded on open.
+
+    >>> with Index("photos.db") as index:
+    ...     report = index.scan(["~/Pictures"])
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB):
+        self.path = Path(os.path.expanduser(os.fspath(path))).absolute()
+        self.db: Database = store.connect(self.path)
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def scan(
+        self,
+        paths: Iterable[str | os.PathLike] | str | os.PathLike,
+        *,
+        recursive: bool = True,
+        limit_extensions: bool = True,
+        px_size: int = 50,
+        processes: int | None = None,
+        progress: Callable[[ScanProgress], None] | None = None,
+    ) -> ScanReport:
+        """Bring the index in line with ``paths``: add new files, re-read changed ones, drop gone ones.
+
+        ``processes`` defaults to the CPU count; ``progress`` is called with a ScanProgress as
+        work advances. Files that cannot be decoded are recorded in ``scan_errors``, never raised.
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        roots = [os.path.expanduser(os.fspath(p)) for p in paths]
+        return indexer.scan(
+            self.db,
+            str(self.path),
+            roots,
+            recursive=recursive,
+            limit_extensions=limit_extensions,
+            px_size=px_size,
+            processes=processes,
+            progress=progress,
+        )
+
+    def count(self) -> int:
+        """Number of indexed images."""
+        return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+    @property
+    def px_size(self) -> int | None:
+        value = store.get_setting(self.db, "px_size")
+        return None if value is None else int(value)
+
+    def vectors(self, *, chunk_size: int = 4096, min_id: int = 0) -> Iterator[VectorChunk]:
+        """Stream stored tensors in id order, ``chunk_size`` at a time."""
+        return store.iter_vector_chunks(self.db.conn, chunk_size=chunk_size, min_id=min_id)
