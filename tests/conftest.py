@@ -1,0 +1,65 @@
+"""Fixtures: real image files made with Pillow in tmp_path, and a fresh index per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgindex import Index
+
+
+def photo_like(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A smooth, photo-like RGB picture (gradients + blobs), distinct for each seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 6.28)
+        wave = np.sin(2 * np.pi * fx * x / w + phase) * np.cos(2 * np.pi * fy * y / h)
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(w / 8, w / 3)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+        channels.append(127 + 80 * wave + 60 * blob * rng.choice([-1, 1]))
+    arr = np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def write_image(path: Path, seed: int = 0, size=(96, 72), fmt: str | None = None, **save) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    photo_like(seed, size).save(path, format=fmt, **save)
+    return path
+
+
+def tensor_of(index: Index, path: Path | str) -> np.ndarray:
+    row = index.db.execute(
+        "SELECT v.tensor, v.px_size FROM vectors v JOIN images i ON i.id = v.image_id WHERE i.path = ?",
+        [os.path.abspath(path)],
+    ).fetchone()
+    assert row is not None, f"{path} is not indexed"
+    px = row[1]
+    return np.frombuffer(row[0], dtype=np.uint8).reshape(px, px, 3)
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+
+
+@pytest.fixture
+def index(tmp_path):
+    with Index(tmp_path / "index.db") as ix:
+        yield ix
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A folder of 6 distinct photo-like JPEGs and PNGs, one in a subfolder."""
+    root = tmp_path / "photos"
+    for i in range(4):
+        write_image(root / f"img{i}.jpg", seed=i, quality=92)
+    write_image(root / "img4.png", seed=4)
+    write_image(root / "sub" / "img5.jpg", seed=5, quality=92)
+    return root
