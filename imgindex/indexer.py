@@ -18,23 +18,21 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlite_utils import Database
 
 from imgindex import discover, store
 from imgindex.decode import DECODER, FileResult, read_file
-from imgindex.errors import ImgIndexError, SettingsMismatchError
+from imgindex.errors import DecodeError, ImgIndexError, SettingsMismatchError
+from imgindex.workers import WorkerDied, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +82,7 @@ class ScanReport:
     vanished: int
     decoded: int
     duration: float
+    workers: int = 0  # decoding processes started (0: decoded in this process)
     errors: tuple[ScanErrorInfo, ...] = ()
     unlisted_folders: tuple[ScanErrorInfo, ...] = ()
 
@@ -189,7 +188,7 @@ class _ScanRun:
         self.scan_id = self._start_row()
         if self.progress is not None:
             threading.Thread(target=self._count_total, daemon=True).start()
-        runner = _Runner(self.db_path, self.px_size, self.processes, self._known_hash)
+        runner = self.runner = _Runner(self.db_path, self.px_size, self.processes, self._known_hash)
         status = "failed"
         try:
             for listing in discover.walk(self.roots, recursive=self.recursive, limit_extensions=self.limit_extensions):
@@ -509,6 +508,7 @@ class _ScanRun:
             vanished=c.vanished,
             decoded=c.decoded,
             duration=time.monotonic() - self.started,
+            workers=self.runner.workers_started,
             errors=tuple(self.errors),
             unlisted_folders=tuple(self.unlisted),
         )
@@ -535,9 +535,8 @@ _worker_px_size = 0
 
 
 def _init_worker(db_path: str, px_size: int) -> None:
-    """Each worker opens its own read-only connection; Ctrl-C is the main process's to handle."""
+    """Each worker opens its own read-only connection, used to skip decoding known content."""
     global _worker_conn, _worker_px_size
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_conn = store.connect_readonly(db_path)
     _worker_px_size = px_size
 
@@ -549,17 +548,12 @@ def _worker_read(paths: list[str]) -> list[FileResult]:
     return [read_file(path, _worker_px_size, known) for path in paths]
 
 
-def process_context() -> multiprocessing.context.BaseContext:
-    """forkserver where there is one (never fork a process that may run threads), else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 class _Runner:
     """Feeds tasks to worker processes with bounded work in flight; inline for small jobs.
 
-    Processes start only once INLINE_BELOW files are waiting, so a re-scan that finds a handful
-    of new files, or ``processes=1``, never pays for starting a pool.
+    Workers start only once INLINE_BELOW files are waiting, so a re-scan that finds a handful
+    of new files, or ``processes=1``, never pays for starting them. A batch whose worker died
+    is retried file by file; a file that kills a worker twice is recorded as an error.
     """
 
     def __init__(self, db_path: str, px_size: int, processes: int, known_hash: Callable[[str], bool]):
@@ -568,56 +562,65 @@ class _Runner:
         self.processes = processes
         self.known_hash = known_hash
         self.queue: deque[_Task] = deque()
-        self.pool: ProcessPoolExecutor | None = None
-        self.in_flight: dict[Future, list[_Task]] = {}
+        self.pool: WorkerPool | None = None
+        self.batches: dict[int, list[_Task]] = {}
+        self.suspects: set[str] = set()
+        self.workers_started = 0
 
     def submit(self, task: _Task) -> None:
         self.queue.append(task)
 
     def ready(self) -> Iterator[tuple[_Task, FileResult]]:
         """Results available now; blocks only to keep the work in flight bounded."""
-        if self.processes == 1:
-            while self.queue:
-                task = self.queue.popleft()
-                yield task, read_file(task.path, self.px_size, self.known_hash)
-            return
-        if self.pool is None and len(self.queue) >= INLINE_BELOW:
-            self.pool = ProcessPoolExecutor(
-                max_workers=self.processes,
-                mp_context=process_context(),
-                initializer=_init_worker,
-                initargs=(self.db_path, self.px_size),
+        if self.pool is None and self.processes > 1 and len(self.queue) >= INLINE_BELOW:
+            self.pool = WorkerPool(
+                self.processes, initializer=f"{__name__}:_init_worker", initargs=(self.db_path, self.px_size)
             )
+            self.workers_started = self.processes
         if self.pool is None:
+            if self.processes == 1:
+                yield from self._inline()
             return
         self._fill()
-        block = len(self.in_flight) >= 4 * self.processes
-        yield from self._collect(block)
+        yield from self._collect(block=not self.pool.can_submit())
 
     def finish(self) -> Iterator[tuple[_Task, FileResult]]:
         if self.pool is None:
-            while self.queue:
-                task = self.queue.popleft()
-                yield task, read_file(task.path, self.px_size, self.known_hash)
+            yield from self._inline()
             return
-        while self.queue or self.in_flight:
+        while self.queue or self.batches:
             self._fill()
             yield from self._collect(block=True)
 
+    def _inline(self) -> Iterator[tuple[_Task, FileResult]]:
+        while self.queue:
+            task = self.queue.popleft()
+            yield task, read_file(task.path, self.px_size, self.known_hash)
+
     def _fill(self) -> None:
-        while self.queue and len(self.in_flight) < 4 * self.processes:
-            batch = [self.queue.popleft() for _ in range(min(TASK_BATCH, len(self.queue)))]
-            self.in_flight[self.pool.submit(_worker_read, [t.path for t in batch])] = batch
+        while self.queue and self.pool.can_submit():
+            size = 1 if self.queue[0].path in self.suspects else TASK_BATCH
+            batch = [self.queue.popleft() for _ in range(min(size, len(self.queue)))]
+            self.batches[self.pool.submit(f"{__name__}:_worker_read", [t.path for t in batch])] = batch
 
     def _collect(self, block: bool) -> Iterator[tuple[_Task, FileResult]]:
-        if not self.in_flight:
-            return
-        done, _ = wait(list(self.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            batch = self.in_flight.pop(future)
-            yield from zip(batch, future.result())
+        for outcome in self.pool.collect(block=block):
+            batch = self.batches.pop(outcome.ticket)
+            if outcome.error is None:
+                yield from zip(batch, outcome.value)
+            elif not isinstance(outcome.error, WorkerDied):
+                raise outcome.error
+            elif len(batch) == 1 and batch[0].path in self.suspects:
+                log.warning("%s: a decoding process died on this file twice", batch[0].path)
+                error = DecodeError(batch[0].path, "decoder_crashed", "the decoding process died on this file "
+                                    "(a crash in the image library, or not enough memory)")
+                yield batch[0], FileResult(path=batch[0].path, error=error)
+            else:
+                log.warning("a decoding process died; retrying its %d files one by one", len(batch))
+                self.suspects.update(t.path for t in batch)
+                self.queue.extendleft(reversed(batch))
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
             self.pool = None
