@@ -1,0 +1,203 @@
+"""Pure numpy: exact MSE matches between blocks of tensors. No I/O, no processes, deterministic.
+
+Definitions (the README states them for users):
+- A tensor is uint8 of shape (px, px, 3). n = px * px * 3.
+- SSD(a, b) = sum((a - b)**2) over all n values, computed in integers; MSE = SSD / n.
+- For a pair (a, b), a is the lower id. The recorded orientation T says how b relates to a:
+  b = T(a), where T flips left-right (``mirrored``, only with ``mirror``) and then turns the
+  picture ``rotation`` degrees clockwise. The smallest SSD over the orientations searched wins;
+  ties go to the earlier orientation in ``ORIENTATIONS``.
+- A pair matches when MSE <= threshold, compared in float64 as ``ssd / n <= threshold``.
+
+Speed without giving up exactness: a pair's SSD is bounded from below by the SSD of block
+sums (Cauchy-Schwarz: for a block of m values, sum(d**2) >= sum(d)**2 / m). ``coarse()``
+makes those block vectors (scaled by 1/sqrt(m)), a float32 matrix product gives the bound for
+every pair and orientation at once, with a proven margin for its rounding error, and only the
+pairs whose bound is within the threshold are checked exactly, in integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """b = T(a): flip a left-right if ``mirrored``, then turn it ``rotation`` degrees clockwise."""
+
+    rotation: int
+    mirrored: bool
+
+
+ORIENTATIONS = tuple(Orientation(r, m) for m in (False, True) for r in (0, 90, 180, 270))
+GRID = 5  # coarse blocks per side: 5 x 5 x 3 = 75 values per image
+_U32 = 2.0**-24  # float32 unit roundoff
+
+
+def orientation_indices(rotate: bool, mirror: bool) -> tuple[int, ...]:
+    """Which of ORIENTATIONS a search tries, in tie-breaking order."""
+    rotations = (0, 1, 2, 3) if rotate else (0,)
+    return rotations + (tuple(4 + r for r in rotations) if mirror else ())
+
+
+def orient(tensors: np.ndarray, index: int) -> np.ndarray:
+    """Undo ORIENTATIONS[index] on a batch shaped (k, side, side, channels): T^-1(b), to compare with a."""
+    o = ORIENTATIONS[index]
+    out = np.rot90(tensors, k=o.rotation // 90, axes=(1, 2))  # counter-clockwise undoes clockwise
+    return out[:, :, ::-1] if o.mirrored else out
+
+
+def ssd_threshold(threshold: float, n_values: int) -> float:
+    """The SSD a pair may have and still match: MSE = ssd / n <= threshold.
+
+    Returned as the largest integer SSD that passes the float64 test, so integer
+    comparisons agree exactly with ``ssd / n <= threshold``.
+    """
+    if threshold < 0 or not np.isfinite(threshold):
+        raise ValueError("threshold must be a finite number >= 0")
+    limit = int(np.floor(threshold * n_values)) + 2
+    while limit >= 0 and not (limit / n_values <= threshold):
+        limit -= 1
+    return float(limit)
+
+
+def grid_edges(px: int, grid: int = GRID) -> np.ndarray:
+    """Block boundaries along one side, symmetric under reversal so rotations map blocks to blocks."""
+    grid = max(1, min(grid, px))
+    left = [i * px // grid for i in range(grid // 2 + 1)]
+    edges = sorted(set(left + [px - e for e in left]))
+    return np.array(edges, dtype=np.int64)
+
+
+def coarse(tensors: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Block sums / sqrt(block size), shape (k, g, g, 3) float64: ||coarse(a)-coarse(b)||^2 <= SSD(a, b)."""
+    starts = edges[:-1]
+    sizes = np.diff(edges).astype(np.float64)
+    sums = np.add.reduceat(np.add.reduceat(tensors.astype(np.int32), starts, axis=1), starts, axis=2)
+    weight = np.sqrt(np.outer(sizes, sizes))[None, :, :, None]
+    return sums / weight
+
+
+def coarse_center(edges: np.ndarray) -> np.ndarray:
+    """The coarse vector of a uniform mid-grey image: subtracting it keeps float32 products small."""
+    sizes = np.diff(edges).astype(np.float64)
+    return (127.5 * np.sqrt(np.outer(sizes, sizes)))[None, :, :, None] * np.ones((1, 1, 1, 3))
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Pairs (rows[i], cols[j]) in orientation ``orient`` whose lower bound is within the threshold."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    orient: np.ndarray
+
+
+def candidates(
+    coarse_a: np.ndarray,
+    coarse_b: np.ndarray,
+    center: np.ndarray,
+    limit: float,
+    orientations: tuple[int, ...],
+    *,
+    upper: bool,
+) -> Candidates:
+    """Pairs whose block-sum bound does not rule out SSD <= limit.
+
+    ``upper``: a and b are the same block; keep only row < col. The float32 product is
+    corrected by a bound on its rounding error, so no pair that matches is ever dropped.
+    """
+    ka, kb = len(coarse_a), len(coarse_b)
+    if ka == 0 or kb == 0:
+        return Candidates(*(np.empty(0, np.int64),) * 3)
+    a = (coarse_a - center).reshape(ka, -1)
+    norm_a = np.einsum("ij,ij->i", a, a)
+    d = a.shape[1]
+    gamma = (d + 4) * _U32 / (1 - (d + 4) * _U32)  # dot product of length d, inputs rounded to float32
+    a32 = a.astype(np.float32)
+    found_r, found_c, found_o = [], [], []
+    for o in orientations:
+        b = (orient(coarse_b, o) - center).reshape(kb, -1)
+        norm_b = np.einsum("ij,ij->i", b, b)
+        dot = (a32 @ b.astype(np.float32).T).astype(np.float64)
+        bound = norm_a[:, None] + norm_b[None, :] - 2.0 * dot
+        margin = 2.0 * gamma * np.sqrt(norm_a)[:, None] * np.sqrt(norm_b)[None, :] + 1e-6 * (1 + limit)
+        hit = bound <= limit + margin
+        if upper:
+            hit = np.triu(hit, k=1)
+        r, c = np.nonzero(hit)
+        found_r.append(r)
+        found_c.append(c)
+        found_o.append(np.full(len(r), o, dtype=np.int64))
+    return Candidates(np.concatenate(found_r), np.concatenate(found_c), np.concatenate(found_o))
+
+
+def exact_ssd(a: np.ndarray, b: np.ndarray, orientation: int, *, batch: int = 1024) -> np.ndarray:
+    """SSD between a[i] and ORIENTATIONS[orientation] of b[i], exactly, as int64 (no uint8 wrap)."""
+    out = np.empty(len(a), dtype=np.int64)
+    for start in range(0, len(a), batch):
+        aa = a[start : start + batch].astype(np.int32)
+        bb = orient(b[start : start + batch], orientation).astype(np.int32)
+        diff = (aa - bb).reshape(len(aa), -1)
+        out[start : start + batch] = np.einsum("ij,ij->i", diff, diff, dtype=np.int64)
+    return out
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Matching pairs by position: a[rows[i]] ~ b[cols[i]] with ``ssd[i]`` in orientation ``orient[i]``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    ssd: np.ndarray
+    orient: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def best_per_pair(rows, cols, ssd, orient) -> Matches:
+    """Keep, for each (row, col), the smallest SSD; ties go to the earliest orientation."""
+    if len(rows) == 0:
+        return Matches(*(np.empty(0, np.int64),) * 4)
+    order = np.lexsort((orient, ssd, cols, rows))
+    rows, cols, ssd, orient = rows[order], cols[order], ssd[order], orient[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    return Matches(rows[first], cols[first], ssd[first], orient[first])
+
+
+def match_blocks(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    orientations: tuple[int, ...],
+    *,
+    same: bool,
+) -> Matches:
+    """All pairs (i of a, j of b) with MSE <= threshold in their best orientation; ``same``: a is b, i < j."""
+    px = a.shape[1]
+    n_values = px * px * 3
+    limit = ssd_threshold(threshold, n_values)
+    edges = grid_edges(px)
+    center = coarse_center(edges)
+    ca = coarse(a, edges)
+    cb = ca if same else coarse(b, edges)
+    cand = candidates(ca, cb, center, limit, orientations, upper=same)
+    rows, cols, orient_, ssd = [], [], [], []
+    for o in orientations:
+        sel = cand.orient == o
+        if not sel.any():
+            continue
+        r, c = cand.rows[sel], cand.cols[sel]
+        s = exact_ssd(a[r], b[c], o)
+        keep = s <= limit
+        rows.append(r[keep])
+        cols.append(c[keep])
+        ssd.append(s[keep])
+        orient_.append(np.full(int(keep.sum()), o, dtype=np.int64))
+    if not rows:
+        return best_per_pair(*(np.empty(0, np.int64),) * 4)
+    return best_per_pair(np.concatenate(rows), np.concatenate(cols), np.concatenate(ssd), np.concatenate(orient_))

@@ -1,0 +1,136 @@
+"""The comparison kernel equals a brute-force float64 reference, exactly, on adversarial tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imgindex import kernel
+
+
+def reference(a, b, threshold, rotate, mirror, same):
+    """Every pair, every orientation, float64 MSE: the definition, written independently."""
+    out = {}
+    for i in range(len(a)):
+        for j in range(len(b)):
+            if same and j <= i:
+                continue
+            best = None
+            variants = [(m, r) for m in ([False, True] if mirror else [False]) for r in ([0, 90, 180, 270] if rotate else [0])]
+            for m, r in variants:  # b = T(a): flip a, then turn it clockwise
+                turned = np.rot90(np.fliplr(a[i]) if m else a[i], k=-(r // 90))
+                mse = np.mean((turned.astype(np.float64) - b[j].astype(np.float64)) ** 2)
+                if best is None or mse < best[0]:
+                    best = (mse, r, m)
+            if best[0] <= threshold:
+                out[(i, j)] = best
+    return out
+
+
+def run_kernel(a, b, threshold, rotate, mirror, same):
+    orientations = kernel.orientation_indices(rotate, mirror)
+    m = kernel.match_blocks(a, b, threshold, orientations, same=same)
+    n = a.shape[1] * a.shape[2] * 3
+    return {
+        (int(r), int(c)): (s / n, kernel.ORIENTATIONS[o].rotation, kernel.ORIENTATIONS[o].mirrored)
+        for r, c, s, o in zip(m.rows, m.cols, m.ssd, m.orient)
+    }
+
+
+@st.composite
+def tensor_sets(draw):
+    """Small tensors built to hit the hard cases: rotated, mirrored, near copies, ties, equal sums."""
+    px = draw(st.integers(2, 11))
+    count = draw(st.integers(2, 9))
+    palette = draw(st.sampled_from([(0, 255), (0, 1, 2), (0, 16, 128, 255), tuple(range(256))]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    tensors = [rng.choice(np.array(palette, dtype=np.uint8), size=(px, px, 3))]
+    for _ in range(count - 1):
+        base = tensors[draw(st.integers(0, len(tensors) - 1))]
+        how = draw(st.sampled_from(["new", "rotate", "mirror", "nudge", "shuffle", "copy", "grey16"]))
+        if how == "new":
+            t = rng.choice(np.array(palette, dtype=np.uint8), size=(px, px, 3))
+        elif how == "rotate":
+            t = np.rot90(base, k=draw(st.integers(1, 3))).copy()
+        elif how == "mirror":
+            t = np.fliplr(np.rot90(base, k=draw(st.integers(0, 3)))).copy()
+        elif how == "nudge":  # near-threshold: a few values off by small amounts
+            t = base.astype(np.int16)
+            idx = rng.integers(0, t.size, size=draw(st.integers(1, 3)))
+            t.flat[idx] += rng.choice([-2, -1, 1, 2], size=len(idx))
+            t = np.clip(t, 0, 255).astype(np.uint8)
+        elif how == "shuffle":  # same sum, different picture
+            t = rng.permutation(base.reshape(-1)).reshape(base.shape)
+        elif how == "grey16":  # difPy's uint8 wrap made black and grey-16 look identical
+            t = np.full_like(base, 16) if base.max() == 0 else np.zeros_like(base)
+        else:
+            t = base.copy()
+        tensors.append(t)
+    stack = np.stack(tensors)
+    # thresholds: exactly at some pair's MSE (ties at the boundary), just under it, 0, or wide
+    n = px * px * 3
+    some = stack[rng.integers(0, count)].astype(np.int64) - stack[rng.integers(0, count)]
+    at = float((some**2).sum()) / n
+    threshold = draw(st.sampled_from([0.0, at, np.nextafter(at, -1) if at > 0 else 0.0, at + 1.0 / n, 5.0, 200.0, 70000.0]))
+    return stack, threshold
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=tensor_sets(), rotate=st.booleans(), mirror=st.booleans())
+def test_kernel_equals_brute_force_on_one_block(data, rotate, mirror):
+    tensors, threshold = data
+    assert run_kernel(tensors, tensors, threshold, rotate, mirror, same=True) == reference(
+        tensors, tensors, threshold, rotate, mirror, same=True
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=tensor_sets(), rotate=st.booleans(), mirror=st.booleans(), split=st.integers(1, 8))
+def test_kernel_equals_brute_force_between_two_blocks(data, rotate, mirror, split):
+    tensors, threshold = data
+    split = min(split, len(tensors) - 1)
+    a, b = tensors[:split], tensors[split:]
+    assert run_kernel(a, b, threshold, rotate, mirror, same=False) == reference(a, b, threshold, rotate, mirror, same=False)
+
+
+def test_no_uint8_wraparound():
+    black = np.zeros((1, 8, 8, 3), np.uint8)
+    grey = np.full((1, 8, 8, 3), 16, np.uint8)
+    m = kernel.match_blocks(black, grey, 256.0, (0,), same=False)
+    assert len(m) == 1 and m.ssd[0] == 16 * 16 * 8 * 8 * 3  # MSE 256, not 0
+    assert len(kernel.match_blocks(black, grey, 255.0, (0,), same=False)) == 0
+
+
+def test_all_four_rotations_are_tried():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (1, 10, 10, 3), dtype=np.uint8)
+    for k, clockwise in ((3, 90), (2, 180), (1, 270)):  # np.rot90 k is counter-clockwise
+        b = np.rot90(a, k=k, axes=(1, 2)).copy()  # b is a turned `clockwise` degrees
+        m = kernel.match_blocks(a, b, 0.0, kernel.orientation_indices(True, False), same=False)
+        assert len(m) == 1 and kernel.ORIENTATIONS[m.orient[0]].rotation == clockwise
+
+
+def test_mirrored_copy_is_found_only_with_mirror():
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (1, 9, 9, 3), dtype=np.uint8)
+    b = np.rot90(a[:, :, ::-1], k=-1, axes=(1, 2)).copy()  # flipped, then turned 90 clockwise
+    assert len(kernel.match_blocks(a, b, 0.0, kernel.orientation_indices(True, False), same=False)) == 0
+    m = kernel.match_blocks(a, b, 0.0, kernel.orientation_indices(True, True), same=False)
+    assert len(m) == 1 and kernel.ORIENTATIONS[m.orient[0]] == kernel.Orientation(90, True)
+
+
+def test_threshold_boundary_is_inclusive_in_float64():
+    n = 8 * 8 * 3
+    a = np.zeros((1, 8, 8, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0, 0] = 3  # ssd 9
+    assert len(kernel.match_blocks(a, b, 9 / n, (0,), same=False)) == 1
+    assert len(kernel.match_blocks(a, b, np.nextafter(9 / n, 0), (0,), same=False)) == 0
+
+
+def test_grid_edges_are_symmetric():
+    for px in range(1, 80):
+        edges = kernel.grid_edges(px)
+        assert edges[0] == 0 and edges[-1] == px
+        assert list(px - edges[::-1]) == list(edges)
