@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from imgindex import indexer, store
+from imgindex import compare, indexer, results, store
+from imgindex.compare import SearchProgress, SearchReport
 from imgindex.indexer import ScanProgress, ScanReport
 from imgindex.store import VectorChunk
 
@@ -63,6 +64,48 @@ class Index:
             processes=processes,
             progress=progress,
         )
+
+    def search(
+        self,
+        *,
+        similarity: str | float = "duplicates",
+        rotate: bool = True,
+        mirror: bool = False,
+        same_dim: bool = True,
+        in_folder: bool = False,
+        roots: Iterable[str | os.PathLike] = (),
+        processes: int | None = None,
+        chunksize: int | None = None,
+        full: bool = False,
+        progress: Callable[[SearchProgress], None] | None = None,
+    ) -> SearchReport:
+        """Find matching pairs among indexed images (those under ``roots``, or all) and group them.
+
+        Incremental by default: after a scan, only images added or moved since the last search
+        with the same settings are compared (against all). ``full=True`` starts over.
+        """
+        return compare.search(
+            self.db,
+            str(self.path),
+            similarity=similarity,
+            rotate=rotate,
+            mirror=mirror,
+            same_dim=same_dim,
+            in_folder=in_folder,
+            roots=tuple(os.path.expanduser(os.fspath(r)) for r in roots),
+            processes=processes,
+            chunksize=chunksize,
+            full=full,
+            progress=progress,
+        )
+
+    def result(self, search_id: int | None = None) -> dict:
+        """difPy's shape, {keeper_path: [[match_path, mse], ...]}, of the latest (or given) search."""
+        return results.result(self.db, search_id)
+
+    def lower_quality(self, search_id: int | None = None) -> list[str]:
+        """Paths of every matched image except its group's keeper."""
+        return results.lower_quality(self.db, search_id)
 
     def count(self) -> int:
         """Number of indexed images."""

@@ -352,8 +352,8 @@ class _ScanRun:
             if image_id in self.missing or not os.path.lexists(old_path):
                 self.missing.pop(image_id, None)
                 self.db.execute(
-                    "UPDATE images SET path = ?, folder = ?, size = ?, mtime_ns = ? WHERE id = ?",
-                    [task.path, task.folder, result.size, result.mtime_ns, image_id],
+                    "UPDATE images SET path = ?, folder = ?, size = ?, mtime_ns = ?, moved_at = ? WHERE id = ?",
+                    [task.path, task.folder, result.size, result.mtime_ns, _now(), image_id],
                 )
                 self._undo_added(task)
                 self.counts.moved += 1

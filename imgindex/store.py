@@ -7,6 +7,7 @@ writer wait instead of failing at once.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -121,3 +122,18 @@ def iter_vector_chunks(
         tensors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8)
         yield VectorChunk(ids=ids, tensors=tensors.reshape(len(rows), px, px, 3))
         last = int(ids[-1])
+
+
+def load_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int], px_size: int) -> np.ndarray:
+    """Tensors of ``ids`` (ascending) as one uint8 array (len(ids), px, px, 3), in that order."""
+    ids = [int(i) for i in ids]
+    rows = conn.execute(
+        "SELECT image_id, tensor FROM tensors WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY image_id",
+        [json.dumps(ids)],
+    ).fetchall()
+    if [r[0] for r in rows] != sorted(ids):
+        missing = sorted(set(ids) - {r[0] for r in rows})
+        raise KeyError(f"tensors missing for image ids {missing[:10]}")
+    order = np.argsort(np.argsort(ids, kind="stable"), kind="stable")
+    data = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), px_size, px_size, 3)
+    return data[order] if len(ids) > 1 and ids != sorted(ids) else data

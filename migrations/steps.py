@@ -79,3 +79,82 @@ def lookups_and_views(db: Database) -> None:
             SELECT image_id, px_size, tensor FROM tensors;
         """
     )
+
+
+@MIGRATIONS(name="0003_searches")
+def searches(db: Database) -> None:
+    """Search runs, their matching pairs and groups, and the public views on the latest run."""
+    db.executescript(
+        """
+        -- set when a file's path changes (a move), so an incremental search compares it again
+        ALTER TABLE images ADD COLUMN moved_at TEXT;
+        CREATE TABLE searches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            similarity TEXT NOT NULL,
+            threshold REAL NOT NULL,
+            rotate INTEGER NOT NULL,
+            mirror INTEGER NOT NULL,
+            same_dim INTEGER NOT NULL,
+            in_folder INTEGER NOT NULL,
+            roots TEXT NOT NULL,
+            px_size INTEGER,
+            decoder TEXT,
+            algorithm TEXT,
+            processes INTEGER,
+            chunksize INTEGER,
+            base_search_id INTEGER,
+            max_image_id INTEGER,
+            images INTEGER,
+            new_images INTEGER,
+            pairs INTEGER,
+            groups INTEGER,
+            duration REAL
+        );
+        -- a pair is stored once, lower image id first; b = T(a) with T = (mirrored, rotation)
+        CREATE TABLE pairs (
+            search_id INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+            image_a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            image_b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            mse REAL NOT NULL,
+            rotation INTEGER NOT NULL,
+            mirrored INTEGER NOT NULL,
+            found_at TEXT NOT NULL,
+            PRIMARY KEY (search_id, image_a, image_b)
+        ) WITHOUT ROWID;
+        CREATE INDEX pairs_image_a ON pairs(image_a);
+        CREATE INDEX pairs_image_b ON pairs(image_b);
+        CREATE TABLE group_members (
+            search_id INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+            group_id INTEGER NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            is_keeper INTEGER NOT NULL,
+            root TEXT,
+            -- this image against its group's keeper (exact, best orientation; NULL for the keeper):
+            -- image = T(keeper), T = (mirrored, rotation clockwise)
+            mse_to_keeper REAL,
+            rotation INTEGER,
+            mirrored INTEGER,
+            PRIMARY KEY (search_id, image_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX group_members_image ON group_members(image_id);
+        CREATE INDEX group_members_group ON group_members(search_id, group_id);
+        CREATE VIEW latest_search AS
+            SELECT max(id) AS id FROM searches WHERE status = 'completed';
+        CREATE VIEW match_pairs AS
+            SELECT a.path AS path_a, b.path AS path_b, p.mse, p.rotation, p.mirrored, p.found_at,
+                   p.image_a, p.image_b, p.search_id
+            FROM pairs p
+            JOIN images a ON a.id = p.image_a
+            JOIN images b ON b.id = p.image_b
+            WHERE p.search_id = (SELECT id FROM latest_search);
+        CREATE VIEW match_groups AS
+            SELECT g.group_id, i.path, g.is_keeper, i.width, i.height, i.size, i.folder, i.format,
+                   g.mse_to_keeper, g.rotation, g.mirrored, g.root, g.image_id, g.search_id
+            FROM group_members g
+            JOIN images i ON i.id = g.image_id
+            WHERE g.search_id = (SELECT id FROM latest_search);
+        """
+    )

@@ -1,0 +1,523 @@
+"""Search the index for matching pairs: plan buckets and chunks, run the kernel in workers, write SQL.
+
+- Only images that may match are compared: with ``same_dim`` they are bucketed by their pixel
+  dimensions (either orientation), with ``in_folder`` by the root folder they are under.
+- Exact duplicates (threshold 0) are bucketed further by an orientation-invariant key (channel
+  sums and sums of squares), so only images that could be identical meet the kernel: O(N).
+- Each bucket is cut into id-ordered chunks; every pair of chunks is one task for a worker,
+  which reads the tensors it needs from SQLite itself (read-only) and keeps the last chunks it
+  read. The *classic* plan (<= CLASSIC_MAX images) lets workers keep the whole set; the
+  *chunked* plan keeps only a few chunks, so memory is bounded by ``chunksize``, not N.
+- Incremental: a search with the same settings as the latest one compares only the images
+  added since (ids above its ``max_image_id``) against all, and carries the earlier pairs
+  whose images still exist. ``full=True`` recomputes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlite_utils import Database
+
+from imgindex import discover, groups, kernel, store
+from imgindex.decode import DECODER
+from imgindex.errors import ImgIndexError
+from imgindex.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+CLASSIC_MAX = 5000
+MIN_CHUNK = 1000
+INLINE_WORK = 2_000_000  # pairs x orientations below which workers are not worth starting
+SIMILARITY_PRESETS = {"duplicates": 0.0, "similar": 5.0}
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    done: int  # units of work (tasks) done
+    total: int
+    pairs: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    search_id: int
+    similarity: str
+    threshold: float
+    algorithm: str  # classic | chunked
+    incremental: bool
+    base_search_id: int | None
+    images: int
+    new_images: int
+    pairs: int
+    new_pairs: int
+    groups: int
+    duration: float
+    workers: int = 0  # comparison processes started (0: compared in this process)
+
+
+def resolve_similarity(similarity: str | float | int) -> tuple[str, float]:
+    """'duplicates' -> 0, 'similar' -> the calibrated preset, a number >= 0 -> itself."""
+    if isinstance(similarity, str) and similarity.strip().lower() in SIMILARITY_PRESETS:
+        name = similarity.strip().lower()
+        return name, SIMILARITY_PRESETS[name]
+    try:
+        value = float(similarity)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 0 or isinstance(similarity, bool):
+        raise ImgIndexError(
+            f"similarity must be 'duplicates', 'similar' or a number >= 0 (an MSE threshold); got {similarity!r}."
+        )
+    return f"{value:g}", value
+
+
+@dataclass(frozen=True)
+class _Scope:
+    ids: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+    roots: np.ndarray  # index into the roots tuple, -1 when not in_folder
+    moved_at: list  # ISO time of the image's last move, or None
+
+
+def search(
+    db: Database,
+    db_path: str,
+    *,
+    similarity: str | float = "duplicates",
+    rotate: bool = True,
+    mirror: bool = False,
+    same_dim: bool = True,
+    in_folder: bool = False,
+    roots: tuple[str, ...] = (),
+    processes: int | None = None,
+    chunksize: int | None = None,
+    full: bool = False,
+    progress: Callable[[SearchProgress], None] | None = None,
+    algorithm: str | None = None,
+) -> SearchReport:
+    """Find every pair of indexed images with MSE <= the threshold; record pairs and groups.
+
+    ``algorithm`` forces 'classic' or 'chunked' (default: classic up to CLASSIC_MAX images).
+    """
+    from imgindex.indexer import resolve_processes
+
+    started = time.monotonic()
+    name, threshold = resolve_similarity(similarity)
+    processes = resolve_processes(processes)
+    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+        raise ImgIndexError(f"chunksize must be a whole number >= 1 (got {chunksize!r}).")
+    roots = tuple(os.path.abspath(r) for r in roots)
+    if in_folder and not roots:
+        raise ImgIndexError("in_folder needs the folders to search apart: give the roots (imgindex find DIR...).")
+    px_size = int(store.get_setting(db, "px_size") or 0)
+    scope = _load_scope(db, roots, in_folder)
+    settings = {
+        "similarity": name,
+        "threshold": threshold,
+        "rotate": int(rotate),
+        "mirror": int(mirror),
+        "same_dim": int(same_dim),
+        "in_folder": int(in_folder),
+        "roots": json.dumps(list(roots)),
+        "px_size": px_size,
+        "decoder": DECODER,
+    }
+    base = None if full else _base_search(db, settings)
+    is_new = _new_mask(scope, base)
+    n = len(scope.ids)
+    algorithm = algorithm or ("classic" if n <= CLASSIC_MAX else "chunked")
+    if algorithm not in ("classic", "chunked"):
+        raise ImgIndexError(f"algorithm must be 'classic' or 'chunked' (got {algorithm!r}).")
+    chunksize = chunksize or _default_chunksize(n, algorithm, processes)
+    search_id = _start_row(db, settings, algorithm, processes, chunksize, base)
+    try:
+        orientations = kernel.orientation_indices(rotate, mirror)
+        tasks = list(_plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize))
+        new_pairs, workers = _run(db, db_path, search_id, tasks, threshold, orientations, px_size, processes,
+                                  algorithm, progress, started)
+        carried = _carry(db, search_id, base.search_id, scope.ids[~is_new]) if base else 0
+        n_groups = _write_groups(db, search_id, roots if in_folder else (), px_size, orientations)
+    except BaseException as exc:
+        _finish_row(db, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started)
+        raise
+    report = SearchReport(
+        search_id=search_id,
+        similarity=name,
+        threshold=threshold,
+        algorithm=algorithm,
+        incremental=base is not None,
+        base_search_id=base.search_id if base else None,
+        images=n,
+        new_images=int(is_new.sum()),
+        pairs=new_pairs + carried,
+        new_pairs=new_pairs,
+        groups=n_groups,
+        duration=time.monotonic() - started,
+        workers=workers,
+    )
+    _finish_row(db, search_id, "completed", started, report, int(scope.ids.max(initial=0)))
+    return report
+
+
+def _default_chunksize(n: int, algorithm: str, processes: int) -> int:
+    """classic: a few chunks per process, all kept in memory; chunked: difPy's 1e6 / N, at least MIN_CHUNK."""
+    if algorithm == "classic":
+        return max(1, min(-(-n // (2 * processes)), 1250))
+    return max(1_000_000 // max(n, 1), MIN_CHUNK)
+
+
+def _new_mask(scope: _Scope, base: _Base | None) -> np.ndarray:
+    """Images a search must compare: all, or (incremental) those added or moved since the base."""
+    if base is None:
+        return np.ones(len(scope.ids), dtype=bool)
+    moved = np.array([m is not None and m >= base.started_at for m in scope.moved_at], dtype=bool)
+    return (scope.ids > base.max_image_id) | moved
+
+
+def _load_scope(db: Database, roots: tuple[str, ...], in_folder: bool) -> _Scope:
+    """Ids, dimensions and (for in_folder) root of every image to search, in id order."""
+    rows = db.execute("SELECT id, width, height, folder, moved_at FROM images ORDER BY id").fetchall()
+    if roots:
+        keep = []
+        root_of = []
+        for row in rows:
+            match = next((k for k, r in enumerate(roots) if discover.under(row[3], r)), -1)
+            if match >= 0:
+                keep.append(row)
+                root_of.append(match if in_folder else -1)
+        rows = keep
+    else:
+        root_of = [-1] * len(rows)
+    return _Scope(
+        ids=np.array([r[0] for r in rows], dtype=np.int64),
+        widths=np.array([r[1] for r in rows], dtype=np.int64),
+        heights=np.array([r[2] for r in rows], dtype=np.int64),
+        roots=np.array(root_of, dtype=np.int64),
+        moved_at=[r[4] for r in rows],
+    )
+
+
+@dataclass(frozen=True)
+class _Base:
+    search_id: int
+    max_image_id: int
+    started_at: str
+
+
+def _base_search(db: Database, settings: dict) -> _Base | None:
+    """The latest completed search with the same settings, whose pairs can be carried over."""
+    row = db.execute(
+        "SELECT id, max_image_id, similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, decoder,"
+        " started_at FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    same = (
+        row[3] == settings["threshold"]
+        and (row[4], row[5], row[6], row[7]) == (settings["rotate"], settings["mirror"], settings["same_dim"], settings["in_folder"])
+        and row[8] == settings["roots"]
+        and (row[9], row[10]) == (settings["px_size"], settings["decoder"])
+    )
+    return _Base(row[0], row[1] or 0, row[11]) if same else None
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Task:
+    """Compare tensors of ids_a with ids_b (``ids_b is None``: ids_a with itself, i < j)."""
+
+    ids_a: tuple[int, ...]
+    ids_b: tuple[int, ...] | None
+
+    @property
+    def work(self) -> int:
+        na = len(self.ids_a)
+        return na * na // 2 if self.ids_b is None else na * len(self.ids_b)
+
+
+def _buckets(db: Database, scope: _Scope, px_size: int, threshold: float, same_dim: bool, in_folder: bool) -> Iterator[np.ndarray]:
+    """Groups of ids (ascending) that may contain matches; pairs never cross groups."""
+    keys = [scope.roots if in_folder else np.zeros(len(scope.ids), np.int64)]
+    if same_dim:
+        keys += [np.minimum(scope.widths, scope.heights), np.maximum(scope.widths, scope.heights)]
+    key = np.stack(keys, axis=1)
+    order = np.lexsort(key.T[::-1])
+    splits = np.flatnonzero(np.any(np.diff(key[order], axis=0) != 0, axis=1)) + 1
+    for part in np.split(order, splits):
+        if len(part) < 2:
+            continue
+        ids = np.sort(scope.ids[part])
+        if threshold == 0:
+            yield from _identical_candidates(db, ids, px_size)
+        else:
+            yield ids
+
+
+def _identical_candidates(db: Database, ids: np.ndarray, px_size: int, chunk: int = 4096) -> Iterator[np.ndarray]:
+    """Split ids by a key every orientation of a tensor shares: only equal keys can be identical."""
+    keys: dict[bytes, list[int]] = {}
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        tensors = store.load_tensors(db, part, px_size).reshape(len(part), -1, 3).astype(np.int64)
+        sums = tensors.sum(axis=1)
+        squares = (tensors * tensors).sum(axis=1)
+        for image_id, s, q in zip(part.tolist(), sums, squares):
+            keys.setdefault(s.tobytes() + q.tobytes(), []).append(image_id)
+    for members in keys.values():
+        if len(members) > 1:
+            yield np.array(sorted(members), dtype=np.int64)
+
+
+def _plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize) -> Iterator[_Task]:
+    """Chunk-pair tasks covering every pair that involves at least one new image."""
+    new_ids = set(scope.ids[is_new].tolist())
+    for ids in _buckets(db, scope, px_size, threshold, same_dim, in_folder):
+        flags = np.fromiter((i in new_ids for i in ids.tolist()), dtype=bool, count=len(ids))
+        old, new = ids[~flags], ids[flags]
+        if len(new) == 0:
+            continue
+        new_chunks = _chunks(new, chunksize)
+        old_chunks = _chunks(old, chunksize)
+        for i, a in enumerate(new_chunks):
+            for b in old_chunks:
+                yield _Task(b, a)
+            yield _Task(a, None)
+            for b in new_chunks[i + 1 :]:
+                yield _Task(a, b)
+
+
+def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, ...]]:
+    if len(ids) == 0:
+        return []
+    return [tuple(c.tolist()) for c in np.array_split(ids, -(-len(ids) // size))]
+
+
+# -- running --------------------------------------------------------------------------------------
+
+_worker_conn: sqlite3.Connection | None = None
+_worker_px = 0
+_worker_cache: OrderedDict = OrderedDict()
+_worker_cache_size = 3
+
+
+def _init_worker(db_path: str, px_size: int, cache_size: int) -> None:
+    global _worker_conn, _worker_px, _worker_cache_size
+    _worker_conn = store.connect_readonly(db_path)
+    _worker_px = px_size
+    _worker_cache_size = cache_size
+
+
+def _tensors(conn, ids: tuple[int, ...], px_size: int, cache: OrderedDict, cache_size: int) -> np.ndarray:
+    """Tensors of a chunk, from the cache of the last chunks read or from SQLite."""
+    if ids in cache:
+        cache.move_to_end(ids)
+        return cache[ids]
+    tensors = store.load_tensors(conn, ids, px_size)
+    cache[ids] = tensors
+    while len(cache) > cache_size:
+        cache.popitem(last=False)
+    return tensors
+
+
+def compare_task(conn, task: _Task, threshold: float, orientations, px_size: int, cache: OrderedDict,
+                 cache_size: int) -> tuple[np.ndarray, ...]:
+    """Run the kernel on one task: (image_a, image_b, ssd, orientation) arrays, image_a < image_b."""
+    a = _tensors(conn, task.ids_a, px_size, cache, cache_size)
+    same = task.ids_b is None
+    b = a if same else _tensors(conn, task.ids_b, px_size, cache, cache_size)
+    m = kernel.match_blocks(a, b, threshold, orientations, same=same)
+    ids_a = np.array(task.ids_a, dtype=np.int64)
+    ids_b = ids_a if same else np.array(task.ids_b, dtype=np.int64)
+    pair_a, pair_b, orient = ids_a[m.rows], ids_b[m.cols], m.orient.copy()
+    swapped = pair_a > pair_b  # only when a moved image is compared with a newer one
+    if swapped.any():
+        rows, cols = m.rows[swapped], m.cols[swapped]
+        # a is the lower id in every stored pair: redo the orientation choice from its side
+        best = np.stack([kernel.exact_ssd(b[cols], a[rows], o) for o in orientations], axis=1)
+        orient[swapped] = np.asarray(orientations)[np.argmin(best, axis=1)]
+        pair_a[swapped], pair_b[swapped] = pair_b[swapped], pair_a[swapped].copy()
+    return pair_a, pair_b, m.ssd, orient
+
+
+def _worker_compare(tasks: list[_Task], threshold: float, orientations) -> list[tuple[np.ndarray, ...]]:
+    return [
+        compare_task(_worker_conn, t, threshold, orientations, _worker_px, _worker_cache, _worker_cache_size)
+        for t in tasks
+    ]
+
+
+def _run(db, db_path, search_id, tasks, threshold, orientations, px_size, processes, algorithm, progress,
+         started) -> tuple[int, int]:
+    """Execute tasks (in workers when worth it) and write their pairs: (pairs found, workers used)."""
+    total_work = sum(t.work for t in tasks) * len(orientations)
+    found = 0
+    n_values = px_size * px_size * 3
+    writer = _PairWriter(db, search_id, n_values)
+
+    def report(done: int) -> None:
+        if progress is not None:
+            progress(SearchProgress(done, len(tasks), found, time.monotonic() - started))
+
+    if processes == 1 or total_work < INLINE_WORK or len(tasks) < 2:
+        cache: OrderedDict = OrderedDict()
+        for done, task in enumerate(tasks, start=1):
+            found += writer.add(compare_task(db.conn, task, threshold, orientations, px_size, cache, 3))
+            report(done)
+        writer.flush()
+        return found, 0
+    cache_size = 10**9 if algorithm == "classic" else 3
+    batches = _batches(tasks)
+    with WorkerPool(processes, initializer=f"{__name__}:_init_worker", initargs=(db_path, px_size, cache_size)) as pool:
+        queue = list(reversed(batches))
+        sizes = {}
+        done = 0
+        while queue or pool.pending:
+            while queue and pool.can_submit():
+                batch = queue.pop()
+                sizes[pool.submit(f"{__name__}:_worker_compare", batch, threshold, orientations)] = len(batch)
+            for outcome in pool.collect():
+                if outcome.error is not None:
+                    raise ImgIndexError(f"a comparison worker failed: {outcome.error}") from outcome.error
+                for result in outcome.value:
+                    found += writer.add(result)
+                done += sizes.pop(outcome.ticket)
+                report(done)
+    writer.flush()
+    return found, processes
+
+
+def _batches(tasks: list[_Task], min_work: int = 250_000) -> list[list[_Task]]:
+    """Group small tasks (tiny buckets) so each worker call carries enough work."""
+    batches, current, work = [], [], 0
+    for task in tasks:
+        current.append(task)
+        work += task.work
+        if work >= min_work:
+            batches.append(current)
+            current, work = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+class _PairWriter:
+    """Inserts pairs in batched transactions."""
+
+    def __init__(self, db: Database, search_id: int, n_values: int):
+        self.db, self.search_id, self.n_values = db, search_id, n_values
+        self.rows: list[tuple] = []
+        self.now = _now()
+
+    def add(self, result: tuple[np.ndarray, ...]) -> int:
+        image_a, image_b, ssd, orient = result
+        for a, b, s, o in zip(image_a.tolist(), image_b.tolist(), ssd.tolist(), orient.tolist()):
+            t = kernel.ORIENTATIONS[o]
+            self.rows.append((self.search_id, a, b, s / self.n_values, t.rotation, int(t.mirrored), self.now))
+        if len(self.rows) >= 5000:
+            self.flush()
+        return len(image_a)
+
+    def flush(self) -> None:
+        if self.rows:
+            with self.db.atomic():
+                self.db.conn.executemany(
+                    "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    self.rows,
+                )
+            self.rows = []
+
+
+def _carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> int:
+    """Copy the base search's pairs between images that are still there, in scope and not re-compared."""
+    with db.atomic():
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS carried_ids (id INTEGER PRIMARY KEY)")
+        db.execute("DELETE FROM carried_ids")
+        db.conn.executemany("INSERT INTO carried_ids VALUES (?)", [(int(i),) for i in old_ids])
+        cursor = db.execute(
+            "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
+            " SELECT ?, image_a, image_b, mse, rotation, mirrored, found_at FROM pairs"
+            " WHERE search_id = ? AND image_a IN carried_ids AND image_b IN carried_ids",
+            [search_id, base_id],
+        )
+        return cursor.rowcount
+
+
+def _write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: int,
+                  orientations: tuple[int, ...]) -> int:
+    """Connected components of this search's pairs, keepers, and each member's exact MSE to its keeper."""
+    pairs = db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id]).fetchall()
+    if not pairs:
+        return 0
+    arr = np.array(pairs, dtype=np.int64)
+    comps = groups.components(arr[:, 0], arr[:, 1])
+    members = {}
+    member_ids = [int(i) for c in comps for i in c]
+    for start in range(0, len(member_ids), 20000):
+        part = member_ids[start : start + 20000]
+        for image_id, width, height, size, path in db.execute(
+            "SELECT id, width, height, size, path FROM images WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps(part)],
+        ):
+            members[image_id] = groups.Member(image_id, width, height, size, path)
+    n_values = px_size * px_size * 3
+    rows = []
+    for g in groups.make_groups(comps, members):
+        root = next((r for r in roots if discover.under(os.path.dirname(g.keeper.path), r)), None)
+        rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None))
+        keeper = store.load_tensors(db, [g.keeper.image_id], px_size)
+        others = store.load_tensors(db, [m.image_id for m in g.others], px_size)
+        ssd = np.stack([kernel.exact_ssd(np.repeat(keeper, len(others), axis=0), others, o) for o in orientations], 1)
+        best = np.argmin(ssd, axis=1)
+        for m, k, row in zip(g.others, best.tolist(), ssd):
+            t = kernel.ORIENTATIONS[orientations[k]]
+            rows.append((search_id, g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation, int(t.mirrored)))
+    with db.atomic():
+        db.conn.executemany(
+            "INSERT INTO group_members (search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,"
+            " mirrored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return len({r[1] for r in rows})
+
+
+def _start_row(db: Database, settings: dict, algorithm: str, processes: int, chunksize: int, base) -> int:
+    with db.atomic():
+        return db.execute(
+            "INSERT INTO searches (started_at, status, similarity, threshold, rotate, mirror, same_dim, in_folder,"
+            " roots, px_size, decoder, algorithm, processes, chunksize, base_search_id)"
+            " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_now(), settings["similarity"], settings["threshold"], settings["rotate"], settings["mirror"],
+             settings["same_dim"], settings["in_folder"], settings["roots"], settings["px_size"], settings["decoder"],
+             algorithm, processes, chunksize, base.search_id if base else None],
+        ).lastrowid
+
+
+def _finish_row(db: Database, search_id: int, status: str, started: float,
+                report: SearchReport | None = None, max_image_id: int | None = None) -> None:
+    """Counts and status in one update, so ``latest_search`` never shows a half-recorded run."""
+    counts = [report.images, report.new_images, report.pairs, report.groups] if report else [None] * 4
+    with db.atomic():
+        db.execute(
+            "UPDATE searches SET status = ?, finished_at = ?, duration = ?, images = ?, new_images = ?,"
+            " pairs = ?, groups = ?, max_image_id = ? WHERE id = ?",
+            [status, _now(), time.monotonic() - started, *counts, max_image_id, search_id],
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
