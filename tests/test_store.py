@@ -49,10 +49,13 @@ def test_upgrade_from_first_migration_keeps_everything(tmp_path):
     before = {t: list(old[t].rows) for t in ("images", "tensors", "settings", "scans")}
     old.close()
 
-    with Index(path) as index:  # upgrades on open
-        assert [m.name for m in MIGRATIONS.applied(index.db)] == [FIRST, SECOND]
+    with Index(path) as index:  # upgrades on open, through every later step
+        assert [m.name for m in MIGRATIONS.applied(index.db)] == [m.name for m in MIGRATIONS._migrations]
         after = {t: list(index.db[t].rows) for t in before}
-        assert after == before
+        # every old value is still there; columns added later are empty
+        assert {t: [{k: row[k] for k in old_rows[0]} for row in after[t]] for t, old_rows in before.items()} == before
+        assert all(set(row) - set(before["images"][0]) == {"moved_at"} and row["moved_at"] is None
+                   for row in after["images"])
         got = index.db.execute("SELECT image_id, px_size, tensor FROM vectors ORDER BY image_id").fetchall()
         assert got == [(i, 50, tensor) for i in (1, 2, 3)]
         assert index.db.execute("SELECT id FROM images WHERE content_hash = 'hash1'").fetchone() == (2,)
