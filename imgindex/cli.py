@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import functools
-import os
+import json
 import signal
 import sys
-import time
 
 import click
 
+from imgindex import results
+from imgindex.compare import SearchReport
 from imgindex.errors import ImgIndexError
 from imgindex.index import DEFAULT_DB, Index
-from imgindex.indexer import PX_SIZE_RANGE, ScanProgress, ScanReport
+from imgindex.indexer import PX_SIZE_RANGE, ScanReport
+from imgindex.progress import ProgressLine
 
 SHOWN_ERRORS = 10
 
@@ -49,6 +52,17 @@ def cli():
     """Find duplicate and similar images in large photo folders; the index lives in SQLite."""
 
 
+def _options(*decorators):
+    """Apply a shared list of click options (so scan/find and search/find stay in step)."""
+
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
 db_option = click.option(
     "--db",
     "db_path",
@@ -57,32 +71,57 @@ db_option = click.option(
     type=click.Path(dir_okay=False),
     help="SQLite file holding the index (created if missing).",
 )
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+processes_option = click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes  [default: number of CPUs].",
+)
+scan_options = _options(
+    click.option("--recursive/--no-recursive", default=True, show_default=True, help="Also scan subfolders."),
+    click.option(
+        "--limit-extensions/--no-limit-extensions",
+        default=True,
+        show_default=True,
+        help="Only read files whose extension is an image format Pillow opens; others are counted as skipped.",
+    ),
+    click.option(
+        "--px-size",
+        type=click.IntRange(*PX_SIZE_RANGE),
+        default=50,
+        show_default=True,
+        help="Side of the square RGB tensor each image is reduced to; fixed for the life of an index.",
+    ),
+)
+search_options = _options(
+    click.option(
+        "--similarity",
+        default="duplicates",
+        show_default=True,
+        help="'duplicates' (MSE 0: identical tensors), 'similar' (the calibrated preset) or an MSE threshold >= 0.",
+    ),
+    click.option("--rotate/--no-rotate", default=True, show_default=True, help="Also match copies turned 90/180/270 degrees."),
+    click.option("--same-dim/--no-same-dim", default=True, show_default=True,
+                 help="Only compare images of the same pixel dimensions (either orientation)."),
+    click.option("--mirror", is_flag=True, help="Also match mirrored (flipped) copies, in every rotation."),
+    click.option("--in-folder", is_flag=True, help="Search each root folder on its own; results nested by root."),
+    click.option("--chunksize", type=click.IntRange(min=1), default=None,
+                 help="Images per chunk in the chunked search (less = less memory)  [default: max(1e6/N, 1000)]."),
+    click.option("--full", is_flag=True, help="Compare everything again instead of only what is new since the last search."),
+    click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+                 help="How to write the groups found."),
+    click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+                 help="Write the result to this file instead of stdout."),
+)
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
 @db_option
-@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Also scan subfolders.")
-@click.option(
-    "--limit-extensions/--no-limit-extensions",
-    default=True,
-    show_default=True,
-    help="Only read files whose extension is an image format Pillow opens; others are counted as skipped.",
-)
-@click.option(
-    "--px-size",
-    type=click.IntRange(*PX_SIZE_RANGE),
-    default=50,
-    show_default=True,
-    help="Side of the square RGB tensor each image is reduced to; fixed for the life of an index.",
-)
-@click.option(
-    "--processes",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes decoding images  [default: number of CPUs].",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@scan_options
+@processes_option
+@quiet_option
 @_user_errors
 def scan(paths, db_path, recursive, limit_extensions, px_size, processes, quiet):
     """Index the images under PATHS into the database; only new, changed and removed files cost time.
@@ -92,72 +131,113 @@ def scan(paths, db_path, recursive, limit_extensions, px_size, processes, quiet)
       imgindex scan ~/Pictures /mnt/backup --db photos.db
       imgindex scan ~/Pictures --db photos.db --no-recursive
     """
-    bar = _ProgressLine() if not quiet and sys.stderr.isatty() else None
     with Index(db_path) as index:
-        try:
-            report = index.scan(
-                paths,
-                recursive=recursive,
-                limit_extensions=limit_extensions,
-                px_size=px_size,
-                processes=processes,
-                progress=bar,
-            )
-        finally:
-            if bar is not None:
-                bar.clear()
+        report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet)
         if not quiet:
-            _print_summary(report, index)
+            _print_scan_summary(report, index)
 
 
-class _ProgressLine:
-    """One line on stderr, redrawn at most ten times a second."""
+@cli.command()
+@db_option
+@search_options
+@processes_option
+@quiet_option
+@_user_errors
+def search(db_path, similarity, rotate, same_dim, mirror, in_folder, chunksize, full, fmt, output, processes, quiet):
+    """Find matching images among those indexed in the database, and write the groups.
 
-    def __init__(self):
-        self.last = 0.0
-        self.width = 0
+    After a scan, only images new since the last search with the same settings are compared.
+    --in-folder searches each root of the latest scan on its own.
 
-    def __call__(self, p: ScanProgress) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.1:
-            return
-        self.last = now
-        done = p.seen
-        rate = (p.decoded + p.failed) / p.elapsed if p.elapsed > 0 else 0.0
-        parts = [f"{done:,}" + (f"/{p.total:,}" if p.total else "") + " files"]
-        parts.append(f"{p.decoded:,} decoded")
-        parts.append(f"{p.unchanged:,} unchanged")
-        parts.append(f"{p.skipped:,} skipped")
-        parts.append(f"{p.failed:,} failed")
-        parts.append(f"{rate:,.0f}/s")
-        if p.total and done and p.total >= done:
-            eta = (p.total - done) * p.elapsed / done
-            parts.append(f"ETA {_clock(eta)}")
-        line = "Scanning: " + " | ".join(parts)
-        columns = _columns()
-        line = line[: columns - 1]
-        click.echo("\r" + line.ljust(self.width), nl=False, err=True)
-        self.width = len(line)
-
-    def clear(self) -> None:
-        if self.width:
-            click.echo("\r" + " " * self.width + "\r", nl=False, err=True)
+    \b
+    Examples:
+      imgindex search --db photos.db
+      imgindex search --db photos.db --similarity similar --format json -o matches.json
+    """
+    with Index(db_path) as index:
+        report = _search(index, (), similarity, rotate, same_dim, mirror, in_folder, chunksize, full, processes, quiet)
+        _write_result(index, report, fmt, output, quiet)
 
 
-def _columns() -> int:
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
+@db_option
+@scan_options
+@search_options
+@processes_option
+@quiet_option
+@_user_errors
+def find(paths, db_path, recursive, limit_extensions, px_size, similarity, rotate, same_dim, mirror, in_folder,
+         chunksize, full, fmt, output, processes, quiet):
+    """Scan PATHS and search them in one go: difPy's command line, with a memory.
+
+    \b
+    Examples:
+      imgindex find ~/Pictures
+      imgindex find ~/Pictures /mnt/backup --in-folder --similarity similar --format json -o out.json
+    """
+    with Index(db_path) as index:
+        scan_report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet)
+        if not quiet:
+            _print_scan_summary(scan_report, index, file=sys.stderr)
+        report = _search(index, scan_report.roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full,
+                         processes, quiet)
+        _write_result(index, report, fmt, output, quiet)
+
+
+def _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet) -> ScanReport:
+    bar = ProgressLine() if not quiet and sys.stderr.isatty() else None
     try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
-    except OSError:
-        return 100
+        return index.scan(paths, recursive=recursive, limit_extensions=limit_extensions, px_size=px_size,
+                          processes=processes, progress=bar)
+    finally:
+        if bar is not None:
+            bar.clear()
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def _search(index, roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full, processes, quiet):
+    bar = ProgressLine() if not quiet and sys.stderr.isatty() else None
+    try:
+        return index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
+                            in_folder=in_folder, roots=roots, processes=processes, chunksize=chunksize, full=full,
+                            progress=bar)
+    finally:
+        if bar is not None:
+            bar.clear()
 
 
-def _print_summary(report: ScanReport, index: Index) -> None:
-    echo = functools.partial(click.echo, err=False)
+def _write_result(index: Index, report: SearchReport, fmt: str, output, quiet: bool) -> None:
+    if not quiet:
+        how = f"incremental: {report.new_images:,} new" if report.incremental else f"{report.algorithm}"
+        click.echo(
+            f"Search {report.search_id}: {report.pairs:,} matching pairs in {report.groups:,} groups among "
+            f"{report.images:,} images (MSE <= {report.threshold:g}; {how}) in {report.duration:.1f} s",
+            err=True,
+        )
+    if fmt == "json":
+        json.dump(index.result(report.search_id), output, indent=2, ensure_ascii=False)
+        output.write("\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(output, fieldnames=results.GROUP_COLUMNS)
+        writer.writeheader()
+        writer.writerows(results.group_rows(index.db, report.search_id))
+    else:
+        _write_table(results.group_rows(index.db, report.search_id), output)
+
+
+def _write_table(rows: list[dict], output) -> None:
+    for row in rows:
+        size = f"{row['width']}x{row['height']}, {row['size']:,} B"
+        if row["is_keeper"]:
+            output.write(f"\nGroup {row['group_id']}\n  keep  {row['path']}  ({size})\n")
+        else:
+            turn = f", turned {row['rotation']}°" if row["rotation"] else ""
+            flip = ", mirrored" if row["mirrored"] else ""
+            output.write(f"  dup   {row['path']}  ({size}; MSE {row['mse_to_keeper']:.3g}{turn}{flip})\n")
+
+
+def _print_scan_summary(report: ScanReport, index: Index, file=None) -> None:
+    echo = functools.partial(click.echo, file=file)
     verb = "Scanned" if report.status == "completed" else f"Scan {report.status}:"
     echo(f"{verb} {', '.join(report.roots)} into {index.path} in {report.duration:.1f} s")
     rows = [

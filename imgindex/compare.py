@@ -120,7 +120,9 @@ def search(
         raise ImgIndexError(f"chunksize must be a whole number >= 1 (got {chunksize!r}).")
     roots = tuple(os.path.abspath(r) for r in roots)
     if in_folder and not roots:
-        raise ImgIndexError("in_folder needs the folders to search apart: give the roots (imgindex find DIR...).")
+        roots = _latest_scan_roots(db)
+    if in_folder and not roots:
+        raise ImgIndexError("in_folder searches each scanned folder on its own: scan some folders first.")
     px_size = int(store.get_setting(db, "px_size") or 0)
     scope = _load_scope(db, roots, in_folder)
     settings = {
@@ -184,6 +186,11 @@ def _new_mask(scope: _Scope, base: _Base | None) -> np.ndarray:
         return np.ones(len(scope.ids), dtype=bool)
     moved = np.array([m is not None and m >= base.started_at for m in scope.moved_at], dtype=bool)
     return (scope.ids > base.max_image_id) | moved
+
+
+def _latest_scan_roots(db: Database) -> tuple[str, ...]:
+    row = db.execute("SELECT roots FROM scans WHERE status = 'completed' ORDER BY id DESC LIMIT 1").fetchone()
+    return tuple(json.loads(row[0])) if row else ()
 
 
 def _load_scope(db: Database, roots: tuple[str, ...], in_folder: bool) -> _Scope:

@@ -67,3 +67,19 @@ def search_stats(db: Database, search_id: int | None = None) -> dict:
     for flag in ("rotate", "mirror", "same_dim", "in_folder"):
         stats[flag] = bool(stats[flag])
     return stats
+
+
+GROUP_COLUMNS = ("group_id", "path", "is_keeper", "mse_to_keeper", "rotation", "mirrored", "width", "height", "size",
+                 "root")
+
+
+def group_rows(db: Database, search_id: int | None = None) -> list[dict]:
+    """One dict per grouped image (GROUP_COLUMNS), keeper first in each group."""
+    search_id = resolve_search_id(db, search_id)
+    cursor = db.execute(
+        "SELECT g.group_id, i.path, g.is_keeper, g.mse_to_keeper, g.rotation, g.mirrored, i.width, i.height,"
+        " i.size, g.root FROM group_members g JOIN images i ON i.id = g.image_id WHERE g.search_id = ?"
+        " ORDER BY g.group_id, g.is_keeper DESC, g.mse_to_keeper, i.path",
+        [search_id],
+    )
+    return [dict(zip(GROUP_COLUMNS, row)) for row in cursor]

@@ -139,8 +139,8 @@ def test_same_dim_and_in_folder_limit_who_is_compared(tmp_path):
         assert set(stored_pairs(index, r.search_id)) == {(ids[0], ids[1]), (ids[0], ids[2]), (ids[1], ids[2])}
         nested = index.result()
         assert set(nested) == {"/r1"} and len(next(iter(nested["/r1"].values()))) == 2
-        with pytest.raises(ImgIndexError, match="in_folder needs"):
-            index.search(in_folder=True)
+        with pytest.raises(ImgIndexError, match="scan some folders first"):
+            index.search(in_folder=True)  # no roots given, and no scan to take them from
 
 
 def test_groups_are_connected_components_with_the_best_keeper(tmp_path):
