@@ -29,3 +29,27 @@ def test_demo_folder_then_scan_and_query(tmp_path):
     )
     assert "0 new, 28 unchanged" in second.stdout
     assert sqlite3.connect(db).execute("SELECT count(*) FROM images").fetchone() == (28,)
+
+
+def test_sql_examples_run_and_answer(tmp_path):
+    """The queries in examples/sql (the README's) run on a real index and say true things."""
+    demo = tmp_path / "demo"
+    subprocess.run([sys.executable, EXAMPLES / "make_demo_photos.py", demo, "--originals", "16", "--size", "256"],
+                   capture_output=True, check=True)
+    db = tmp_path / "photos.db"
+    subprocess.run([sys.executable, "-m", "imgindex.cli", "find", demo, "--db", db, "--similarity", "similar", "-q"],
+                   capture_output=True, check=True)
+    conn = sqlite3.connect(db)
+    answers = {}
+    for sql in sorted((EXAMPLES / "sql").glob("*.sql")):
+        answers[sql.stem] = conn.execute(sql.read_text()).fetchall()
+    assert set(answers) == {"largest_groups", "space_reclaimable", "matches_across_folders",
+                            "pairs_since_yesterday", "never_matched"}
+    lower = conn.execute("SELECT i.size FROM group_members g JOIN images i ON i.id = g.image_id"
+                         " WHERE g.is_keeper = 0 AND g.search_id = (SELECT max(id) FROM searches)").fetchall()
+    assert answers["space_reclaimable"][0] == (len(lower), sum(s for (s,) in lower) / 1e9)
+    n_pairs = conn.execute("SELECT count(*) FROM match_pairs").fetchone()[0]
+    assert n_pairs > 0 and len(answers["pairs_since_yesterday"]) == n_pairs  # all found just now
+    grouped = sum(n for _, n in answers["largest_groups"])
+    never = len(answers["never_matched"])
+    assert grouped + never == conn.execute("SELECT count(*) FROM images").fetchone()[0]
