@@ -274,14 +274,14 @@ def _buckets(db: Database, scope: _Scope, px_size: int, threshold: float, same_d
             yield ids
 
 
-def _identical_candidates(db: Database, ids: np.ndarray, px_size: int, chunk: int = 4096) -> Iterator[np.ndarray]:
+def _identical_candidates(db: Database, ids: np.ndarray, px_size: int, chunk: int = 1024) -> Iterator[np.ndarray]:
     """Split ids by a key every orientation of a tensor shares: only equal keys can be identical."""
     keys: dict[bytes, list[int]] = {}
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        tensors = store.load_tensors(db, part, px_size).reshape(len(part), -1, 3).astype(np.int64)
-        sums = tensors.sum(axis=1)
-        squares = (tensors * tensors).sum(axis=1)
+        tensors = store.load_tensors(db, part, px_size).reshape(len(part), -1, 3)
+        sums = tensors.sum(axis=1, dtype=np.int64)
+        squares = np.einsum("kvc,kvc->kc", tensors.astype(np.int32), tensors.astype(np.int32), dtype=np.int64)
         for image_id, s, q in zip(part.tolist(), sums, squares):
             keys.setdefault(s.tobytes() + q.tobytes(), []).append(image_id)
     for members in keys.values():
@@ -328,25 +328,25 @@ def _init_worker(db_path: str, px_size: int, cache_size: int) -> None:
     _worker_cache_size = cache_size
 
 
-def _tensors(conn, ids: tuple[int, ...], px_size: int, cache: OrderedDict, cache_size: int) -> np.ndarray:
-    """Tensors of a chunk, from the cache of the last chunks read or from SQLite."""
+def _chunk(conn, ids: tuple[int, ...], px_size: int, cache: OrderedDict, cache_size: int):
+    """(tensors, coarse) of a chunk, from the cache of the last chunks read or from SQLite."""
     if ids in cache:
         cache.move_to_end(ids)
         return cache[ids]
     tensors = store.load_tensors(conn, ids, px_size)
-    cache[ids] = tensors
+    cache[ids] = (tensors, kernel.coarse(tensors, kernel.grid_edges(px_size)))
     while len(cache) > cache_size:
         cache.popitem(last=False)
-    return tensors
+    return cache[ids]
 
 
 def compare_task(conn, task: _Task, threshold: float, orientations, px_size: int, cache: OrderedDict,
                  cache_size: int) -> tuple[np.ndarray, ...]:
     """Run the kernel on one task: (image_a, image_b, ssd, orientation) arrays, image_a < image_b."""
-    a = _tensors(conn, task.ids_a, px_size, cache, cache_size)
+    a, ca = _chunk(conn, task.ids_a, px_size, cache, cache_size)
     same = task.ids_b is None
-    b = a if same else _tensors(conn, task.ids_b, px_size, cache, cache_size)
-    m = kernel.match_blocks(a, b, threshold, orientations, same=same)
+    b, cb = (a, ca) if same else _chunk(conn, task.ids_b, px_size, cache, cache_size)
+    m = kernel.match_blocks(a, b, threshold, orientations, same=same, coarse_a=ca, coarse_b=cb)
     ids_a = np.array(task.ids_a, dtype=np.int64)
     ids_b = ids_a if same else np.array(task.ids_b, dtype=np.int64)
     pair_a, pair_b, orient = ids_a[m.rows], ids_b[m.cols], m.orient.copy()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _HEADER = struct.Struct("!Q")
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
 class WorkerDied(Exception):
@@ -70,6 +71,8 @@ class _Worker:
         env = dict(os.environ)
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        for var in _THREAD_VARS:  # one BLAS thread per worker: the pool is the parallelism
+            env.setdefault(var, "1")
         self.index = index
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "imgindex._worker_main"],
