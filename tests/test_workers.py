@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,3 +105,17 @@ def test_script_without_main_guard_runs_from_a_file_and_from_stdin(tmp_path):
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert from_stdin.stdout.strip() == f"indexed {N} with 2 workers"
     assert "Traceback" not in from_file.stderr + from_stdin.stderr
+
+
+def test_workers_open_a_database_whose_path_has_spaces_and_unicode(tmp_path):
+    root = make_tree(tmp_path / "p")
+    odd = tmp_path / "my photos ünïcødé #1 ?x=1"
+    odd.mkdir()
+    with Index(odd / "index %20.db") as index:
+        first = index.scan([root], processes=2)
+        assert first.workers == 2 and first.added == N
+        shutil.copytree(root, tmp_path / "p" / "again")  # byte copies: workers must look them up
+        second = index.scan([root], processes=2)
+        assert second.workers == 2 and (second.reused, second.decoded) == (N, 0)
+        found = index.search(processes=2)
+        assert found.pairs == N
