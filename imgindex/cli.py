@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import logging
+import os
 import signal
 import sys
+import threading
+from datetime import datetime
 
 import click
 
@@ -183,6 +187,112 @@ def find(paths, db_path, recursive, limit_extensions, px_size, similarity, rotat
         report = _search(index, scan_report.roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full,
                          processes, quiet)
         _write_result(index, report, fmt, output, quiet)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@db_option
+@click.option("--similarity", default="duplicates", show_default=True,
+              help="'duplicates', 'similar' or an MSE threshold >= 0, as for search.")
+@click.option("--rotate/--no-rotate", default=True, show_default=True, help="Also match turned copies.")
+@click.option("--same-dim/--no-same-dim", default=True, show_default=True,
+              help="Only compare images of the same pixel dimensions.")
+@click.option("--mirror", is_flag=True, help="Also match mirrored copies.")
+@click.option("--limit-extensions/--no-limit-extensions", default=True, show_default=True,
+              help="Only read image file extensions.")
+@click.option("--px-size", type=click.IntRange(*PX_SIZE_RANGE), default=50, show_default=True,
+              help="Tensor side; must match the index.")
+@processes_option
+@click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds a new file's size and mtime must stay unchanged before it is read.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Append the log here instead of stderr.")
+@_user_errors
+def watch(paths, db_path, similarity, rotate, same_dim, mirror, limit_extensions, px_size, processes, settle,
+          log_file):
+    """Keep the index and matches of PATHS current: index and compare new files as they land.
+
+    Catches up with what changed while it was not running, then follows file events. Logs one
+    line per batch. Stops cleanly on Ctrl-C or SIGTERM after the batch in hand.
+
+    \b
+    Example:
+      imgindex watch ~/Pictures --db photos.db --similarity similar
+    """
+    stream = open(log_file, "a", encoding="utf-8", buffering=1) if log_file else sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("imgindex").addHandler(handler)
+    logging.getLogger("imgindex").setLevel(logging.INFO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, _stop_handler(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Index(db_path) as index:
+            _log_line(stream, f"watching {', '.join(os.path.abspath(p) for p in paths)} into {index.path} (pid {os.getpid()})")
+            index.watch(paths, stop=stop, settle=settle, similarity=similarity, rotate=rotate, mirror=mirror,
+                        same_dim=same_dim, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
+                        on_batch=lambda r: _log_line(stream, _batch_line(r)))
+            _log_line(stream, "stopped cleanly")
+    finally:
+        for sig, handler_ in previous.items():
+            signal.signal(sig, handler_)
+        logging.getLogger("imgindex").removeHandler(handler)
+
+
+def _stop_handler(stop: threading.Event):
+    def handle(signum, frame):
+        if stop.is_set():  # asked twice: stop now (the index stays consistent)
+            raise KeyboardInterrupt
+        stop.set()
+
+    return handle
+
+
+def _batch_line(r) -> str:
+    return (f"{r.reason}: +{r.added} new, {r.updated} changed, {r.moved} moved, {r.removed} removed, "
+            f"{r.failed} failed; {r.new_pairs} new pairs ({r.pairs} pairs in {r.groups} groups) in {r.duration:.2f} s")
+
+
+def _log_line(stream, text: str) -> None:
+    stream.write(f"{datetime.now().isoformat(sep=' ', timespec='seconds')} {text}\n")
+    stream.flush()
+
+
+@cli.command()
+@db_option
+@_user_errors
+def status(db_path):
+    """Show what the index holds: images, errors, last scan and search, and the watcher's state.
+
+    \b
+    Example:
+      imgindex status --db photos.db
+    """
+    with Index(db_path) as index:
+        st = index.status()
+    click.echo(f"Index {index.path}: {st.images:,} images (tensors {st.px_size or '-'} px), "
+               f"{st.errors:,} files could not be read (table scan_errors)")
+    if st.last_scan:
+        s = st.last_scan
+        click.echo(f"Last scan: #{s['id']} {s['status']}, started {s['started_at']}: +{s['added']} new, "
+                   f"{s['updated']} changed, {s['moved']} moved, {s['removed']} removed, {s['failed']} failed")
+    else:
+        click.echo("Last scan: none yet (imgindex scan DIR)")
+    if st.last_search:
+        s = st.last_search
+        click.echo(f"Matches: search #{s['id']} ({s['similarity']}, MSE <= {s['threshold']:g}) at {s['finished_at']}: "
+                   f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images")
+    else:
+        click.echo("Matches: no search yet (imgindex search)")
+    w = st.watcher
+    if w is None:
+        click.echo("Watcher: not running")
+    elif w.running:
+        click.echo(f"Watcher: running, pid {w.pid} on {w.host} since {w.started_at}; {w.batches} batches, "
+                   f"{w.pending} files settling, last heartbeat {w.seconds_since_heartbeat:.0f} s ago")
+    else:
+        click.echo(f"Watcher: not running (pid {w.pid} stopped without cleaning up at {w.heartbeat_at}; "
+                   "the next watch repairs the index)")
 
 
 def _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet) -> ScanReport:

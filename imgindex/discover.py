@@ -63,13 +63,21 @@ def normalise_root(root: str | os.PathLike) -> str:
     return path
 
 
-def walk(roots: Iterable[str], *, recursive: bool = True, limit_extensions: bool = True) -> Iterator[FolderListing]:
+def walk(
+    roots: Iterable[str],
+    *,
+    recursive: bool = True,
+    limit_extensions: bool = True,
+    flat_roots: frozenset[str] = frozenset(),
+) -> Iterator[FolderListing]:
     """Yield a FolderListing per folder, roots in the order given, entries sorted by name.
 
-    A folder reached twice (overlapping roots, bind mounts) is listed once.
+    A folder reached twice (overlapping roots, bind mounts) is listed once; ``flat_roots`` are
+    listed without their subfolders even when ``recursive``. A folder that does not exist
+    (any more) yields nothing.
     """
     extensions = image_extensions() if limit_extensions else None
-    for folder, entries, error in _folders(roots, recursive):
+    for folder, entries, error in _folders(roots, recursive, flat_roots):
         if error is not None:
             yield FolderListing(folder=folder, error=error)
         else:
@@ -81,17 +89,20 @@ def count_files(roots: Iterable[str], *, recursive: bool = True, limit_extension
     extensions = image_extensions() if limit_extensions else None
     return sum(
         1
-        for _folder, entries, _error in _folders(roots, recursive)
+        for _folder, entries, _error in _folders(roots, recursive, frozenset())
         for entry in entries
         if _kind(entry, extensions) == "file"
     )
 
 
-def _folders(roots: Iterable[str], recursive: bool) -> Iterator[tuple[str, list[os.DirEntry], str | None]]:
+def _folders(
+    roots: Iterable[str], recursive: bool, flat_roots: frozenset[str]
+) -> Iterator[tuple[str, list[os.DirEntry], str | None]]:
     """Depth-first over real folders (no symlinks), each once, entries sorted by name."""
     seen_dirs: set[tuple[int, int]] = set()
     for root in roots:
         stack = [root]
+        deep = recursive and root not in flat_roots
         while stack:
             folder = stack.pop()
             try:
@@ -101,11 +112,13 @@ def _folders(roots: Iterable[str], recursive: bool) -> Iterator[tuple[str, list[
                 seen_dirs.add((st.st_dev, st.st_ino))
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone: whatever the index holds below it is gone too
             except OSError as exc:
                 yield folder, [], f"cannot list this folder: {exc.strerror or exc}"
                 continue
             yield folder, entries, None
-            if recursive:
+            if deep:
                 stack.extend(reversed([e.path for e in entries if _kind(e, None) == "folder"]))
 
 

@@ -107,6 +107,18 @@ class Index:
         """Paths of every matched image except its group's keeper."""
         return results.lower_quality(self.db, search_id)
 
+    def status(self):
+        """Images, errors, the last scan and search, and whether a watcher is running (a Status)."""
+        from imgindex.status import status
+
+        return status(self.db)
+
+    def watch(self, roots, *, stop, **options) -> None:
+        """Keep the index and matches current until ``stop`` (a threading.Event) is set; see Watcher."""
+        from imgindex.watch import Watcher
+
+        Watcher(self, roots, **options).run(stop)
+
     def count(self) -> int:
         """Number of indexed images."""
         return self.db.execute("SELECT count(*) FROM images").fetchone()[0]

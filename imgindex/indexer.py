@@ -134,15 +134,28 @@ def scan(
     px_size: int = 50,
     processes: int | None = None,
     progress: Callable[[ScanProgress], None] | None = None,
+    flat_roots: Iterable[str] = (),
+    skip_paths: Iterable[str] = (),
+    missing_ok: bool = False,
 ) -> ScanReport:
-    """Scan ``roots`` into the index ``db`` (opened on ``db_path``); see the module docstring."""
+    """Scan ``roots`` into the index ``db`` (opened on ``db_path``); see the module docstring.
+
+    For the watcher: ``flat_roots`` are scanned without subfolders; files in ``skip_paths`` (still
+    being written) are neither read nor dropped; with ``missing_ok`` a root that is gone means
+    everything indexed under it is gone.
+    """
     px_size = check_px_size(px_size)
     processes = resolve_processes(processes)
-    roots = tuple(dict.fromkeys(discover.normalise_root(r) for r in roots))
+    if missing_ok:
+        roots = tuple(dict.fromkeys(os.path.abspath(os.fspath(r)) for r in roots))
+    else:
+        roots = tuple(dict.fromkeys(discover.normalise_root(r) for r in roots))
     if not roots:
         raise ImgIndexError("Give at least one folder to scan.")
     _claim_px_size(db, px_size)
     run = _ScanRun(db, db_path, roots, recursive, limit_extensions, px_size, processes, progress)
+    run.flat_roots = frozenset(os.path.abspath(r) for r in flat_roots)
+    run.skip_paths = frozenset(os.path.abspath(p) for p in skip_paths)
     return run.execute()
 
 
@@ -182,6 +195,8 @@ class _ScanRun:
         self.started = time.monotonic()
         self.total: int | None = None
         self.scan_id = 0
+        self.flat_roots: frozenset[str] = frozenset()
+        self.skip_paths: frozenset[str] = frozenset()
 
     # -- the run -------------------------------------------------------------------------
     def execute(self) -> ScanReport:
@@ -191,7 +206,10 @@ class _ScanRun:
         runner = self.runner = _Runner(self.db_path, self.px_size, self.processes, self._known_hash)
         status = "failed"
         try:
-            for listing in discover.walk(self.roots, recursive=self.recursive, limit_extensions=self.limit_extensions):
+            listings = discover.walk(
+                self.roots, recursive=self.recursive, limit_extensions=self.limit_extensions, flat_roots=self.flat_roots
+            )
+            for listing in listings:
                 for task in self._diff_folder(listing):
                     runner.submit(task)
                     self._take(runner.ready())
@@ -268,8 +286,10 @@ class _ScanRun:
         }
         present = set()
         for facts in listing.files:
-            self.counts.seen += 1
             present.add(facts.path)
+            if facts.path in self.skip_paths:
+                continue  # still being written: next time
+            self.counts.seen += 1
             row = rows.get(facts.path)
             if row is not None and (row[1], row[2], row[3]) == (facts.size, facts.mtime_ns, DECODER):
                 self.counts.unchanged += 1
@@ -455,7 +475,7 @@ class _ScanRun:
 
     def _kept(self, folder: str, root: str) -> bool:
         """A folder not walked is kept when the walk was not meant to reach it or could not."""
-        if not self.recursive and folder != root:
+        if folder != root and (not self.recursive or root in self.flat_roots):
             return True
         return any(discover.under(folder, bad) for bad in self.unlisted_folders)
 

@@ -158,3 +158,25 @@ def searches(db: Database) -> None:
             WHERE g.search_id = (SELECT id FROM latest_search);
         """
     )
+
+
+@MIGRATIONS(name="0004_watcher")
+def watcher(db: Database) -> None:
+    """The watcher's lock and heartbeat: at most one watcher writes to an index."""
+    db.executescript(
+        """
+        CREATE TABLE watcher (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER NOT NULL,
+            process_start TEXT,
+            host TEXT NOT NULL,
+            roots TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            pending INTEGER NOT NULL DEFAULT 0,
+            batches INTEGER NOT NULL DEFAULT 0,
+            last_batch_at TEXT,
+            last_batch TEXT
+        );
+        """
+    )
