@@ -63,3 +63,16 @@ def photos(tmp_path) -> Path:
     write_image(root / "img4.png", seed=4)
     write_image(root / "sub" / "img5.jpg", seed=5, quality=92)
     return root
+
+
+def best_match(a: np.ndarray, b: np.ndarray, rotate: bool, mirror: bool) -> tuple[float, int, bool]:
+    """The definition, written independently of imgindex: the smallest float64 MSE between b and
+    a flipped (with mirror) then turned clockwise, over every orientation; ties to the first."""
+    best = None
+    for m in (False, True) if mirror else (False,):
+        for r in (0, 90, 180, 270) if rotate else (0,):
+            turned = np.rot90(np.fliplr(a) if m else a, k=-(r // 90))
+            value = float(np.mean((turned.astype(np.float64) - b.astype(np.float64)) ** 2))
+            if best is None or value < best[0]:
+                best = (value, r, m)
+    return best

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from imgindex import Index, ImgIndexError, compare
 from imgindex.decode import DECODER
 
-from conftest import write_image
+from conftest import best_match, write_image
 
 PX = 8
 
@@ -40,21 +40,13 @@ def insert(index: Index, tensors: np.ndarray, dims=None, folders=None) -> list[i
     return ids
 
 
-def brute_force(tensors_by_id: dict[int, np.ndarray], threshold, rotate=True, mirror=False, allowed=None):
+def brute_force(tensors_by_id: dict[int, np.ndarray], threshold, rotate=True, mirror=False):
     """Every pair, float64 MSE, all orientations: {(a, b): (mse, rotation, mirrored)}."""
     out = {}
     ids = sorted(tensors_by_id)
-    variants = [(m, r) for m in ((False, True) if mirror else (False,)) for r in ((0, 90, 180, 270) if rotate else (0,))]
     for i, a in enumerate(ids):
         for b in ids[i + 1 :]:
-            if allowed is not None and not allowed(a, b):
-                continue
-            best = None
-            for m, r in variants:
-                turned = np.rot90(np.fliplr(tensors_by_id[a]) if m else tensors_by_id[a], k=-(r // 90))
-                mse = np.mean((turned.astype(np.float64) - tensors_by_id[b].astype(np.float64)) ** 2)
-                if best is None or mse < best[0]:
-                    best = (mse, r, m)
+            best = best_match(tensors_by_id[a], tensors_by_id[b], rotate, mirror)
             if best[0] <= threshold:
                 out[(a, b)] = best
     return out

@@ -8,21 +8,15 @@ from hypothesis import strategies as st
 
 from imgindex import kernel
 
+from conftest import best_match
+
 
 def reference(a, b, threshold, rotate, mirror, same):
     """Every pair, every orientation, float64 MSE: the definition, written independently."""
     out = {}
     for i in range(len(a)):
-        for j in range(len(b)):
-            if same and j <= i:
-                continue
-            best = None
-            variants = [(m, r) for m in ([False, True] if mirror else [False]) for r in ([0, 90, 180, 270] if rotate else [0])]
-            for m, r in variants:  # b = T(a): flip a, then turn it clockwise
-                turned = np.rot90(np.fliplr(a[i]) if m else a[i], k=-(r // 90))
-                mse = np.mean((turned.astype(np.float64) - b[j].astype(np.float64)) ** 2)
-                if best is None or mse < best[0]:
-                    best = (mse, r, m)
+        for j in range(i + 1 if same else 0, len(b)):
+            best = best_match(a[i], b[j], rotate, mirror)
             if best[0] <= threshold:
                 out[(i, j)] = best
     return out
