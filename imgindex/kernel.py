@@ -119,21 +119,24 @@ def candidates(
     if ka == 0 or kb == 0:
         return Candidates(*(np.empty(0, np.int64),) * 3)
     a = (coarse_a - center).reshape(ka, -1)
+    b = coarse_b - center  # the centre is symmetric: orienting b after centring is the same
     norm_a = np.einsum("ij,ij->i", a, a)
+    norm_b = np.einsum("ij,ij->i", b.reshape(kb, -1), b.reshape(kb, -1))  # no orientation changes a norm
     d = a.shape[1]
     gamma = (d + 4) * _U32 / (1 - (d + 4) * _U32)  # dot product of length d, inputs rounded to float32
+    # bound = |a|^2 + |b|^2 - 2 a.b <= limit  <=>  a.b >= (|a|^2 + |b|^2 - limit) / 2. The float32
+    # product may be off by gamma |a| |b|; the threshold, rounded to float32, by one ulp of itself.
+    need = (norm_a[:, None] + norm_b[None, :] - limit) / 2.0
+    need -= gamma * np.sqrt(norm_a)[:, None] * np.sqrt(norm_b)[None, :] + 1e-6 * (1 + limit)
+    need -= np.abs(need) * (2 * _U32)
+    need = need.astype(np.float32)
+    if upper:
+        need[np.tril_indices(ka, 0, kb)] = np.inf
     a32 = a.astype(np.float32)
     found_r, found_c, found_o = [], [], []
     for o in orientations:
-        b = (orient(coarse_b, o) - center).reshape(kb, -1)
-        norm_b = np.einsum("ij,ij->i", b, b)
-        dot = (a32 @ b.astype(np.float32).T).astype(np.float64)
-        bound = norm_a[:, None] + norm_b[None, :] - 2.0 * dot
-        margin = 2.0 * gamma * np.sqrt(norm_a)[:, None] * np.sqrt(norm_b)[None, :] + 1e-6 * (1 + limit)
-        hit = bound <= limit + margin
-        if upper:
-            hit = np.triu(hit, k=1)
-        r, c = np.nonzero(hit)
+        dot = a32 @ orient(b, o).reshape(kb, -1).astype(np.float32).T
+        r, c = np.nonzero(dot >= need)
         found_r.append(r)
         found_c.append(c)
         found_o.append(np.full(len(r), o, dtype=np.int64))

@@ -128,3 +128,34 @@ def test_grid_edges_are_symmetric():
         edges = kernel.grid_edges(px)
         assert edges[0] == 0 and edges[-1] == px
         assert list(px - edges[::-1]) == list(edges)
+
+
+def test_full_size_tensors_at_the_threshold_boundary():
+    """50x50 tensors with large values, where float32 rounding is largest: pairs whose MSE is
+    exactly the threshold, one step above and one step below, must all be decided exactly."""
+    rng = np.random.default_rng(11)
+    base = rng.integers(20, 236, (12, 50, 50, 3), dtype=np.uint8)
+    variants = [base]
+    # offsets constant over each 10x10 block: the block-sum bound equals the SSD, so only a
+    # correct rounding margin keeps these pairs when the threshold is exactly their MSE
+    offsets = rng.integers(-3, 4, (12, 5, 5, 3))
+    variants.append((base.astype(np.int16) + np.repeat(np.repeat(offsets, 10, 1), 10, 2)).astype(np.uint8))
+    for step in (1, 2, 3):  # near copies at graded distances, some turned
+        t = base.astype(np.int16)
+        idx = rng.integers(0, t[0].size, size=step * 40)
+        for k in range(len(t)):
+            t[k].flat[idx] += rng.choice([-step, step], size=len(idx))
+        t = np.clip(t, 0, 255).astype(np.uint8)
+        variants.append(np.rot90(t, k=step % 4, axes=(1, 2)).copy())
+    tensors = np.concatenate(variants)
+    pairs = kernel.match_blocks(tensors, tensors, 70000.0, kernel.orientation_indices(True, True), same=True)
+    n = 50 * 50 * 3
+    for ssd in np.unique(pairs.ssd)[:60]:
+        for threshold in (ssd / n, np.nextafter(ssd / n, 0), np.nextafter(ssd / n, 1)):
+            got = kernel.match_blocks(tensors, tensors, threshold, kernel.orientation_indices(True, True), same=True)
+            expected = {(int(r), int(c)) for r, c, s in zip(pairs.rows, pairs.cols, pairs.ssd) if s / n <= threshold}
+            assert {(int(r), int(c)) for r, c in zip(got.rows, got.cols)} == expected
+    # and the unpruned pairs themselves against the definition
+    for r, c, s, o in list(zip(pairs.rows, pairs.cols, pairs.ssd, pairs.orient))[:60]:
+        best = best_match(tensors[r], tensors[c], True, True)
+        assert (s / n, kernel.ORIENTATIONS[o].rotation, kernel.ORIENTATIONS[o].mirrored) == best
