@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Decoding speed: images/second, full decode vs imgindex's draft decode, one process and all.
+
+    python benchmarks/decode.py [--corpus DIR] [--n-large 40] [--px-size 50] [--processes N]
+
+Two sets: the real photos of ../shared/corpora/real-photos (JPEG and PNG, 320-2560 px; or any
+--corpus folder), and generated 12-megapixel JPEGs (4000x3000, quality 90). Two decoders:
+"full" decodes every pixel and resizes, the way difPy does (open, convert to RGB, bicubic
+resize); "imgindex" is imgindex.decode (JPEG DCT scaling with the box draft() returns, then
+one resize, EXIF orientation applied). Each with 1 process and with --processes, after a warm-up
+read of every file so the disk is not what is measured. Also the MSE between the two tensors
+(how faithful draft decoding is) and a whole `Index.scan` (hash + decode + SQLite) per set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import photo_like  # noqa: E402
+
+import imgindex  # noqa: E402
+from imgindex.decode import decode_path  # noqa: E402
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "real-photos"
+
+
+def full_decode(path: str, px: int) -> bytes:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((px, px), Image.Resampling.BICUBIC)).tobytes()
+
+
+def draft_decode(path: str, px: int) -> bytes:
+    return decode_path(path, px).tensor
+
+
+DECODERS = {"full": full_decode, "imgindex": draft_decode}
+
+
+def _decode_many(args: tuple[str, list[str], int]) -> int:
+    name, paths, px = args
+    for path in paths:
+        DECODERS[name](path, px)
+    return len(paths)
+
+
+def throughput(name: str, paths: list[str], px: int, processes: int) -> float:
+    """Images per second; files spread over the processes in chunks."""
+    start = time.perf_counter()
+    if processes == 1:
+        _decode_many((name, paths, px))
+    else:
+        chunks = [paths[i :: processes * 4] for i in range(processes * 4)]
+        with ProcessPoolExecutor(processes) as pool:
+            list(pool.map(_decode_many, [(name, c, px) for c in chunks if c]))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def fidelity(paths: list[str], px: int) -> tuple[float, float]:
+    errors = []
+    for path in paths:
+        a = np.frombuffer(full_decode(path, px), np.uint8).astype(np.float64)
+        b = np.frombuffer(draft_decode(path, px), np.uint8).astype(np.float64)
+        errors.append(float(((a - b) ** 2).mean()))
+    return float(np.median(errors)), float(np.max(errors))
+
+
+def scan_rate(folder: Path, n: int, processes: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp, imgindex.Index(Path(tmp) / "bench.db") as index:
+        start = time.perf_counter()
+        index.scan([folder], processes=processes)
+        return n / (time.perf_counter() - start)
+
+
+def large_jpegs(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"large{i:03d}.jpg"
+        if not path.exists():
+            photo_like(500 + i, 4000, 3000).save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--n-large", type=int, default=40)
+    parser.add_argument("--px-size", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
+    args = parser.parse_args()
+    sets = {}
+    if args.corpus.is_dir():
+        photos = sorted(str(p) for p in args.corpus.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        sets[f"real photos ({len(photos)})"] = (photos, args.corpus)
+    else:
+        print(f"no corpus at {args.corpus}: skipping the real photos (give --corpus DIR)")
+    large_dir = Path(tempfile.gettempdir()) / "imgindex-bench" / "large-12mp"
+    print(f"generating {args.n_large} 12-MP JPEGs in {large_dir} (cached)...", flush=True)
+    sets[f"12-MP JPEGs ({args.n_large})"] = (large_jpegs(large_dir, args.n_large), large_dir)
+    rows = []
+    for label, (paths, folder) in sets.items():
+        for path in paths:  # warm the page cache
+            Path(path).read_bytes()
+        for name in DECODERS:
+            for processes in sorted({1, args.processes}):
+                rate = max(throughput(name, paths, args.px_size, processes) for _ in range(args.repeat))
+                rows.append((label, name, processes, rate))
+                print(f"  {label:<22} {name:<9} {processes} process(es): {rate:8.1f} images/s", flush=True)
+        median, worst = fidelity(paths, args.px_size)
+        scans = {p: scan_rate(folder, len(paths), p) for p in sorted({1, args.processes})}
+        rows.append((label, "fidelity", median, worst))
+        rows.append((label, "scan", scans, None))
+    print()
+    print(f"{'set':<22} {'decoder':<9} {'processes':>9} {'images/s':>10} {'speed-up vs full':>17}")
+    base = {(r[0], r[2]): r[3] for r in rows if r[1] == "full"}
+    for label, name, a, b in rows:
+        if name in DECODERS:
+            print(f"{label:<22} {name:<9} {a:>9} {b:>10.1f} {b / base[(label, a)]:>16.1f}x")
+        elif name == "fidelity":
+            print(f"{label:<22} MSE imgindex vs full decode: median {a:.2f}, max {b:.2f} (0-255 scale)")
+        else:
+            print(f"{label:<22} Index.scan (hash + decode + SQLite): "
+                  + ", ".join(f"{rate:.1f} images/s with {p} process(es)" for p, rate in a.items()))
+
+
+if __name__ == "__main__":
+    main()
