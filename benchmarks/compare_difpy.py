@@ -88,8 +88,19 @@ def run_imgindex(folder: Path, similarity: str) -> tuple[Result, Result]:
         return results[0], results[1]
 
 
+_measured: dict[tuple[str, str], Result] = {}
+
+
+def run_difpy_once(folder: Path, similarity: str) -> Result:
+    """difPy on a folder, measured once per run (an extrapolation reuses a size measured already)."""
+    key = (str(folder), similarity)
+    if key not in _measured:
+        _measured[key] = run_difpy(folder, similarity)
+    return _measured[key]
+
+
 def extrapolated(folder_small: Path, n_small: int, n: int, similarity: str) -> Result:
-    small = run_difpy(folder_small, similarity)
+    small = run_difpy_once(folder_small, similarity)
     if small.lower_quality < 0:
         return small
     build = float(small.note.split()[1])
@@ -120,7 +131,7 @@ def main() -> None:
             if args.skip_difpy:
                 dif = Result(float("nan"), float("nan"), -1, "skipped")
             elif n <= args.difpy_max or args.corpus:
-                dif = run_difpy(folder, similarity)
+                dif = run_difpy_once(folder, similarity)
             else:
                 dif = extrapolated(corpus(args.difpy_max), args.difpy_max, n, similarity)
             print(f"  difPy:    {dif.seconds:.2f} s, {dif.peak_mb:.0f} MB  {dif.note}", flush=True)
