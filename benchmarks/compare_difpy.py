@@ -2,6 +2,7 @@
 """imgindex against difPy 4.2.1, side by side, on the same files, in one run.
 
     python benchmarks/compare_difpy.py --n 1000 5000 20000 [--corpus DIR] [--difpy-max 5000]
+    python benchmarks/compare_difpy.py --n 500 --size 4000 --similarity duplicates   # 12-MP JPEGs
 
 For each size: a deterministic photo-like corpus of 1024-px JPEGs (5% byte copies, 5%
 re-encoded near-copies; cached under $IMGINDEX_BENCH_DIR, default /tmp/imgindex-bench), or your
@@ -115,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--corpus", type=Path, help="use this folder instead of a generated corpus (one size)")
+    parser.add_argument("--size", type=int, default=1024, help="long side of the generated JPEGs (4000: 12 MP)")
     parser.add_argument("--similarity", nargs="+", default=["duplicates", "similar"])
     parser.add_argument("--difpy-max", type=int, default=5000, help="run difPy itself up to this many images")
     parser.add_argument("--skip-difpy", action="store_true")
@@ -122,7 +124,7 @@ def main() -> None:
     rows = []
     sizes = [len([p for p in args.corpus.rglob("*") if p.is_file()])] if args.corpus else args.n
     for n in sizes:
-        folder = args.corpus or corpus(n)
+        folder = args.corpus or corpus(n, args.size)
         for similarity in args.similarity:
             print(f"{n} images, {similarity}:", flush=True)
             cold, again = run_imgindex(folder, similarity)
@@ -133,7 +135,7 @@ def main() -> None:
             elif n <= args.difpy_max or args.corpus:
                 dif = run_difpy_once(folder, similarity)
             else:
-                dif = extrapolated(corpus(args.difpy_max), args.difpy_max, n, similarity)
+                dif = extrapolated(corpus(args.difpy_max, args.size), args.difpy_max, n, similarity)
             print(f"  difPy:    {dif.seconds:.2f} s, {dif.peak_mb:.0f} MB  {dif.note}", flush=True)
             rows.append((n, similarity, dif, cold, again))
     print()
