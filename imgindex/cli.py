@@ -200,8 +200,8 @@ def find(paths, db_path, recursive, limit_extensions, px_size, similarity, rotat
 @click.option("--mirror", is_flag=True, help="Also match mirrored copies.")
 @click.option("--limit-extensions/--no-limit-extensions", default=True, show_default=True,
               help="Only read image file extensions.")
-@click.option("--px-size", type=click.IntRange(*PX_SIZE_RANGE), default=50, show_default=True,
-              help="Tensor side; must match the index.")
+@click.option("--px-size", type=click.IntRange(*PX_SIZE_RANGE), default=None,
+              help="Tensor side for a new index  [default: the index's, or 50].")
 @processes_option
 @click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds a new file's size and mtime must stay unchanged before it is read.")

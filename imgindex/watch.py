@@ -191,7 +191,7 @@ class Watcher:
         mirror: bool = False,
         same_dim: bool = True,
         limit_extensions: bool = True,
-        px_size: int = 50,
+        px_size: int | None = None,
         processes: int | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
     ):
@@ -201,6 +201,7 @@ class Watcher:
         self.roots = tuple(dict.fromkeys(discover.normalise_root(r) for r in roots))
         self.settle = settle
         self.search_options = dict(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim)
+        px_size = px_size or index.px_size or 50  # by default, whatever the index was built with
         self.scan_options = dict(limit_extensions=limit_extensions, px_size=px_size, processes=processes)
         self.processes = processes
         self.on_batch = on_batch or (lambda report: None)
