@@ -1,25 +1,39 @@
-"""imgindex: find duplicate and similar images in large, growing photo folders, kept in SQLite."""
+"""imgindex: find duplicate and similar images in large, growing photo folders, kept in SQLite.
 
-from imgindex.compare import SearchProgress, SearchReport
-from imgindex.dif import Build, Search, build, search
-from imgindex.errors import DecodeError, ImgIndexError, IndexOpenError, SchemaTooNewError, SettingsMismatchError
-from imgindex.index import Index
-from imgindex.indexer import ScanProgress, ScanReport
+Names are imported on first use, so a worker process that needs only the decoder or the
+kernel does not pay for the CLI, sqlite-utils or watchdog.
+"""
 
-__all__ = [
-    "Build",
-    "DecodeError",
-    "ImgIndexError",
-    "Index",
-    "IndexOpenError",
-    "ScanProgress",
-    "ScanReport",
-    "SchemaTooNewError",
-    "Search",
-    "SearchProgress",
-    "SearchReport",
-    "SettingsMismatchError",
-    "build",
-    "search",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "Build": "imgindex.dif",
+    "Search": "imgindex.dif",
+    "build": "imgindex.dif",
+    "search": "imgindex.dif",
+    "DecodeError": "imgindex.errors",
+    "ImgIndexError": "imgindex.errors",
+    "IndexOpenError": "imgindex.errors",
+    "SchemaTooNewError": "imgindex.errors",
+    "SettingsMismatchError": "imgindex.errors",
+    "Index": "imgindex.index",
+    "ScanProgress": "imgindex.indexer",
+    "ScanReport": "imgindex.indexer",
+    "SearchProgress": "imgindex.compare",
+    "SearchReport": "imgindex.compare",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'imgindex' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -25,13 +25,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sqlite_utils import Database
 
 from imgindex import discover, groups, kernel, store
 from imgindex.decode import DECODER
 from imgindex.errors import ImgIndexError
 from imgindex.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from imgindex import discover, store
 from imgindex.decode import DECODER, FileResult, read_file
 from imgindex.errors import DecodeError, ImgIndexError, SettingsMismatchError
 from imgindex.workers import WorkerDied, WorkerPool
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sqlite_utils import Database
 
 from imgindex.errors import IndexOpenError, SchemaTooNewError
-from imgindex.migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 30_000
 PAGE_SIZE = 16_384  # 7.5 KB tensors: fewer overflow pages, faster streaming
@@ -27,6 +30,11 @@ PAGE_SIZE = 16_384  # 7.5 KB tensors: fewer overflow pages, faster streaming
 
 def connect(path: str | os.PathLike) -> Database:
     """Open (creating if needed) and upgrade the index at ``path``; raises IndexOpenError."""
+    # imported here: worker processes only read (connect_readonly) and never load sqlite-utils
+    from sqlite_utils import Database
+
+    from imgindex.migrations import MIGRATIONS
+
     path = Path(path)
     if path.is_dir():
         raise IndexOpenError(f"{path} is a folder; --db needs a database file path.")
@@ -42,7 +50,7 @@ def connect(path: str | os.PathLike) -> Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         db = Database(conn, execute_plugins=False)
-        _refuse_future_schema(db, path)
+        _refuse_future_schema(db, path, MIGRATIONS)
         MIGRATIONS.apply(db)
     except sqlite3.DatabaseError as exc:
         raise IndexOpenError(
@@ -60,9 +68,9 @@ def connect_readonly(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
-def _refuse_future_schema(db: Database, path: Path) -> None:
-    known = {m.name for m in MIGRATIONS._migrations}
-    applied = {m.name for m in MIGRATIONS.applied(db)}
+def _refuse_future_schema(db: Database, path: Path, migrations) -> None:
+    known = {m.name for m in migrations._migrations}
+    applied = {m.name for m in migrations.applied(db)}
     unknown = sorted(applied - known)
     if unknown:
         raise SchemaTooNewError(
