@@ -150,7 +150,7 @@ def search(
     search_id = _start_row(db, settings, algorithm, processes, chunksize, base)
     try:
         orientations = kernel.orientation_indices(rotate, mirror)
-        tasks = list(_plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize))
+        tasks = list(_plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm))
         new_pairs, workers = _run(db, db_path, search_id, tasks, threshold, orientations, px_size, processes,
                                   algorithm, progress, started)
         carried = _carry(db, search_id, base.search_id, scope.ids[~is_new]) if base else 0
@@ -293,13 +293,16 @@ def _identical_candidates(db: Database, ids: np.ndarray, px_size: int, chunk: in
             yield np.array(sorted(members), dtype=np.int64)
 
 
-def _plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize) -> Iterator[_Task]:
+def _plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm) -> Iterator[_Task]:
     """Chunk-pair tasks covering every pair that involves at least one new image."""
     new_ids = set(scope.ids[is_new].tolist())
     for ids in _buckets(db, scope, px_size, threshold, same_dim, in_folder):
         flags = np.fromiter((i in new_ids for i in ids.tolist()), dtype=bool, count=len(ids))
         old, new = ids[~flags], ids[flags]
         if len(new) == 0:
+            continue
+        if algorithm == "chunked" and threshold > 0 and len(old) == 0:
+            yield from _plan_by_brightness(db, new, px_size, threshold, chunksize)
             continue
         new_chunks = _chunks(new, chunksize)
         old_chunks = _chunks(old, chunksize)
@@ -309,6 +312,38 @@ def _plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize)
             yield _Task(a, None)
             for b in new_chunks[i + 1 :]:
                 yield _Task(a, b)
+
+
+def _plan_by_brightness(db, ids: np.ndarray, px_size: int, threshold: float, chunksize: int) -> Iterator[_Task]:
+    """All pairs of a large bucket, skipping chunk pairs too far apart in mean brightness.
+
+    The MSE is at least the square of the difference of the two images' means (Jensen), in
+    every orientation. Chunks cut from the images sorted by mean cover a narrow range each, so
+    a chunk meets only the chunks within sqrt(threshold) of it: far fewer tasks than all pairs.
+    """
+    means = _means(db, ids, px_size)
+    order = np.argsort(means, kind="stable")
+    chunks = np.array_split(order, -(-len(ids) // chunksize))
+    lows = [means[c[0]] for c in chunks]
+    highs = [means[c[-1]] for c in chunks]
+    reach = np.sqrt(threshold) * (1 + 1e-9) + 1e-9  # slack for the rounding of the means
+    as_ids = [tuple(ids[c].tolist()) for c in chunks]
+    for i, a in enumerate(as_ids):
+        yield _Task(a, None)
+        for j in range(i + 1, len(chunks)):
+            if lows[j] - highs[i] > reach:
+                break
+            yield _Task(a, as_ids[j])
+
+
+def _means(db, ids: np.ndarray, px_size: int, chunk: int = 2048) -> np.ndarray:
+    """Mean of every tensor (over all its values), streamed chunk by chunk."""
+    out = np.empty(len(ids), dtype=np.float64)
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        tensors = store.load_tensors(db, part, px_size)
+        out[start : start + len(part)] = tensors.reshape(len(part), -1).sum(axis=1, dtype=np.int64) / tensors[0].size
+    return out
 
 
 def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, ...]]:

@@ -103,16 +103,32 @@ def test_classic_and_chunked_and_workers_agree(tmp_path):
     tensors = adversarial_set(rng, 1200, px=10)
     with Index(tmp_path / "i.db") as index:
         insert(index, tensors)
+        # random tensors have means within a few units of 127.5: with MSE 300 (reach 17) no chunk
+        # pair is skipped by brightness, so the chunked search is big enough to go to workers
         runs = [
-            index.search(similarity=2.0, processes=1, full=True),
-            compare.search(index.db, str(index.path), similarity=2.0, processes=2, chunksize=128,
+            index.search(similarity=300.0, processes=1, full=True),
+            compare.search(index.db, str(index.path), similarity=300.0, processes=2, chunksize=128,
                            algorithm="chunked", full=True),
-            compare.search(index.db, str(index.path), similarity=2.0, processes=2, algorithm="classic", full=True),
+            compare.search(index.db, str(index.path), similarity=300.0, processes=2, algorithm="classic", full=True),
         ]
         results = [stored_pairs(index, r.search_id) for r in runs]
         assert len(results[0]) > 100
         assert results[0] == results[1] == results[2]
         assert [(r.algorithm, r.workers) for r in runs] == [("classic", 0), ("chunked", 2), ("classic", 2)]
+
+
+def test_chunked_search_skips_chunks_far_apart_in_brightness(tmp_path):
+    rng = np.random.default_rng(5)
+    levels = np.repeat(np.arange(0, 256, 16), 15)  # 240 images at 16 brightness levels
+    tensors = np.clip(levels[:, None, None, None] + rng.integers(-2, 3, (len(levels), PX, PX, 3)), 0, 255)
+    tensors = tensors.astype(np.uint8)
+    with Index(tmp_path / "i.db") as index:
+        ids = insert(index, tensors)
+        progress = []
+        report = compare.search(index.db, str(index.path), similarity=4.0, processes=1, chunksize=30,
+                                algorithm="chunked", progress=progress.append)
+        assert progress[-1].total <= 2 * 8  # 8 chunks: each meets itself and at most its neighbour, not all 36 pairs
+        assert stored_pairs(index, report.search_id) == brute_force(dict(zip(ids, tensors)), 4.0)
 
 
 def test_same_dim_and_in_folder_limit_who_is_compared(tmp_path):
