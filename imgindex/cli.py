@@ -103,7 +103,7 @@ search_options = _options(
         "--similarity",
         default="duplicates",
         show_default=True,
-        help="'duplicates' (MSE 0: identical tensors), 'similar' (the calibrated preset) or an MSE threshold >= 0.",
+        help="'duplicates' (MSE 0: identical tensors), 'similar' (MSE 6, calibrated on real photos) or an MSE threshold >= 0.",
     ),
     click.option("--rotate/--no-rotate", default=True, show_default=True, help="Also match copies turned 90/180/270 degrees."),
     click.option("--same-dim/--no-same-dim", default=True, show_default=True,
