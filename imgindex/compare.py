@@ -154,7 +154,10 @@ def search(
         new_pairs, workers = _run(db, db_path, search_id, tasks, threshold, orientations, px_size, processes,
                                   algorithm, progress, started)
         carried = _carry(db, search_id, base.search_id, scope.ids[~is_new]) if base else 0
-        n_groups = _write_groups(db, search_id, roots if in_folder else (), px_size, orientations)
+        if base and new_pairs == 0 and carried == base.pairs:  # the same pairs: the same groups
+            n_groups = _copy_groups(db, search_id, base.search_id)
+        else:
+            n_groups = _write_groups(db, search_id, roots if in_folder else (), px_size, orientations)
     except BaseException as exc:
         _finish_row(db, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started)
         raise
@@ -225,13 +228,14 @@ class _Base:
     search_id: int
     max_image_id: int
     started_at: str
+    pairs: int
 
 
 def _base_search(db: Database, settings: dict) -> _Base | None:
     """The latest completed search with the same settings, whose pairs can be carried over."""
     row = db.execute(
         "SELECT id, max_image_id, similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, decoder,"
-        " started_at FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
+        " started_at, pairs FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
@@ -241,7 +245,7 @@ def _base_search(db: Database, settings: dict) -> _Base | None:
         and row[8] == settings["roots"]
         and (row[9], row[10]) == (settings["px_size"], settings["decoder"])
     )
-    return _Base(row[0], row[1] or 0, row[11]) if same else None
+    return _Base(row[0], row[1] or 0, row[11], row[12] or 0) if same else None
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -260,8 +264,8 @@ class _Task:
         return na * na // 2 if self.ids_b is None else na * len(self.ids_b)
 
 
-def _buckets(db: Database, scope: _Scope, px_size: int, threshold: float, same_dim: bool, in_folder: bool) -> Iterator[np.ndarray]:
-    """Groups of ids (ascending) that may contain matches; pairs never cross groups."""
+def _buckets(scope: _Scope, same_dim: bool, in_folder: bool) -> Iterator[np.ndarray]:
+    """Groups of scope positions that may contain matches; pairs never cross groups."""
     keys = [scope.roots if in_folder else np.zeros(len(scope.ids), np.int64)]
     if same_dim:
         keys += [np.minimum(scope.widths, scope.heights), np.maximum(scope.widths, scope.heights)]
@@ -269,81 +273,120 @@ def _buckets(db: Database, scope: _Scope, px_size: int, threshold: float, same_d
     order = np.lexsort(key.T[::-1])
     splits = np.flatnonzero(np.any(np.diff(key[order], axis=0) != 0, axis=1)) + 1
     for part in np.split(order, splits):
-        if len(part) < 2:
-            continue
-        ids = np.sort(scope.ids[part])
-        if threshold == 0:
-            yield from _identical_candidates(db, ids, px_size)
-        else:
-            yield ids
+        if len(part) >= 2:
+            yield np.sort(part)
 
 
-def _identical_candidates(db: Database, ids: np.ndarray, px_size: int, chunk: int = 1024) -> Iterator[np.ndarray]:
-    """Split ids by a key every orientation of a tensor shares: only equal keys can be identical."""
-    keys: dict[bytes, list[int]] = {}
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
+@dataclass(frozen=True)
+class _Keys:
+    """Per scope position: the tensor's mean and its orientation-invariant identity key."""
+
+    means: np.ndarray
+    ikeys: list[bytes]
+
+
+def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> _Keys:
+    """Mean and identity key of every id, computed once per image and kept in ``search_keys``."""
+    have = {
+        image_id: (mean, ikey)
+        for image_id, mean, ikey in db.execute(
+            "SELECT image_id, mean, ikey FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(ids.tolist())],
+        )
+    }
+    missing = np.array([i for i in ids.tolist() if i not in have], dtype=np.int64)
+    for start in range(0, len(missing), chunk):
+        part = missing[start : start + chunk]
         tensors = store.load_tensors(db, part, px_size).reshape(len(part), -1, 3)
         sums = tensors.sum(axis=1, dtype=np.int64)
         squares = np.einsum("kvc,kvc->kc", tensors.astype(np.int32), tensors.astype(np.int32), dtype=np.int64)
-        for image_id, s, q in zip(part.tolist(), sums, squares):
-            keys.setdefault(s.tobytes() + q.tobytes(), []).append(image_id)
-    for members in keys.values():
-        if len(members) > 1:
-            yield np.array(sorted(members), dtype=np.int64)
+        rows = [
+            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes())
+            for image_id, s, q in zip(part.tolist(), sums, squares)
+        ]
+        with db.atomic():
+            db.conn.executemany("INSERT OR REPLACE INTO search_keys VALUES (?, ?, ?)", rows)
+        have.update((r[0], (r[1], r[2])) for r in rows)
+    return _Keys(
+        means=np.array([have[i][0] for i in ids.tolist()], dtype=np.float64),
+        ikeys=[have[i][1] for i in ids.tolist()],
+    )
 
 
 def _plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm) -> Iterator[_Task]:
     """Chunk-pair tasks covering every pair that involves at least one new image."""
-    new_ids = set(scope.ids[is_new].tolist())
-    for ids in _buckets(db, scope, px_size, threshold, same_dim, in_folder):
-        flags = np.fromiter((i in new_ids for i in ids.tolist()), dtype=bool, count=len(ids))
-        old, new = ids[~flags], ids[flags]
-        if len(new) == 0:
-            continue
-        if algorithm == "chunked" and threshold > 0 and len(old) == 0:
-            yield from _plan_by_brightness(db, new, px_size, threshold, chunksize)
-            continue
-        new_chunks = _chunks(new, chunksize)
-        old_chunks = _chunks(old, chunksize)
-        for i, a in enumerate(new_chunks):
-            for b in old_chunks:
-                yield _Task(b, a)
-            yield _Task(a, None)
-            for b in new_chunks[i + 1 :]:
-                yield _Task(a, b)
+    buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any()]
+    if not buckets:
+        return
+    needed = np.concatenate(buckets)
+    keys = search_keys(db, scope.ids[needed], px_size)
+    where = {int(p): k for k, p in enumerate(needed.tolist())}
+    for part in buckets:
+        sub = np.array([where[int(p)] for p in part])
+        means, ids, new = keys.means[sub], scope.ids[part], is_new[part]
+        if threshold == 0:
+            yield from _plan_identical(ids, new, [keys.ikeys[k] for k in sub], chunksize)
+        elif algorithm == "chunked":
+            yield from _plan_by_brightness(ids, new, means, threshold, chunksize)
+        else:
+            yield from _plan_by_id(ids, new, chunksize)
 
 
-def _plan_by_brightness(db, ids: np.ndarray, px_size: int, threshold: float, chunksize: int) -> Iterator[_Task]:
-    """All pairs of a large bucket, skipping chunk pairs too far apart in mean brightness.
+def _plan_identical(ids: np.ndarray, new: np.ndarray, ikeys: list[bytes], chunksize: int) -> Iterator[_Task]:
+    """Exact duplicates: only images sharing an identity key (O(N) to find) can be identical."""
+    groups: dict[bytes, list[int]] = {}
+    for position, key in enumerate(ikeys):
+        groups.setdefault(key, []).append(position)
+    for members in groups.values():
+        if len(members) > 1 and new[members].any():
+            yield from _plan_by_id(ids[members], new[members], chunksize)
+
+
+def _plan_by_id(ids: np.ndarray, new: np.ndarray, chunksize: int) -> Iterator[_Task]:
+    """id-ordered chunks: every new chunk against every old chunk, itself, and later new chunks."""
+    order = np.argsort(ids)
+    ids, new = ids[order], new[order]
+    new_chunks = _chunks(ids[new], chunksize)
+    old_chunks = _chunks(ids[~new], chunksize)
+    for i, a in enumerate(new_chunks):
+        for b in old_chunks:
+            yield _Task(b, a)
+        yield _Task(a, None)
+        for b in new_chunks[i + 1 :]:
+            yield _Task(a, b)
+
+
+def _plan_by_brightness(ids: np.ndarray, new: np.ndarray, means: np.ndarray, threshold: float,
+                        chunksize: int) -> Iterator[_Task]:
+    """Chunks cut by mean brightness; chunk pairs further apart than sqrt(threshold) are skipped.
 
     The MSE is at least the square of the difference of the two images' means (Jensen), in
-    every orientation. Chunks cut from the images sorted by mean cover a narrow range each, so
-    a chunk meets only the chunks within sqrt(threshold) of it: far fewer tasks than all pairs.
+    every orientation, so a chunk only meets the chunks within sqrt(threshold) of it: far fewer
+    tasks than all pairs, for a full search and for new images against the old ones alike.
     """
-    means = _means(db, ids, px_size)
-    order = np.argsort(means, kind="stable")
-    chunks = np.array_split(order, -(-len(ids) // chunksize))
-    lows = [means[c[0]] for c in chunks]
-    highs = [means[c[-1]] for c in chunks]
     reach = np.sqrt(threshold) * (1 + 1e-9) + 1e-9  # slack for the rounding of the means
-    as_ids = [tuple(ids[c].tolist()) for c in chunks]
-    for i, a in enumerate(as_ids):
+    new_chunks = _brightness_chunks(ids[new], means[new], chunksize)
+    old_chunks = _brightness_chunks(ids[~new], means[~new], chunksize)
+    for i, (a, a_lo, a_hi) in enumerate(new_chunks):
+        for b, b_lo, b_hi in old_chunks:
+            if b_lo - a_hi <= reach and a_lo - b_hi <= reach:
+                yield _Task(b, a)
         yield _Task(a, None)
-        for j in range(i + 1, len(chunks)):
-            if lows[j] - highs[i] > reach:
-                break
-            yield _Task(a, as_ids[j])
+        for b, b_lo, _b_hi in new_chunks[i + 1 :]:
+            if b_lo - a_hi > reach:
+                break  # sorted by mean: every later chunk is further still
+            yield _Task(a, b)
 
 
-def _means(db, ids: np.ndarray, px_size: int, chunk: int = 2048) -> np.ndarray:
-    """Mean of every tensor (over all its values), streamed chunk by chunk."""
-    out = np.empty(len(ids), dtype=np.float64)
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        tensors = store.load_tensors(db, part, px_size)
-        out[start : start + len(part)] = tensors.reshape(len(part), -1).sum(axis=1, dtype=np.int64) / tensors[0].size
-    return out
+def _brightness_chunks(ids: np.ndarray, means: np.ndarray, chunksize: int) -> list[tuple[tuple[int, ...], float, float]]:
+    """(ids, lowest mean, highest mean) of chunks cut from the images sorted by mean."""
+    if len(ids) == 0:
+        return []
+    order = np.argsort(means, kind="stable")
+    return [
+        (tuple(ids[c].tolist()), float(means[c[0]]), float(means[c[-1]]))
+        for c in np.array_split(order, -(-len(ids) // chunksize))
+    ]
 
 
 def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, ...]]:
@@ -504,13 +547,11 @@ def _carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> i
 
 
 def _write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: int,
-                  orientations: tuple[int, ...]) -> int:
+                  orientations: tuple[int, ...], batch: int = 4096) -> int:
     """Connected components of this search's pairs, keepers, and each member's exact MSE to its keeper."""
-    pairs = db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id]).fetchall()
-    if not pairs:
-        return 0
-    arr = np.array(pairs, dtype=np.int64)
-    comps = groups.components(arr[:, 0], arr[:, 1])
+    pairs = np.array(db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id]).fetchall(),
+                     dtype=np.int64).reshape(-1, 2)
+    comps = groups.components(pairs[:, 0], pairs[:, 1])
     members = {}
     member_ids = [int(i) for c in comps for i in c]
     for start in range(0, len(member_ids), 20000):
@@ -520,25 +561,48 @@ def _write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size:
             [json.dumps(part)],
         ):
             members[image_id] = groups.Member(image_id, width, height, size, path)
+    made = groups.make_groups(comps, members)
     n_values = px_size * px_size * 3
-    rows = []
-    for g in groups.make_groups(comps, members):
-        root = next((r for r in roots if discover.under(os.path.dirname(g.keeper.path), r)), None)
-        rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None))
-        keeper = store.load_tensors(db, [g.keeper.image_id], px_size)
-        others = store.load_tensors(db, [m.image_id for m in g.others], px_size)
-        ssd = np.stack([kernel.exact_ssd(np.repeat(keeper, len(others), axis=0), others, o) for o in orientations], 1)
-        best = np.argmin(ssd, axis=1)
-        for m, k, row in zip(g.others, best.tolist(), ssd):
-            t = kernel.ORIENTATIONS[orientations[k]]
-            rows.append((search_id, g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation, int(t.mirrored)))
+    start = 0
+    while start < len(made):  # groups in batches: one query loads the tensors of a whole batch
+        end, size = start, 0
+        while end < len(made) and (end == start or size + 1 + len(made[end].others) <= batch):
+            size += 1 + len(made[end].others)
+            end += 1
+        ids = [m.image_id for g in made[start:end] for m in (g.keeper, *g.others)]
+        tensors = dict(zip(ids, store.load_tensors(db, ids, px_size)))
+        rows = []
+        for g in made[start:end]:
+            root = next((r for r in roots if discover.under(os.path.dirname(g.keeper.path), r)), None)
+            rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None))
+            keeper = np.repeat(tensors[g.keeper.image_id][None], len(g.others), axis=0)
+            others = np.stack([tensors[m.image_id] for m in g.others])
+            ssd = np.stack([kernel.exact_ssd(keeper, others, o) for o in orientations], axis=1)
+            for m, row in zip(g.others, ssd):
+                k = int(np.argmin(row))
+                t = kernel.ORIENTATIONS[orientations[k]]
+                rows.append((search_id, g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation,
+                             int(t.mirrored)))
+        with db.atomic():
+            db.conn.executemany(
+                "INSERT INTO group_members (search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,"
+                " mirrored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        start = end
+    return len(made)
+
+
+def _copy_groups(db: Database, search_id: int, base_id: int) -> int:
+    """Nothing was added or removed since the base search: its groups are this search's."""
     with db.atomic():
-        db.conn.executemany(
+        db.execute(
             "INSERT INTO group_members (search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,"
-            " mirrored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            " mirrored) SELECT ?, group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored"
+            " FROM group_members WHERE search_id = ?",
+            [search_id, base_id],
         )
-    return len({r[1] for r in rows})
+    return db.execute("SELECT count(DISTINCT group_id) FROM group_members WHERE search_id = ?", [search_id]).fetchone()[0]
 
 
 def _start_row(db: Database, settings: dict, algorithm: str, processes: int, chunksize: int, base) -> int:

@@ -180,3 +180,20 @@ def watcher(db: Database) -> None:
         );
         """
     )
+
+
+@MIGRATIONS(name="0005_search_keys")
+def search_keys(db: Database) -> None:
+    """Per-image facts the comparer plans with, computed once from the tensor and kept."""
+    db.executescript(
+        """
+        -- mean: of all tensor values (pairs whose means differ by more than sqrt(threshold)
+        -- cannot match); ikey: channel sums and sums of squares, the same in every orientation
+        -- (only images with equal keys can be identical)
+        CREATE TABLE search_keys (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            mean REAL NOT NULL,
+            ikey BLOB NOT NULL
+        );
+        """
+    )
