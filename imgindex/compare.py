@@ -157,7 +157,8 @@ def search(
         if base and new_pairs == 0 and carried == base.pairs:  # the same pairs: the same groups
             n_groups = _copy_groups(db, search_id, base.search_id)
         else:
-            n_groups = _write_groups(db, search_id, roots if in_folder else (), px_size, orientations)
+            n_groups = _write_groups(db, search_id, roots if in_folder else (), px_size, orientations,
+                                     base_id=base.search_id if base else None, changed=set(scope.ids[is_new].tolist()))
     except BaseException as exc:
         _finish_row(db, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started)
         raise
@@ -547,8 +548,13 @@ def _carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> i
 
 
 def _write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: int,
-                  orientations: tuple[int, ...], batch: int = 4096) -> int:
-    """Connected components of this search's pairs, keepers, and each member's exact MSE to its keeper."""
+                  orientations: tuple[int, ...], *, base_id: int | None = None, changed: set[int] = frozenset(),
+                  batch: int = 4096) -> int:
+    """Connected components of this search's pairs, keepers, and each member's exact MSE to its keeper.
+
+    A group of the base search with the same members, the same keeper and no image added or
+    moved since is taken over as it is; only the others cost tensor reads.
+    """
     pairs = np.array(db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id]).fetchall(),
                      dtype=np.int64).reshape(-1, 2)
     comps = groups.components(pairs[:, 0], pairs[:, 1])
@@ -562,17 +568,32 @@ def _write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size:
         ):
             members[image_id] = groups.Member(image_id, width, height, size, path)
     made = groups.make_groups(comps, members)
+    known = _group_rows(db, base_id) if base_id is not None else {}
+    fresh, kept = [], []
+    for g in made:
+        ids = frozenset(m.image_id for m in (g.keeper, *g.others))
+        old = known.get(ids)
+        if old is not None and old[0][0] == g.keeper.image_id and not ids & changed:
+            kept.extend((search_id, g.group_id, *row) for row in old)
+        else:
+            fresh.append(g)
+    with db.atomic():
+        db.conn.executemany(
+            "INSERT INTO group_members (search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,"
+            " mirrored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            kept,
+        )
     n_values = px_size * px_size * 3
     start = 0
-    while start < len(made):  # groups in batches: one query loads the tensors of a whole batch
+    while start < len(fresh):  # groups in batches: one query loads the tensors of a whole batch
         end, size = start, 0
-        while end < len(made) and (end == start or size + 1 + len(made[end].others) <= batch):
-            size += 1 + len(made[end].others)
+        while end < len(fresh) and (end == start or size + 1 + len(fresh[end].others) <= batch):
+            size += 1 + len(fresh[end].others)
             end += 1
-        ids = [m.image_id for g in made[start:end] for m in (g.keeper, *g.others)]
+        ids = [m.image_id for g in fresh[start:end] for m in (g.keeper, *g.others)]
         tensors = dict(zip(ids, store.load_tensors(db, ids, px_size)))
         rows = []
-        for g in made[start:end]:
+        for g in fresh[start:end]:
             root = next((r for r in roots if discover.under(os.path.dirname(g.keeper.path), r)), None)
             rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None))
             keeper = np.repeat(tensors[g.keeper.image_id][None], len(g.others), axis=0)
@@ -591,6 +612,18 @@ def _write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size:
             )
         start = end
     return len(made)
+
+
+def _group_rows(db: Database, search_id: int) -> dict[frozenset, list[tuple]]:
+    """A search's groups by member set: rows (image_id, is_keeper, root, mse, rotation, mirrored), keeper first."""
+    by_group: dict[int, list[tuple]] = {}
+    for group_id, *row in db.execute(
+        "SELECT group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored FROM group_members"
+        " WHERE search_id = ? ORDER BY group_id, is_keeper DESC",
+        [search_id],
+    ):
+        by_group.setdefault(group_id, []).append(tuple(row))
+    return {frozenset(r[0] for r in rows): rows for rows in by_group.values()}
 
 
 def _copy_groups(db: Database, search_id: int, base_id: int) -> int:

@@ -207,6 +207,8 @@ def test_incremental_search_equals_full_after_adds_moves_and_removals(tmp_path):
         full = index.search(similarity=1.0, processes=1, full=True)
         assert not full.incremental
         assert stored_pairs(index, inc.search_id) == stored_pairs(index, full.search_id)
+        members = "SELECT group_id, image_id, is_keeper, mse_to_keeper, rotation FROM group_members WHERE search_id = ?"
+        assert set(index.db.execute(members, [inc.search_id])) == set(index.db.execute(members, [full.search_id]))
         again = index.search(similarity=1.0, processes=1)  # nothing new: nothing compared
         assert again.incremental and again.new_images == 0 and again.new_pairs == 0
         assert stored_pairs(index, again.search_id) == stored_pairs(index, full.search_id)
