@@ -191,6 +191,8 @@ def test_incremental_search_equals_full_after_adds_moves_and_removals(tmp_path):
     root = tmp_path / "photos"
     for i in range(12):
         write_image(root / "a" / f"p{i}.png", seed=i % 5, size=(40, 30))  # 5 pictures, copies of each
+    for i in range(2):
+        write_image(root / "c" / f"untouched{i}.png", seed=50, size=(40, 30))  # a group nothing changes
     with Index(tmp_path / "i.db") as index:
         index.scan([root], processes=1)
         first = index.search(similarity=1.0, processes=1)
