@@ -541,7 +541,9 @@ def _carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> i
         cursor = db.execute(
             "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
             " SELECT ?, image_a, image_b, mse, rotation, mirrored, found_at FROM pairs"
-            " WHERE search_id = ? AND image_a IN carried_ids AND image_b IN carried_ids",
+            # "+": check membership row by row; as index keys, the two IN lists make SQLite probe
+            # every (a, b) combination of the scope (4.7 s instead of 4 ms at 20k images)
+            " WHERE search_id = ? AND +image_a IN carried_ids AND +image_b IN carried_ids",
             [search_id, base_id],
         )
         return cursor.rowcount
