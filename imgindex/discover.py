@@ -119,7 +119,14 @@ def _folders(
                 continue
             yield folder, entries, None
             if deep:
-                stack.extend(reversed([e.path for e in entries if _kind(e, None) == "folder"]))
+                stack.extend(reversed([e.path for e in entries if _is_folder(e)]))
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False) and _is_utf8(entry.name)
+    except OSError:
+        return False
 
 
 def _kind(entry: os.DirEntry, extensions: frozenset[str] | None) -> str:
@@ -166,6 +173,8 @@ def under(folder: str, root: str) -> bool:
 
 
 def _is_utf8(name: str) -> bool:
+    if name.isascii():
+        return True
     try:
         name.encode("utf-8")
         return True
