@@ -99,11 +99,14 @@ class _Worker:
         except (BrokenPipeError, OSError):
             pass  # the reader thread reports the death; the ticket fails then
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def close_input(self) -> None:
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.close_input()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -171,6 +174,8 @@ class WorkerPool:
         self.workers[dead.index] = _Worker(dead.index, self.initializer, self.initargs, self.answers)
 
     def close(self) -> None:
+        for worker in self.workers:  # every worker sees end-of-input at once, then all are awaited
+            worker.close_input()
         for worker in self.workers:
             worker.stop()
         self.workers = []

@@ -100,16 +100,16 @@ def test_search_equals_brute_force_on_stored_tensors(tmp_path_factory, seed, cou
 
 def test_classic_and_chunked_and_workers_agree(tmp_path):
     rng = np.random.default_rng(7)
-    tensors = adversarial_set(rng, 1200, px=10)
+    tensors = adversarial_set(rng, 2400, px=10)
     with Index(tmp_path / "i.db") as index:
         insert(index, tensors)
         # random tensors have means within a few units of 127.5: with MSE 300 (reach 17) no chunk
         # pair is skipped by brightness, so the chunked search is big enough to go to workers
+        options = dict(similarity=300.0, mirror=True, full=True)
         runs = [
-            index.search(similarity=300.0, processes=1, full=True),
-            compare.search(index.db, str(index.path), similarity=300.0, processes=2, chunksize=128,
-                           algorithm="chunked", full=True),
-            compare.search(index.db, str(index.path), similarity=300.0, processes=2, algorithm="classic", full=True),
+            index.search(processes=1, **options),
+            compare.search(index.db, str(index.path), processes=2, chunksize=256, algorithm="chunked", **options),
+            compare.search(index.db, str(index.path), processes=2, algorithm="classic", **options),
         ]
         results = [stored_pairs(index, r.search_id) for r in runs]
         assert len(results[0]) > 100
