@@ -16,12 +16,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from imgindex.decode import decode_path
 
-from conftest import photo_like, write_image
+from conftest import write_image
 
 SETTLE = 0.4
 DEADLINE = 30.0
@@ -147,7 +146,7 @@ def test_burst_of_500_files_is_batched_while_readers_read(tmp_path):
     staging = tmp_path / "staging"
     for i in range(500):
         write_image(staging / f"b{i:03d}.png", seed=i % 250, size=(32, 24))  # 250 pictures, twice each
-    with watching(root, db) as proc:
+    with watching(root, db):
         for path in sorted(staging.iterdir()):
             shutil.copy(path, root / path.name)
         reads = 0
