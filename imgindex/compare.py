@@ -287,7 +287,8 @@ class _Keys:
 
 
 def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> _Keys:
-    """Mean and identity key of every id, computed once per image and kept in ``search_keys``."""
+    """Mean and identity key of every id, computed once per image and kept in ``search_keys``
+    with its coarse vector, which workers read instead of the tensor to bound every pair."""
     have = {
         image_id: (mean, ikey)
         for image_id, mean, ikey in db.execute(
@@ -296,17 +297,20 @@ def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) 
         )
     }
     missing = np.array([i for i in ids.tolist() if i not in have], dtype=np.int64)
+    edges = kernel.grid_edges(px_size)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
-        tensors = store.load_tensors(db, part, px_size).reshape(len(part), -1, 3)
+        images = store.load_tensors(db, part, px_size)
+        coarse = kernel.coarse(images, edges)
+        tensors = images.reshape(len(part), -1, 3)
         sums = tensors.sum(axis=1, dtype=np.int64)
         squares = np.einsum("kvc,kvc->kc", tensors.astype(np.int32), tensors.astype(np.int32), dtype=np.int64)
         rows = [
-            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes())
-            for image_id, s, q in zip(part.tolist(), sums, squares)
+            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes(), c.tobytes())
+            for image_id, s, q, c in zip(part.tolist(), sums, squares, coarse)
         ]
         with db.atomic():
-            db.conn.executemany("INSERT OR REPLACE INTO search_keys VALUES (?, ?, ?)", rows)
+            db.conn.executemany("INSERT OR REPLACE INTO search_keys VALUES (?, ?, ?, ?)", rows)
         have.update((r[0], (r[1], r[2])) for r in rows)
     return _Keys(
         means=np.array([have[i][0] for i in ids.tolist()], dtype=np.float64),
@@ -411,13 +415,12 @@ def _init_worker(db_path: str, px_size: int, cache_size: int) -> None:
     _worker_cache_size = cache_size
 
 
-def _chunk(conn, ids: tuple[int, ...], px_size: int, cache: OrderedDict, cache_size: int):
-    """(tensors, coarse) of a chunk, from the cache of the last chunks read or from SQLite."""
+def _coarse(conn, ids: tuple[int, ...], px_size: int, cache: OrderedDict, cache_size: int) -> np.ndarray:
+    """Coarse vectors of a chunk (a few hundred bytes an image), from the last chunks read or SQLite."""
     if ids in cache:
         cache.move_to_end(ids)
         return cache[ids]
-    tensors = store.load_tensors(conn, ids, px_size)
-    cache[ids] = (tensors, kernel.coarse(tensors, kernel.grid_edges(px_size)))
+    cache[ids] = store.load_coarse(conn, ids, len(kernel.grid_edges(px_size)) - 1)
     while len(cache) > cache_size:
         cache.popitem(last=False)
     return cache[ids]
@@ -425,17 +428,30 @@ def _chunk(conn, ids: tuple[int, ...], px_size: int, cache: OrderedDict, cache_s
 
 def compare_task(conn, task: _Task, threshold: float, orientations, px_size: int, cache: OrderedDict,
                  cache_size: int) -> tuple[np.ndarray, ...]:
-    """Run the kernel on one task: (image_a, image_b, ssd, orientation) arrays, image_a < image_b."""
-    a, ca = _chunk(conn, task.ids_a, px_size, cache, cache_size)
+    """Run the kernel on one task: (image_a, image_b, ssd, orientation) arrays, image_a < image_b.
+
+    The bound of every pair comes from cached coarse vectors; only the tensors of candidate
+    pairs are read from SQLite, for the exact check.
+    """
     same = task.ids_b is None
-    b, cb = (a, ca) if same else _chunk(conn, task.ids_b, px_size, cache, cache_size)
-    m = kernel.match_blocks(a, b, threshold, orientations, same=same, coarse_a=ca, coarse_b=cb)
     ids_a = np.array(task.ids_a, dtype=np.int64)
     ids_b = ids_a if same else np.array(task.ids_b, dtype=np.int64)
+    ca = _coarse(conn, task.ids_a, px_size, cache, cache_size)
+    cb = ca if same else _coarse(conn, task.ids_b, px_size, cache, cache_size)
+    edges = kernel.grid_edges(px_size)
+    limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
+    cand = kernel.candidates(ca, cb, kernel.coarse_center(edges), limit, orientations, upper=same)
+    rows_at, cols_at = np.unique(cand.rows), np.unique(cand.cols)
+    if same:
+        rows_at = cols_at = np.union1d(rows_at, cols_at)
+    a = store.load_tensors(conn, ids_a[rows_at], px_size)
+    b = a if same else store.load_tensors(conn, ids_b[cols_at], px_size)
+    m = kernel.confirm(cand, a, rows_at, b, cols_at, limit, orientations)
     pair_a, pair_b, orient = ids_a[m.rows], ids_b[m.cols], m.orient.copy()
     swapped = pair_a > pair_b  # only when a moved image is compared with a newer one
     if swapped.any():
-        rows, cols = m.rows[swapped], m.cols[swapped]
+        rows = np.searchsorted(rows_at, m.rows[swapped])
+        cols = np.searchsorted(cols_at, m.cols[swapped])
         # a is the lower id in every stored pair: redo the orientation choice from its side
         best = np.stack([kernel.exact_ssd(b[cols], a[rows], o) for o in orientations], axis=1)
         orient[swapped] = np.asarray(orientations)[np.argmin(best, axis=1)]

@@ -200,13 +200,27 @@ def match_blocks(
     ca = coarse(a, edges) if coarse_a is None else coarse_a
     cb = ca if same else (coarse(b, edges) if coarse_b is None else coarse_b)
     cand = candidates(ca, cb, center, limit, orientations, upper=same)
+    return confirm(cand, a, np.arange(len(a)), b, np.arange(len(b)), limit, orientations)
+
+
+def confirm(
+    cand: Candidates,
+    a: np.ndarray,
+    a_index: np.ndarray,
+    b: np.ndarray,
+    b_index: np.ndarray,
+    limit: float,
+    orientations: tuple[int, ...],
+) -> Matches:
+    """Check candidates exactly. ``a`` holds the tensors of rows ``a_index`` (ascending), ``b`` of
+    cols ``b_index``: only the candidates' tensors need to be at hand."""
     rows, cols, orient_, ssd = [], [], [], []
     for o in orientations:
         sel = cand.orient == o
         if not sel.any():
             continue
         r, c = cand.rows[sel], cand.cols[sel]
-        s = exact_ssd(a[r], b[c], o)
+        s = exact_ssd(a[np.searchsorted(a_index, r)], b[np.searchsorted(b_index, c)], o)
         keep = s <= limit
         rows.append(r[keep])
         cols.append(c[keep])

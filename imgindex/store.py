@@ -132,6 +132,20 @@ def iter_vector_chunks(
         last = int(ids[-1])
 
 
+def load_coarse(conn: sqlite3.Connection | Database, ids, grid: int) -> np.ndarray:
+    """Cached coarse vectors (search_keys.coarse) of ``ids``, in that order: (len(ids), grid, grid, 3)."""
+    ids = [int(i) for i in ids]
+    found = dict(
+        conn.execute(
+            "SELECT image_id, coarse FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(ids)],
+        ).fetchall()
+    )
+    if len(found) != len(set(ids)):
+        raise KeyError(f"coarse vectors missing for image ids {sorted(set(ids) - set(found))[:10]}")
+    return np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float64).reshape(len(ids), grid, grid, 3)
+
+
 def load_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int], px_size: int) -> np.ndarray:
     """Tensors of ``ids`` (ascending) as one uint8 array (len(ids), px, px, 3), in that order."""
     ids = [int(i) for i in ids]

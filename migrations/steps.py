@@ -189,11 +189,13 @@ def search_keys(db: Database) -> None:
         """
         -- mean: of all tensor values (pairs whose means differ by more than sqrt(threshold)
         -- cannot match); ikey: channel sums and sums of squares, the same in every orientation
-        -- (only images with equal keys can be identical)
+        -- (only images with equal keys can be identical); coarse: float64 block sums / sqrt(size)
+        -- (kernel.coarse), from which the lower bound of every pair is computed without the tensor
         CREATE TABLE search_keys (
             image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
             mean REAL NOT NULL,
-            ikey BLOB NOT NULL
+            ikey BLOB NOT NULL,
+            coarse BLOB NOT NULL
         );
         """
     )
