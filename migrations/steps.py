@@ -199,3 +199,20 @@ def search_keys(db: Database) -> None:
         );
         """
     )
+
+
+@MIGRATIONS(name="0006_search_keys_coarse")
+def search_keys_coarse(db: Database) -> None:
+    """Indexes made between 0005's first and final form lack the coarse column: rebuild the cache."""
+    if "coarse" not in {c.name for c in db["search_keys"].columns}:
+        db.executescript(
+            """
+            DROP TABLE search_keys;
+            CREATE TABLE search_keys (
+                image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+                mean REAL NOT NULL,
+                ikey BLOB NOT NULL,
+                coarse BLOB NOT NULL
+            );
+            """
+        )
