@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 QUIET = 0.3  # seconds without events before ready files are processed
 MAX_BATCH = 2000  # ready files that start a batch even while events keep coming
 HEARTBEAT = 5.0
+WATCH_CHECK = 30.0  # after folders appear, at most this often: check every folder has an inotify watch
 
 
 class WatchLockError(ImgIndexError):
@@ -211,6 +212,7 @@ class Watcher:
         self.state = _State()
         self.events: queue.Queue = queue.Queue()
         self.overflow = threading.Event()
+        self.folders_added = False  # new folders need watches: check the limit was not hit
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -223,8 +225,14 @@ class Watcher:
         try:
             observer = self._start_observer()
             self._catch_up("start: changes while not watching", lock)
-            last_beat = time.monotonic()
+            last_beat = last_check = time.monotonic()
             while not stop.is_set():
+                recheck = self.folders_added and time.monotonic() - last_check >= WATCH_CHECK
+                if recheck and isinstance(observer, Observer):
+                    last_check, self.folders_added = time.monotonic(), False
+                    if self._unwatched_folders():  # new folders beyond the limit: poll, and catch up
+                        observer = self._poll_instead(observer, "the inotify watch limit was reached")
+                        self._catch_up("catch-up: folders were not watched", lock)
                 self._drain(timeout=0.2)
                 if self.overflow.is_set():
                     self.overflow.clear()
@@ -245,20 +253,40 @@ class Watcher:
             lock.release()
 
     def _start_observer(self):
-        handler = _Queueing(self.events)
         observer = Observer()
         try:
-            for root in self.roots:
-                observer.schedule(handler, root, recursive=True)
+            self._schedule(observer)
             observer.start()
-            return observer
         except OSError as exc:  # typically ENOSPC: the inotify watch limit is reached
-            log.warning("cannot watch with inotify (%s): polling every 2 s instead", exc)
-            observer = PollingObserver(timeout=2)
-            for root in self.roots:
-                observer.schedule(handler, root, recursive=True)
-            observer.start()
-            return observer
+            return self._poll_instead(None, f"cannot watch with inotify ({exc})")
+        short = self._unwatched_folders()
+        if short:
+            # watchdog skips, without a word, the subfolders it could not add a watch for
+            return self._poll_instead(observer, f"the inotify watch limit left {short} folder(s) unwatched")
+        return observer
+
+    def _schedule(self, observer) -> None:
+        handler = _Queueing(self.events)
+        for root in self.roots:
+            observer.schedule(handler, root, recursive=True)
+
+    def _poll_instead(self, observer, why: str):
+        log.warning("%s (raise fs.inotify.max_user_watches): polling every 2 s instead", why)
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=10)
+        polling = PollingObserver(timeout=2)
+        self._schedule(polling)
+        polling.start()
+        return polling
+
+    def _unwatched_folders(self) -> int:
+        """Folders under the roots minus inotify watches this process holds (Linux; else 0)."""
+        watches = inotify_watch_count()
+        if watches is None:
+            return 0
+        folders = sum(1 for root in self.roots for _ in os.walk(root))
+        return max(0, folders - watches)
 
     # -- events -> state ----------------------------------------------------------------------------
     def _drain(self, timeout: float) -> None:
@@ -280,8 +308,10 @@ class Watcher:
         state = self.state
         if isinstance(event, (DirCreatedEvent, DirDeletedEvent)):
             state.deep_dirty.add(src)
+            self.folders_added |= isinstance(event, DirCreatedEvent)
         elif isinstance(event, DirMovedEvent):
             state.deep_dirty.update((src, dest))
+            self.folders_added = True
         elif isinstance(event, FileDeletedEvent):
             if self._wanted(src):
                 state.files.pop(src, None)
@@ -380,6 +410,22 @@ class Watcher:
         )
         self.on_batch(report)
         return report
+
+
+def inotify_watch_count() -> int | None:
+    """How many inotify watches this process holds, from /proc/self/fdinfo; None where unknown."""
+    try:
+        fds = os.listdir("/proc/self/fdinfo")
+    except OSError:
+        return None
+    total = 0
+    for fd in fds:
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as fp:
+                total += fp.read().count("inotify wd:")
+        except OSError:
+            continue
+    return total
 
 
 def _now() -> str:

@@ -227,3 +227,25 @@ def test_events_dropped_by_the_kernel_are_caught_up(tmp_path):
     finally:
         QUEUE_LIMIT.write_text(original)
     assert "catch-up: events were lost" in proc.stderr.read()
+
+
+WATCH_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and os.geteuid() == 0 and os.access(WATCH_LIMIT, os.W_OK)),
+                    reason="needs root to lower the kernel's inotify watch limit")
+def test_no_inotify_watches_left_falls_back_to_polling(tmp_path):
+    """With the watch limit at 1 the observer cannot start: the watcher says so and polls."""
+    root, db = tmp_path / "photos", tmp_path / "w.db"
+    for i in range(5):
+        (root / f"folder{i}").mkdir(parents=True)
+    original = WATCH_LIMIT.read_text()
+    WATCH_LIMIT.write_text("1")
+    try:
+        with watching(root, db) as proc:
+            WATCH_LIMIT.write_text(original)
+            write_image(root / "folder3" / "late.png", seed=3)
+            wait_for(db, "SELECT count(*) FROM images", lambda r: r[0][0] == 1, proc=proc)
+    finally:
+        WATCH_LIMIT.write_text(original)
+    assert "polling every 2 s instead" in proc.stderr.read()
