@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from datetime import datetime
 import click
 
 from imgindex import results
+from imgindex.actions import ActionPlan, ActionReport
 from imgindex.compare import SearchReport
 from imgindex.errors import ImgIndexError
 from imgindex.index import DEFAULT_DB, Index
@@ -22,6 +24,7 @@ from imgindex.indexer import PX_SIZE_RANGE, ScanReport
 from imgindex.progress import ProgressLine
 
 SHOWN_ERRORS = 10
+PLAN_PREVIEW = 10
 
 
 def _user_errors(func):
@@ -293,6 +296,156 @@ def status(db_path):
     else:
         click.echo(f"Watcher: not running (pid {w.pid} stopped without cleaning up at {w.heartbeat_at}; "
                    "the next watch repairs the index)")
+
+
+existing_db_option = click.option(
+    "--db",
+    "db_path",
+    default=DEFAULT_DB,
+    show_default=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="SQLite file holding the index and its latest search.",
+)
+yes_option = click.option("-y", "--yes", is_flag=True, help="Act without asking (needed when not on a terminal).")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan, file by file, and change nothing.")
+
+
+@cli.command("move-to")
+@click.argument("destination", type=click.Path(file_okay=False))
+@existing_db_option
+@yes_option
+@dry_run_option
+@quiet_option
+@_user_errors
+def move_to(destination, db_path, yes, dry_run, quiet):
+    """Move the lower-quality copies of the latest search under DESTINATION; keepers stay.
+
+    Folders are kept relative to their scanned root; an existing file is never overwritten
+    (the newcomer gets a ' (1)' suffix). Each file is re-checked against the index first, and
+    every move is journaled in the actions table: `imgindex undo` puts them back.
+
+    \b
+    Examples:
+      imgindex move-to ~/duplicates --db photos.db --dry-run
+      imgindex move-to ~/duplicates --db photos.db --yes
+    """
+    with Index(db_path) as index:
+        plan = index.plan_move_to(destination)
+        _act(index, plan, f"Move {{n}} lower-quality files ({{size}}) under {plan.destination}", yes, dry_run, quiet)
+
+
+@cli.command()
+@existing_db_option
+@click.option("--trash/--permanent", default=True, show_default=True,
+              help="Send files to the system trash (undoable), or delete them for good.")
+@yes_option
+@dry_run_option
+@quiet_option
+@_user_errors
+def delete(db_path, trash, yes, dry_run, quiet):
+    """Delete the lower-quality copies of the latest search (to the system trash by default); keepers stay.
+
+    Each file is re-checked against the index first, a group whose keeper is missing or changed
+    is left alone, and every deletion is journaled in the actions table.
+
+    \b
+    Examples:
+      imgindex delete --db photos.db --dry-run
+      imgindex delete --db photos.db --yes
+    """
+    with Index(db_path) as index:
+        plan = index.plan_delete(permanent=not trash)
+        what = "Delete {n} lower-quality files ({size}) " + ("PERMANENTLY" if not trash else "to the system trash")
+        _act(index, plan, what, yes, dry_run, quiet)
+
+
+@cli.command()
+@existing_db_option
+@click.option("--action-id", type=int, default=None, help="Undo only this action (one file; see the actions table).")
+@click.option("--run-id", type=int, default=None, help="Undo this run (one move-to or delete command) [default: the latest].")
+@yes_option
+@dry_run_option
+@quiet_option
+@_user_errors
+def undo(db_path, action_id, run_id, yes, dry_run, quiet):
+    """Put back the files the latest move-to or delete moved or trashed (or one run or action).
+
+    Files return to their original paths, never over a file that is there now; trashed files
+    come back from the freedesktop trash (Linux); permanent deletions cannot be undone.
+
+    \b
+    Examples:
+      imgindex undo --db photos.db
+      imgindex undo --db photos.db --action-id 42 --yes
+    """
+    with Index(db_path) as index:
+        plan = index.plan_undo(run_id=run_id, action_id=action_id)
+        _act(index, plan, "Put back {n} files ({size})", yes, dry_run, quiet)
+
+
+def _act(index: Index, plan: ActionPlan, what: str, yes: bool, dry_run: bool, quiet: bool) -> None:
+    """Show the plan, ask, apply, report; exit 1 if any file failed."""
+    question = what.format(n=f"{len(plan.actions):,}", size=_bytes(plan.bytes))
+    _print_plan(plan, question, full=dry_run)
+    if dry_run or not plan.actions:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("Not on a terminal, so nobody can confirm: add --yes to act "
+                                       "(or --dry-run to see the plan).")
+        click.confirm(question + "?", abort=True)
+    bar = ProgressLine() if not quiet and sys.stderr.isatty() else None
+    try:
+        report = index.apply(plan, progress=bar)
+    finally:
+        if bar is not None:
+            bar.clear()
+    _print_action_report(index, report)
+    if report.failed:
+        sys.exit(1)
+
+
+def _print_plan(plan: ActionPlan, question: str, *, full: bool) -> None:
+    shown = plan.actions if full else plan.actions[:PLAN_PREVIEW]
+    click.echo(("Plan (dry run, nothing changes): " if full else "") + question + ".")
+    for a in shown:
+        arrow = f" -> {_shown(a.destination)}" if a.destination else ""
+        click.echo(f"  {a.kind:<9} {_shown(a.source)}{arrow}")
+    if len(plan.actions) > len(shown):
+        click.echo(f"  ... and {len(plan.actions) - len(shown):,} more (--dry-run lists them all)")
+    if plan.skipped:
+        click.echo(f"Left alone ({len(plan.skipped):,}):")
+        for s in plan.skipped:
+            click.echo(f"  {_shown(s.path)}: {s.reason}")
+
+
+def _print_action_report(index: Index, report: ActionReport) -> None:
+    verbs = {"move-to": "Moved", "delete": "Deleted", "undo": "Put back"}
+    click.echo(f"{verbs[report.command]} {report.done:,} files; {report.skipped:,} left alone, "
+               f"{report.failed:,} failed ({report.duration:.1f} s). Journaled as run {report.run_id} "
+               "in the actions table.")
+    for o in report.outcomes:
+        if o.outcome != "done":
+            click.echo(f"  {o.outcome}: {_shown(o.source)}: {o.message}", err=True)
+    for o in report.recovered:
+        click.echo(f"  an interrupted earlier run: {_shown(o.source)} {o.message}", err=True)
+    if report.reindexed:
+        click.echo(f"{report.reindexed:,} files put back were indexed again.")
+    if report.command != "undo" and report.done:
+        click.echo(f"Undo with: imgindex undo --db {shlex.quote(str(index.path))}")
+
+
+def _shown(path: str) -> str:
+    """A path as one printable line (newlines and undecodable bytes escaped)."""
+    return path if path.isprintable() else json.dumps(path)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"
 
 
 def _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet) -> ScanReport:

@@ -13,16 +13,20 @@ when the ``Build`` object goes away.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 from imgindex import results
+from imgindex.actions import ActionReport
 from imgindex.compare import SearchReport
 from imgindex.index import Index
 from imgindex.indexer import ScanReport
 from imgindex.progress import ProgressLine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,19 +131,35 @@ class Search:
             return [k for nested in self.result.values() for k in nested]
         return list(self.result)
 
-    def move_to(self, destination: str | os.PathLike) -> list:
-        """Not yet: moving files safely (no clobbering, journaled, undoable) is being built."""
-        raise NotImplementedError(
-            "move_to is not available yet: imgindex will only move files once moves are journaled and undoable. "
-            "Use se.lower_quality to see which files it would move."
-        )
+    def move_to(self, destination: str | os.PathLike) -> ActionReport:
+        """Move ``lower_quality`` under ``destination``, keeping folders; journaled, undoable, never overwriting.
 
-    def delete(self, silent_del: bool = False) -> list:
-        """Not yet: deleting (to the trash, journaled, undoable) is being built."""
-        raise NotImplementedError(
-            "delete is not available yet: imgindex will only delete once deletions go to the trash and are "
-            "journaled. Use se.lower_quality to see which files it would delete."
-        )
+        ``lower_quality`` then lists the files' new paths (difPy does the same).
+        """
+        report = self.dif.index.move_to(destination)
+        self._after(report)
+        self.lower_quality = [o.destination for o in report.outcomes if o.outcome == "done"] + [
+            o.source for o in report.outcomes if o.outcome != "done"
+        ]
+        return report
+
+    def delete(self, silent_del: bool = False, *, permanent: bool = False) -> ActionReport | None:
+        """Send ``lower_quality`` to the system trash (asks first unless ``silent_del``); ``permanent`` skips the trash."""
+        plan = self.dif.index.plan_delete(permanent=permanent)
+        if not silent_del:
+            where = "PERMANENTLY" if permanent else "to the trash"
+            answer = input(f"Delete {len(plan.actions)} lower-quality images {where}? (y/n) ")
+            if answer.strip().lower() not in ("y", "yes"):
+                return None
+        report = self.dif.index.apply(plan)
+        self._after(report)
+        self.lower_quality = [o.source for o in report.outcomes if o.outcome != "done"]
+        return report
+
+    def _after(self, report: ActionReport) -> None:
+        for outcome in report.outcomes:
+            if outcome.outcome != "done":
+                log.warning("%s: %s (%s)", outcome.source, outcome.outcome, outcome.message)
 
 
 def search(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from imgindex import compare, indexer, results, store
+from imgindex import actions, compare, indexer, results, store
+from imgindex.actions import ActionPlan, ActionProgress, ActionReport
 from imgindex.compare import SearchProgress, SearchReport
 from imgindex.indexer import ScanProgress, ScanReport
 from imgindex.store import VectorChunk
@@ -106,6 +107,37 @@ class Index:
     def lower_quality(self, search_id: int | None = None) -> list[str]:
         """Paths of every matched image except its group's keeper."""
         return results.lower_quality(self.db, search_id)
+
+    def plan_move_to(self, destination: str | os.PathLike) -> ActionPlan:
+        """What ``move_to`` would do: each lower_quality image of the latest search and its new path."""
+        actions.recover(self.db)
+        return actions.plan_move_to(self.db, destination)
+
+    def plan_delete(self, *, permanent: bool = False) -> ActionPlan:
+        """What ``delete`` would do: each lower_quality image of the latest search."""
+        actions.recover(self.db)
+        return actions.plan_delete(self.db, permanent=permanent)
+
+    def plan_undo(self, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:
+        """What ``undo`` would put back: a run's files (the latest run by default) or one action's."""
+        actions.recover(self.db)
+        return actions.plan_undo(self.db, run_id=run_id, action_id=action_id)
+
+    def apply(self, plan: ActionPlan, *, progress: Callable[[ActionProgress], None] | None = None) -> ActionReport:
+        """Carry out a plan, journaled in ``actions``; every file is re-checked before it is touched."""
+        return actions.apply(self.db, str(self.path), plan, progress=progress)
+
+    def move_to(self, destination: str | os.PathLike, **options) -> ActionReport:
+        """Move lower_quality images under ``destination`` (folders kept, nothing overwritten); see apply."""
+        return self.apply(self.plan_move_to(destination), **options)
+
+    def delete(self, *, permanent: bool = False, **options) -> ActionReport:
+        """Send lower_quality images to the system trash (or delete them for good with ``permanent``)."""
+        return self.apply(self.plan_delete(permanent=permanent), **options)
+
+    def undo(self, *, run_id: int | None = None, action_id: int | None = None, **options) -> ActionReport:
+        """Put back what the latest (or given) move-to / delete moved or trashed."""
+        return self.apply(self.plan_undo(run_id=run_id, action_id=action_id), **options)
 
     def status(self):
         """Images, errors, the last scan and search, and whether a watcher is running (a Status)."""

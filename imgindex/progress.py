@@ -11,6 +11,7 @@ import sys
 import time
 from typing import TextIO
 
+from imgindex.actions import ActionProgress
 from imgindex.compare import SearchProgress
 from imgindex.indexer import ScanProgress
 
@@ -23,13 +24,18 @@ class ProgressLine:
         self.last = 0.0
         self.width = 0
 
-    def __call__(self, p: ScanProgress | SearchProgress) -> None:
+    def __call__(self, p: ScanProgress | SearchProgress | ActionProgress) -> None:
         now = time.monotonic()
         final = isinstance(p, SearchProgress) and p.done == p.total
         if now - self.last < 0.1 and not final:
             return
         self.last = now
-        line = scan_line(p) if isinstance(p, ScanProgress) else search_line(p)
+        if isinstance(p, ScanProgress):
+            line = scan_line(p)
+        elif isinstance(p, SearchProgress):
+            line = search_line(p)
+        else:
+            line = action_line(p)
         line = line[: _columns(self.stream) - 1]
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
@@ -57,6 +63,13 @@ def search_line(p: SearchProgress) -> str:
     if p.done and p.total >= p.done:
         parts.append("ETA " + clock((p.total - p.done) * p.elapsed / p.done))
     return "Searching: " + " | ".join(parts)
+
+
+def action_line(p: ActionProgress) -> str:
+    parts = [f"{p.done:,}/{p.total:,} files", f"{p.bytes_done / 1e6:,.1f}/{p.bytes_total / 1e6:,.1f} MB"]
+    if p.done and p.total >= p.done:
+        parts.append("ETA " + clock((p.total - p.done) * p.elapsed / p.done))
+    return "Acting: " + " | ".join(parts)
 
 
 def clock(seconds: float) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from sqlite_utils import Database
 
-from imgindex.watch import watcher_alive
+from imgindex.pids import alive as watcher_alive
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ from watchdog.observers.polling import PollingObserver
 from imgindex import discover, indexer
 from imgindex.errors import ImgIndexError
 from imgindex.index import Index
+from imgindex.pids import alive as watcher_alive
+from imgindex.pids import process_start
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +92,6 @@ class _State:
     flat_dirty: set[str] = field(default_factory=set)
     deep_dirty: set[str] = field(default_factory=set)
     last_event_at: float = 0.0
-
-
-def process_start(pid: int) -> str | None:
-    """When the process started (Linux), so a reused pid is not taken for a live watcher."""
-    try:
-        with open(f"/proc/{pid}/stat") as fp:
-            return fp.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def watcher_alive(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, someone else's
-    return started is None or process_start(pid) in (None, started)
 
 
 class _Lock:

@@ -216,3 +216,50 @@ def search_keys_coarse(db: Database) -> None:
             );
             """
         )
+
+
+@MIGRATIONS(name="0007_actions")
+def actions(db: Database) -> None:
+    """The journal of moves, deletions and undos: written before a file is touched, completed after."""
+    db.executescript(
+        """
+        -- one row per move-to / delete / undo command
+        CREATE TABLE action_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            command TEXT NOT NULL,          -- 'move-to', 'delete', 'undo'
+            search_id INTEGER,              -- the search whose lower_quality images were acted on
+            destination TEXT,               -- move-to's DEST
+            permanent INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER NOT NULL,
+            process_start TEXT,
+            host TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,           -- 'running', 'completed', 'interrupted'
+            planned INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            skipped INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0
+        );
+        -- one row per file, inserted with outcome 'planned' (and committed) before the file is
+        -- touched; image_id has no foreign key: the journal outlives the image rows it names
+        CREATE TABLE actions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES action_runs(id),
+            kind TEXT NOT NULL,             -- 'move', 'trash', 'delete', 'move-back', 'restore'
+            image_id INTEGER,
+            source TEXT NOT NULL,
+            destination TEXT,               -- where it went: DEST path, trash path, NULL if deleted
+            content_hash TEXT NOT NULL,     -- SHA-256 of the file, checked before and after
+            size INTEGER NOT NULL,
+            keeper TEXT,                    -- the copy that stays
+            undoes INTEGER REFERENCES actions(id),
+            planned_at TEXT NOT NULL,
+            done_at TEXT,
+            outcome TEXT NOT NULL,          -- 'planned', 'done', 'skipped', 'failed', 'undone'
+            message TEXT
+        );
+        CREATE INDEX actions_run ON actions(run_id);
+        CREATE INDEX actions_outcome ON actions(outcome);
+        """
+    )
