@@ -48,6 +48,19 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_trash(tmp_path_factory):
+    """Trashed test files go to a trash of our own (XDG_DATA_HOME/Trash), never the user's."""
+    home = tmp_path_factory.mktemp("xdg-data-home")
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
 @pytest.fixture
 def index(tmp_path):
     with Index(tmp_path / "index.db") as ix:

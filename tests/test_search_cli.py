@@ -94,8 +94,6 @@ def test_difpy_api_in_one_line(dupes):
     )
     assert se.stats["process"]["build"]["total_files"]["count"] == 7
     assert se.stats["process"]["search"]["matches_found"] == {"files": 4, "groups": 2, "pairs": 2}
-    with pytest.raises(NotImplementedError, match="journaled"):
-        se.move_to("/tmp/elsewhere")
     nested = imgindex.search(imgindex.build(str(dupes / "originals"), str(dupes / "copies"), in_folder=True,
                                             show_progress=False, processes=1), show_progress=False, processes=1)
     assert nested.result == {}  # each folder on its own: the duplicates are across folders
