@@ -287,6 +287,12 @@ def status(db_path):
                    f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images")
     else:
         click.echo("Matches: no search yet (imgindex search)")
+    a = st.last_action
+    if a:
+        what = a["command"] + (f" {a['destination']}" if a["destination"] else "") + (
+            " --permanent" if a["permanent"] else "")
+        click.echo(f"Last action: run {a['id']} ({what}) {a['status']}, started {a['started_at']}: {a['done']} done, "
+                   f"{a['skipped']} left alone, {a['failed']} failed (table actions; imgindex undo puts it back)")
     w = st.watcher
     if w is None:
         click.echo("Watcher: not running")

@@ -33,6 +33,7 @@ class Status:
     last_scan: dict | None
     last_search: dict | None
     watcher: WatcherStatus | None
+    last_action: dict | None = None
 
 
 def status(db: Database) -> Status:
@@ -48,6 +49,8 @@ def status(db: Database) -> Status:
         last_search=_last(db, "SELECT id, finished_at, similarity, threshold, pairs, groups, images, status"
                               " FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"),
         watcher=_watcher(db),
+        last_action=_last(db, "SELECT id, command, destination, permanent, started_at, finished_at, status, done,"
+                              " skipped, failed FROM action_runs ORDER BY id DESC LIMIT 1"),
     )
 
 

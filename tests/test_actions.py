@@ -327,6 +327,8 @@ def test_cli_round_trip_move_undo_delete_undo(tmp_path, library):
     out = run_cli("undo", "--db", db, "--yes")
     assert out.returncode == 0 and "Put back 2 files" in out.stdout, out.stderr
     assert contents(library) == before
+    out = run_cli("status", "--db", db)
+    assert "Last action: run 4 (undo) completed" in out.stdout and "2 done" in out.stdout
     out = run_cli("undo", "--db", db, "--run-id", 99)
     assert out.returncode == 1 and "no run 99" in out.stderr
 
