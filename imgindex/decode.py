@@ -87,7 +87,6 @@ def decode_image(fp, px_size: int) -> DecodedImage:
         with Image.open(fp) as im:
             fmt = im.format
             width, height = im.size
-            orientation = _orientation(im)
             box = None
             if fmt == "JPEG":
                 target = px_size * DRAFT_GAP
@@ -95,6 +94,9 @@ def decode_image(fp, px_size: int) -> DecodedImage:
                 if drafted is not None:
                     box = drafted[1]
             im.load()
+            # EXIF after load(): for PNG, getexif() loads the image itself, and a failure swallowed
+            # there would leave a half-decoded image marked as loaded
+            orientation = _orientation(im)
             small = _resize(_normalise_mode(im), px_size, box)
     if orientation in _ORIENTATION:
         small = small.transpose(_ORIENTATION[orientation])
