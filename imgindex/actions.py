@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -302,16 +303,23 @@ class _Run:
 
     def _recheck(self, action: PlannedAction) -> str | None:
         """Why this file must be left alone now, or None."""
+        try:
+            return self._problem(action)
+        except OSError as exc:  # unreadable file, unlistable folder: never guess, leave it
+            if isinstance(exc, FileNotFoundError) and exc.filename == action.source:
+                return "is gone: it was moved or deleted since the search"
+            return f"cannot be checked ({exc.strerror or exc}): left alone"
+
+    def _problem(self, action: PlannedAction) -> str | None:
         if action.keeper is not None:
             reason = self.keepers.get(action.keeper, "")
             if reason == "":
                 reason = self.keepers[action.keeper] = _keeper_problem(self.db, action.keeper)
             if reason:
                 return reason
-        if not fileops.is_regular(action.source):
-            return "is gone or is no longer a regular file" if not os.path.lexists(action.source) else \
-                "is no longer a regular file"
-        st = os.lstat(action.source)
+        st = os.lstat(action.source)  # FileNotFoundError: reported as gone, below
+        if not stat.S_ISREG(st.st_mode):
+            return "is no longer a regular file"
         if st.st_size != action.size or (action.mtime_ns is not None and st.st_mtime_ns != action.mtime_ns):
             return "changed since it was indexed (size or modification time): scan and search again"
         if fileops.file_hash(action.source) != action.content_hash:

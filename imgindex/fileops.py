@@ -66,7 +66,11 @@ def move_file(src: str, dst: str, expected_hash: str, tag: str) -> str:
             raise
         copy_verified(src, dst, expected_hash, tag)
         method = "copy"
-    os.unlink(src)
+    try:
+        os.unlink(src)
+    except OSError:
+        os.unlink(dst)  # the source cannot go (a read-only folder): take back the name or copy we just made
+        raise
     _fsync_dir(os.path.dirname(src))
     return method
 

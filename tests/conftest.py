@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +92,43 @@ def best_match(a: np.ndarray, b: np.ndarray, rotate: bool, mirror: bool) -> tupl
             if best is None or value < best[0]:
                 best = (value, r, m)
     return best
+
+
+def as_nobody(func, *args):
+    """``func(*args)`` in a forked child that dropped root (permission bits do not stop root); its
+    JSON-able result comes back through a pipe. Without root, it simply runs here.
+
+    Everything the child needs is imported before the fork, as an unprivileged user may not read
+    this interpreter's files; the child never execs.
+    """
+    if os.geteuid() != 0:
+        return func(*args)
+    import numpy.ma  # noqa: F401  (numpy imports it lazily, from files the child may not read)
+
+    import imgindex.actions  # noqa: F401
+    import imgindex.compare  # noqa: F401
+    import imgindex.fileops  # noqa: F401
+
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, run, send the result, leave without cleanup
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            with os.fdopen(write_end, "w") as out:
+                json.dump(func(*args), out)
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as inp:
+        text = inp.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, f"{func.__name__} failed as an unprivileged user"
+    return json.loads(text)

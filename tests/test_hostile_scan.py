@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import pwd
 import shutil
 import struct
 import tempfile
@@ -16,7 +14,7 @@ import pytest
 
 from imgindex import Index
 
-from conftest import write_image
+from conftest import as_nobody, write_image
 
 
 def inventory(root: Path) -> dict[str, str]:
@@ -116,34 +114,7 @@ def test_name_that_is_not_utf8_is_skipped_with_a_reason(tmp_path):
 
 
 def scan_unprivileged(db: Path, root: Path) -> dict:
-    """Scan in a forked child that dropped root: permission bits do not stop root.
-
-    Everything the child needs is imported before the fork, as an unprivileged user may not
-    read this interpreter's files.
-    """
-    if os.geteuid() != 0:
-        return _scan_summary(db, root)
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop privileges, scan, send the summary, leave without cleanup
-        status = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            with os.fdopen(write_end, "w") as out:
-                json.dump(_scan_summary(db, root), out)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as inp:
-        text = inp.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0, "the unprivileged scan failed"
-    return json.loads(text)
+    return as_nobody(_scan_summary, db, root)
 
 
 def _scan_summary(db: Path, root: Path) -> dict:
