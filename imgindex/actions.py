@@ -260,9 +260,9 @@ def apply(
     progress: Callable[[ActionProgress], None] | None = None,
 ) -> ActionReport:
     """Carry out ``plan``, file by file, journaled; see the module docstring for the guarantees."""
+    # A newer search (say, the watcher's) since planning is no reason to stop: the plan is what
+    # the user confirmed, and every file and keeper is checked against the disk before acting.
     recovered = recover(db)
-    if plan.search_id is not None and resolve_search_id(db, None) != plan.search_id:
-        raise ActionError("The matches changed since this plan was made (a newer search ran): plan again.")
     run = _Run(db, plan, progress)
     try:
         for action in plan.actions:
