@@ -314,6 +314,8 @@ existing_db_option = click.option(
 )
 yes_option = click.option("-y", "--yes", is_flag=True, help="Act without asking (needed when not on a terminal).")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan, file by file, and change nothing.")
+action_quiet_option = click.option("-q", "--quiet", is_flag=True,
+                                   help="No progress bar and no plan preview (files left alone or failed are still listed).")
 
 
 @cli.command("move-to")
@@ -321,7 +323,7 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan, f
 @existing_db_option
 @yes_option
 @dry_run_option
-@quiet_option
+@action_quiet_option
 @_user_errors
 def move_to(destination, db_path, yes, dry_run, quiet):
     """Move the lower-quality copies of the latest search under DESTINATION; keepers stay.
@@ -346,7 +348,7 @@ def move_to(destination, db_path, yes, dry_run, quiet):
               help="Send files to the system trash (undoable), or delete them for good.")
 @yes_option
 @dry_run_option
-@quiet_option
+@action_quiet_option
 @_user_errors
 def delete(db_path, trash, yes, dry_run, quiet):
     """Delete the lower-quality copies of the latest search (to the system trash by default); keepers stay.
@@ -371,7 +373,7 @@ def delete(db_path, trash, yes, dry_run, quiet):
 @click.option("--run-id", type=int, default=None, help="Undo this run (one move-to or delete command) [default: the latest].")
 @yes_option
 @dry_run_option
-@quiet_option
+@action_quiet_option
 @_user_errors
 def undo(db_path, action_id, run_id, yes, dry_run, quiet):
     """Put back the files the latest move-to or delete moved or trashed (or one run or action).
@@ -392,7 +394,8 @@ def undo(db_path, action_id, run_id, yes, dry_run, quiet):
 def _act(index: Index, plan: ActionPlan, what: str, yes: bool, dry_run: bool, quiet: bool) -> None:
     """Show the plan, ask, apply, report; exit 1 if any file failed."""
     question = what.format(n=f"{len(plan.actions):,}", size=_bytes(plan.bytes))
-    _print_plan(plan, question, full=dry_run)
+    if dry_run or not quiet:
+        _print_plan(plan, question, full=dry_run)
     if dry_run or not plan.actions:
         return
     if not yes:
