@@ -149,22 +149,40 @@ def find_trashed(original: str, expected_hash: str) -> str | None:
     """The freedesktop trash entry for ``original`` with these bytes, newest first; None elsewhere."""
     if sys.platform in ("darwin", "win32"):
         return None
-    best: tuple[float, str] | None = None
+    stem, ext = os.path.splitext(os.path.basename(original))
     for trash_dir, topdir in _trash_dirs(original):
         info_dir = os.path.join(trash_dir, "info")
-        stem, ext = os.path.splitext(os.path.basename(original))
-        try:
-            entries = [e for e in os.scandir(info_dir) if e.name.startswith(stem) and e.name.endswith(ext + ".trashinfo")]
-        except OSError:
-            continue
-        for entry in entries:
-            if _trashinfo_path(entry.path, topdir) != original:
+        # send2trash names entries "name.ext", "name 1.ext", "name 2.ext"...: probe those first
+        probed = []
+        for n in range(10_000):
+            name = f"{stem}{ext}" if n == 0 else f"{stem} {n}{ext}"
+            if not os.path.lexists(os.path.join(info_dir, name + ".trashinfo")):
+                break
+            probed.append(name + ".trashinfo")
+        found = _newest_entry(trash_dir, topdir, probed, original, expected_hash)
+        if found is None:  # gaps left by an emptied trash: look at every entry of that name
+            try:
+                names = [e.name for e in os.scandir(info_dir)
+                         if e.name.startswith(stem) and e.name.endswith(ext + ".trashinfo")]
+            except OSError:
                 continue
-            item = os.path.join(trash_dir, "files", entry.name[: -len(".trashinfo")])
-            if is_regular(item) and file_hash(item) == expected_hash:
-                mtime = entry.stat().st_mtime
-                if best is None or mtime > best[0]:
-                    best = (mtime, item)
+            found = _newest_entry(trash_dir, topdir, names, original, expected_hash)
+        if found is not None:
+            return found
+    return None
+
+
+def _newest_entry(trash_dir: str, topdir: str, info_names: list[str], original: str, expected_hash: str):
+    best: tuple[float, str] | None = None
+    for info_name in info_names:
+        info = os.path.join(trash_dir, "info", info_name)
+        if _trashinfo_path(info, topdir) != original:
+            continue
+        item = os.path.join(trash_dir, "files", info_name[: -len(".trashinfo")])
+        if is_regular(item) and file_hash(item) == expected_hash:
+            mtime = os.stat(info).st_mtime
+            if best is None or mtime > best[0]:
+                best = (mtime, item)
     return None if best is None else best[1]
 
 
