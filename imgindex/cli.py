@@ -394,9 +394,12 @@ def undo(db_path, action_id, run_id, yes, dry_run, quiet):
 def _act(index: Index, plan: ActionPlan, what: str, yes: bool, dry_run: bool, quiet: bool) -> None:
     """Show the plan, ask, apply, report; exit 1 if any file failed."""
     question = what.format(n=f"{len(plan.actions):,}", size=_bytes(plan.bytes))
+    if not plan.actions:
+        _print_plan(plan, "Nothing to do: no file to act on", full=True)
+        return
     if dry_run or not quiet:
         _print_plan(plan, question, full=dry_run)
-    if dry_run or not plan.actions:
+    if dry_run:
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -416,7 +419,7 @@ def _act(index: Index, plan: ActionPlan, what: str, yes: bool, dry_run: bool, qu
 
 def _print_plan(plan: ActionPlan, question: str, *, full: bool) -> None:
     shown = plan.actions if full else plan.actions[:PLAN_PREVIEW]
-    click.echo(("Plan (dry run, nothing changes): " if full else "") + question + ".")
+    click.echo(("Plan (dry run, nothing changes): " if full and plan.actions else "") + question + ".")
     for a in shown:
         arrow = f" -> {_shown(a.destination)}" if a.destination else ""
         click.echo(f"  {a.kind:<9} {_shown(a.source)}{arrow}")
