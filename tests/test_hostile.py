@@ -296,3 +296,40 @@ def test_the_watcher_over_a_nasty_tree_reports_and_keeps_going(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr.read()
     after = by_path(root)
     assert {p: h for p, h in after.items() if p in original} == original
+
+
+COMMANDS = {
+    "scan": ["scan", "{root}"],
+    "search": ["search"],
+    "find": ["find", "{root}"],
+    "status": ["status"],
+    "watch": ["watch", "{root}"],
+    "move-to": ["move-to", "{dest}", "--yes"],
+    "delete": ["delete", "--yes"],
+    "undo": ["undo", "--yes"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_refuses_a_corrupt_or_future_database_and_leaves_it_as_it_was(tmp_path, command):
+    root = tmp_path / "photos"
+    write_image(root / "a.jpg", seed=1)
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 16)
+    future = tmp_path / "future.db"
+    Index(future).close()
+    conn = sqlite3.connect(future)
+    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+                 " VALUES ('imgindex', '9999_from_the_future', 'x')")
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the main file, so its bytes say it all
+    conn.close()
+    future_bytes = future.read_bytes()
+    args = [a.format(root=root, dest=tmp_path / "dest") for a in COMMANDS[command]]
+    for db, expected, before in ((corrupt, "not a usable imgindex database", corrupt.read_bytes()),
+                                 (future, "newer imgindex", future_bytes)):
+        out = cli(*args, "--db", db)
+        assert out.returncode == 1, (command, db.name, out.stdout, out.stderr)
+        assert expected in out.stderr
+        assert db.read_bytes() == before  # never "repaired" over, never replaced
+    assert by_path(root)[str(root / "a.jpg")] and not (tmp_path / "dest").exists()
