@@ -391,6 +391,48 @@ def undo(db_path, action_id, run_id, yes, dry_run, quiet):
         _act(index, plan, "Put back {n} files ({size})", yes, dry_run, quiet)
 
 
+@cli.command()
+@existing_db_option
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write (replaced if it exists).")
+@click.option("--limit-groups", type=click.IntRange(min=1), default=None,
+              help="Show only the N groups that free the most space  [default: all].")
+@click.option("--thumb-size", type=click.IntRange(16, 2048), default=256, show_default=True,
+              help="Longer side of each embedded thumbnail, in pixels.")
+@processes_option
+@quiet_option
+@_user_errors
+def report(db_path, output, limit_groups, thumb_size, processes, quiet):
+    """Write one self-contained HTML page of the latest search's groups, to review before acting.
+
+    Thumbnails are embedded (no server, no network). Groups come most space reclaimable first,
+    with resolution, size, format, folder and MSE to the keeper; a histogram of every image's
+    nearest-neighbour MSE shows where duplicates end. It never moves or deletes anything.
+
+    \b
+    Example:
+      imgindex report --db photos.db -o report.html
+    """
+    with Index(db_path) as index:
+        bar = ProgressLine() if not quiet and sys.stderr.isatty() else None
+        try:
+            summary = index.report(output, limit_groups=limit_groups, thumb_size=thumb_size, processes=processes,
+                                   progress=bar)
+        finally:
+            if bar is not None:
+                bar.clear()
+    if quiet:
+        return
+    shown = "" if summary.groups_shown == summary.groups else f" (showing {summary.groups_shown:,})"
+    click.echo(f"Report: {summary.output} ({_bytes(summary.size_bytes)}): {summary.groups:,} groups{shown}, "
+               f"{summary.images:,} images, {_bytes(summary.bytes_reclaimable)} reclaimable; "
+               f"{summary.near_misses:,} near misses up to MSE {summary.histogram_cap:g}; "
+               f"{summary.missing:,} originals could not be shown. Nothing was changed.")
+    click.echo("Open it in a browser. To act on the lower-quality images, look at the plan first:")
+    for command in summary.next_commands:
+        click.echo(f"  {command}")
+
+
 def _act(index: Index, plan: ActionPlan, what: str, yes: bool, dry_run: bool, quiet: bool) -> None:
     """Show the plan, ask, apply, report; exit 1 if any file failed."""
     question = what.format(n=f"{len(plan.actions):,}", size=_bytes(plan.bytes))

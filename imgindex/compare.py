@@ -467,12 +467,13 @@ def _worker_compare(tasks: list[_Task], threshold: float, orientations) -> list[
 
 
 def _run(db, db_path, search_id, tasks, threshold, orientations, px_size, processes, algorithm, progress,
-         started) -> tuple[int, int]:
-    """Execute tasks (in workers when worth it) and write their pairs: (pairs found, workers used)."""
+         started, writer=None) -> tuple[int, int]:
+    """Execute tasks (in workers when worth it) and write their pairs (to ``writer``, by default the
+    pairs table): (pairs found, workers used)."""
     total_work = sum(t.work for t in tasks) * len(orientations)
     found = 0
     n_values = px_size * px_size * 3
-    writer = _PairWriter(db, search_id, n_values)
+    writer = writer or _PairWriter(db, search_id, n_values)
 
     def report(done: int) -> None:
         if progress is not None:
@@ -546,6 +547,54 @@ class _PairWriter:
                     self.rows,
                 )
             self.rows = []
+
+
+class _PairCollector:
+    """Keeps pairs in memory instead of writing them (for views that only look, like the report)."""
+
+    def __init__(self, n_values: int):
+        self.n_values = n_values
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, result: tuple[np.ndarray, ...]) -> int:
+        self.parts.append(result)
+        return len(result[0])
+
+    def flush(self) -> None:
+        pass
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        a, b, ssd, _ = (np.concatenate(x) for x in zip(*self.parts))
+        return a, b, ssd.astype(np.float64) / self.n_values
+
+
+def near_pairs(db: Database, db_path: str, search_id: int, cap: float, *,
+               processes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(scope ids, image_a, image_b, mse) of every pair within MSE ``cap`` under a search's settings.
+
+    Nothing is written: the report uses it to show each image's nearest neighbour beyond the
+    threshold, which the pairs table (matches only) cannot tell.
+    """
+    from imgindex.indexer import resolve_processes
+
+    row = db.execute("SELECT rotate, mirror, same_dim, in_folder, roots FROM searches WHERE id = ?",
+                     [search_id]).fetchone()
+    rotate, mirror, same_dim, in_folder, roots = bool(row[0]), bool(row[1]), bool(row[2]), bool(row[3]), row[4]
+    roots = tuple(json.loads(roots))
+    processes = resolve_processes(processes)
+    px_size = int(store.get_setting(db, "px_size") or 0)
+    scope = _load_scope(db, roots, in_folder)
+    n = len(scope.ids)
+    algorithm = "classic" if n <= CLASSIC_MAX else "chunked"
+    chunksize = _default_chunksize(n, algorithm, processes)
+    orientations = kernel.orientation_indices(rotate, mirror)
+    tasks = list(_plan(db, scope, np.ones(n, dtype=bool), px_size, cap, same_dim, in_folder, chunksize, algorithm))
+    collector = _PairCollector(px_size * px_size * 3)
+    _run(db, db_path, None, tasks, cap, orientations, px_size, processes, algorithm, None, time.monotonic(),
+         writer=collector)
+    return (scope.ids, *collector.pairs())
 
 
 def _carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> int:

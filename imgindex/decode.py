@@ -20,6 +20,7 @@ tensor so tensors made another way are never mixed with these silently.
 from __future__ import annotations
 
 import errno
+import io
 import hashlib
 import os
 import stat
@@ -219,3 +220,27 @@ def decode_path(path: str, px_size: int) -> DecodedImage:
     """Decode one file (no hashing, no index): for tests, benchmarks and one-off use."""
     with open(path, "rb") as fp:
         return decode_image(fp, px_size)
+
+
+def thumbnail_jpeg(path: str, size: int, quality: int = 75) -> bytes:
+    """A JPEG at most ``size`` px on its longer side, upright (EXIF applied), alpha on white: for the report.
+
+    Raises OSError or a Pillow error for a file that cannot be read; callers show it as such.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (size, size))
+            im.load()
+            orientation = _orientation(im)
+            small = _normalise_mode(im)
+            small.thumbnail((size, size), RESAMPLE)
+    if orientation in _ORIENTATION:
+        small = small.transpose(_ORIENTATION[orientation])
+    if small.mode in ("LA", "RGBA"):
+        background = Image.new("RGBA", small.size, WHITE)
+        small = Image.alpha_composite(background, small.convert("RGBA"))
+    out = io.BytesIO()
+    small.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()

@@ -139,6 +139,22 @@ class Index:
         """Put back what the latest (or given) move-to / delete moved or trashed."""
         return self.apply(self.plan_undo(run_id=run_id, action_id=action_id), **options)
 
+    def report(
+        self,
+        output: str | os.PathLike,
+        *,
+        limit_groups: int | None = None,
+        thumb_size: int = 256,
+        search_id: int | None = None,
+        processes: int | None = None,
+        progress: Callable | None = None,
+    ):
+        """Write the HTML report of a search (the latest by default); returns a ReportSummary. Never acts."""
+        from imgindex.report import write_report
+
+        return write_report(self.db, str(self.path), output, limit_groups=limit_groups, thumb_size=thumb_size,
+                            search_id=search_id, processes=processes, progress=progress)
+
     def status(self):
         """Images, errors, the last scan and search, and whether a watcher is running (a Status)."""
         from imgindex.status import status

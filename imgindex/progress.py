@@ -34,8 +34,10 @@ class ProgressLine:
             line = scan_line(p)
         elif isinstance(p, SearchProgress):
             line = search_line(p)
-        else:
+        elif isinstance(p, ActionProgress):
             line = action_line(p)
+        else:
+            line = f"Report: {p.stage} {p.done:,}/{p.total:,}"
         line = line[: _columns(self.stream) - 1]
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
