@@ -53,3 +53,22 @@ def test_sql_examples_run_and_answer(tmp_path):
     grouped = sum(n for _, n in answers["largest_groups"])
     never = len(answers["never_matched"])
     assert grouped + never == conn.execute("SELECT count(*) FROM images").fetchone()[0]
+
+
+def test_notebook_runs_cell_by_cell_as_a_script(tmp_path):
+    """examples/notebook.py: index, search, SQL, the report, a move plan; it changes no photo."""
+    out = subprocess.run([sys.executable, EXAMPLES / "notebook.py", tmp_path], capture_output=True, text=True,
+                         check=True)
+    photos = tmp_path / "demo-photos"
+    conn = sqlite3.connect(tmp_path / "photos.db")
+    indexed = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert f"{indexed} images indexed, 2 could not be read" in out.stdout
+    groups = conn.execute("SELECT count(DISTINCT group_id) FROM match_groups").fetchone()[0]
+    assert groups > 0 and f"{groups} groups" in out.stdout
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    lower = conn.execute("SELECT count(*) FROM match_groups WHERE is_keeper = 0").fetchone()[0]
+    assert f"would move {lower} files" in out.stdout
+    assert not (tmp_path / "duplicates").exists()  # a plan only
+    assert conn.execute("SELECT count(*) FROM actions").fetchone()[0] == 0
+    assert all(Path(p).exists() for (p,) in conn.execute("SELECT path FROM images"))
+    assert photos.is_dir()
