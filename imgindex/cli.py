@@ -394,7 +394,7 @@ def undo(db_path, action_id, run_id, yes, dry_run, quiet):
 @cli.command()
 @existing_db_option
 @click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="The HTML file to write (replaced if it exists).")
+              help="The HTML file to write (an earlier report there is replaced; any other file is refused).")
 @click.option("--limit-groups", type=click.IntRange(min=1), default=None,
               help="Show only the N groups that free the most space  [default: all].")
 @click.option("--thumb-size", type=click.IntRange(16, 2048), default=256, show_default=True,

@@ -86,6 +86,9 @@ def write_report(
         raise ImgIndexError(f"{output} is a folder: give the report a file name, such as report.html.")
     if not os.path.isdir(os.path.dirname(output)):
         raise ImgIndexError(f"The folder {os.path.dirname(output)} does not exist: create it or choose another -o.")
+    if os.path.lexists(output) and not is_report(output):
+        raise ImgIndexError(f"{output} exists and is not an imgindex report: choose another -o "
+                            "(imgindex replaces only its own reports, never your files).")
     search_id = resolve_search_id(db, search_id)
     stats = search_stats(db, search_id)
     threshold = float(stats["threshold"])
@@ -109,9 +112,13 @@ def write_report(
     page = render(stats, groups, shown, view, thumbs, commands, thumb_size, gone)
     report("writing", 0, 1)
     tmp = f"{output}.imgindex-partial-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fp:
-        fp.write(page)
-    os.replace(tmp, output)  # the report is ours to replace; never half-written
+    try:
+        with open(tmp, "x", encoding="utf-8") as fp:
+            fp.write(page)
+        os.replace(tmp, output)  # an earlier report (checked above) is ours to replace; never half-written
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)  # our own partial file (a full disk, say)
     missing = sum(1 for g in shown for m in g.members if m.path in gone or thumbs[m.content_hash][0] is None)
     return ReportSummary(
         output=output, search_id=search_id, threshold=threshold, groups=len(groups), groups_shown=len(shown),
@@ -253,6 +260,20 @@ def thumbnails(batch: list[tuple[str, list[str]]], size: int) -> dict[str, tuple
 MISSING = "missing: the original is no longer there"
 
 
+GENERATOR = '<meta name="generator" content="imgindex report">'
+
+
+def is_report(path: str) -> bool:
+    """True for a regular file that an earlier ``imgindex report`` wrote (so it may be replaced)."""
+    try:
+        if not os.path.isfile(path) or os.path.islink(path):
+            return False
+        with open(path, "rb") as fp:
+            return GENERATOR.encode() in fp.read(2048)
+    except OSError:
+        return False
+
+
 def next_commands(db_path: str) -> tuple[str, ...]:
     db = shlex.quote(str(db_path))
     return (f"imgindex move-to DEST --db {db} --dry-run", f"imgindex delete --db {db} --dry-run")
@@ -314,6 +335,7 @@ def render(stats: dict, groups: list[Group], shown: list[Group], view: Threshold
         near_misses=_near_misses_html(view, thumbs),
         data=_json_for_script(data),
         script=SCRIPT,
+        generator=GENERATOR,
         # only this page's own script may run: even a name that slipped past escaping could not
         script_hash="sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode(),
     )
@@ -504,6 +526,7 @@ PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+{generator}
 <meta http-equiv="Content-Security-Policy"
  content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{script_hash}'">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -170,6 +170,15 @@ def test_cli_report_prints_the_next_commands_and_refuses_bad_input(library, tmp_
     nowhere = subprocess.run([*CLI, "report", "--db", library["db"], "-o", tmp_path / "no" / "r.html"],
                              capture_output=True, text=True)
     assert nowhere.returncode == 1 and "does not exist" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    photo = write_image(tmp_path / "IMG_0001.jpg", seed=1)
+    before = photo.read_bytes()
+    clobber = subprocess.run([*CLI, "report", "--db", library["db"], "-o", photo], capture_output=True, text=True)
+    assert clobber.returncode == 1 and "not an imgindex report" in clobber.stderr
+    assert photo.read_bytes() == before  # a typo in -o never costs a photo
+    again = subprocess.run([*CLI, "report", "--db", library["db"], "-o", tmp_path / "r.html", "-q"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0  # its own earlier report is replaced
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
     empty = tmp_path / "empty.db"
     Index(empty).close()
     none = subprocess.run([*CLI, "report", "--db", empty, "-o", tmp_path / "e.html"], capture_output=True, text=True)
