@@ -452,6 +452,37 @@ def test_a_run_killed_mid_way_is_settled_from_the_journal(tmp_path):
     assert contents(root) == before
 
 
+def test_ctrl_c_mid_run_settles_the_file_in_hand_and_stops(tmp_path):
+    """SIGINT (and SIGTERM, which the CLI treats alike): exit 130, no 'planned' row left behind."""
+    root = tmp_path / "photos"
+    write_image(root / "keep" / "0.png", seed=12, size=(300, 200))
+    for i in range(150):
+        (root / f"copy{i:03d}").mkdir(parents=True)
+        shutil.copy2(root / "keep" / "0.png", root / f"copy{i:03d}" / "0.png")
+    before = contents(root)
+    with searched(tmp_path, root):
+        pass
+    db = tmp_path / "index.db"
+    proc = subprocess.Popen([*CLI, "move-to", str(tmp_path / "dest"), "--db", str(db), "--yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        with sqlite3.connect(db, timeout=30) as conn:
+            if conn.execute("SELECT count(*) FROM actions WHERE outcome = 'done'").fetchone()[0] >= 20:
+                break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status FROM action_runs").fetchone()[0] == "interrupted"
+        assert conn.execute("SELECT count(*) FROM actions WHERE outcome = 'planned'").fetchone()[0] == 0
+        done = conn.execute("SELECT source, destination FROM actions WHERE outcome = 'done'").fetchall()
+    assert 20 <= len(done) < 150
+    assert all(not os.path.exists(s) and os.path.exists(d) for s, d in done)
+    assert contents(root, tmp_path / "dest") == before
+
+
 def test_a_move_caught_between_link_and_unlink_is_finished(tmp_path, library):
     """The one moment both names exist: recovery removes the source only because DEST holds the same file."""
     dest = tmp_path / "dest"
