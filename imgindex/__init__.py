@@ -21,6 +21,12 @@ _EXPORTS = {
     "ScanReport": "imgindex.indexer",
     "SearchProgress": "imgindex.compare",
     "SearchReport": "imgindex.compare",
+    "ActionError": "imgindex.actions",
+    "ActionPlan": "imgindex.actions",
+    "ActionProgress": "imgindex.actions",
+    "ActionReport": "imgindex.actions",
+    "ReportProgress": "imgindex.report",
+    "ReportSummary": "imgindex.report",
 }
 
 __all__ = sorted(_EXPORTS)
