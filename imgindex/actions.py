@@ -267,7 +267,10 @@ def apply(
     try:
         for action in plan.actions:
             run.act(action)
-    except BaseException:
+    except BaseException:  # Ctrl-C, SIGTERM: wherever it landed, settle this run's files from the disk
+        for (action_id,) in db.execute("SELECT id FROM actions WHERE run_id = ? AND outcome = 'planned'",
+                                       [run.run_id]).fetchall():
+            settle_planned(db, action_id)
         run.finish("interrupted")
         raise
     run.finish("completed")
@@ -346,9 +349,6 @@ class _Run:
             self._finish_action(action_id, action, None, "failed", message)
             log.warning("%s %s failed: %s", action.kind, action.source, message)
             return
-        except BaseException:
-            settle_planned(self.db, action_id)  # Ctrl-C mid-file: record what the disk says, then stop
-            raise
         self.bytes_done += action.size
         self._finish_action(action_id, action, destination, "done", None)
 
