@@ -414,9 +414,9 @@ def test_a_read_only_destination_fails_cleanly_and_loses_nothing(tmp_path, libra
             subprocess.run(["umount", "-l", str(dest)], check=False)
 
 
-def test_a_run_killed_mid_way_is_settled_from_the_journal(tmp_path):
-    """SIGKILL during a move-to, then any action command: every file exists exactly once, the
-    journal has no 'planned' rows, and it agrees with the disk."""
+def _move_150_then_signal(tmp_path, sig: int) -> tuple[Path, Path, Counter, int, str]:
+    """A move-to of 150 copies, sent ``sig`` once 20 files are done: (root, dest, contents before,
+    exit status, stderr)."""
     root = tmp_path / "photos"
     write_image(root / "keep" / "0.png", seed=11, size=(300, 200))
     for i in range(150):
@@ -427,15 +427,22 @@ def test_a_run_killed_mid_way_is_settled_from_the_journal(tmp_path):
         pass
     dest = tmp_path / "dest"
     proc = subprocess.Popen([*CLI, "move-to", str(dest), "--db", str(tmp_path / "index.db"), "--yes"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         with sqlite3.connect(tmp_path / "index.db", timeout=30) as conn:
             if conn.execute("SELECT count(*) FROM actions WHERE outcome = 'done'").fetchone()[0] >= 20:
                 break
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return root, dest, before, proc.returncode, err
+
+
+def test_a_run_killed_mid_way_is_settled_from_the_journal(tmp_path):
+    """SIGKILL during a move-to, then any action command: every file exists exactly once, the
+    journal has no 'planned' rows, and it agrees with the disk."""
+    root, dest, before, _, _ = _move_150_then_signal(tmp_path, signal.SIGKILL)
     after = contents(root, dest)
     assert all(after[h] >= n for h, n in before.items())  # nothing lost, even before settling
     with Index(tmp_path / "index.db") as index:
@@ -454,33 +461,16 @@ def test_a_run_killed_mid_way_is_settled_from_the_journal(tmp_path):
 
 def test_ctrl_c_mid_run_settles_the_file_in_hand_and_stops(tmp_path):
     """SIGINT (and SIGTERM, which the CLI treats alike): exit 130, no 'planned' row left behind."""
-    root = tmp_path / "photos"
-    write_image(root / "keep" / "0.png", seed=12, size=(300, 200))
-    for i in range(150):
-        (root / f"copy{i:03d}").mkdir(parents=True)
-        shutil.copy2(root / "keep" / "0.png", root / f"copy{i:03d}" / "0.png")
-    before = contents(root)
-    with searched(tmp_path, root):
-        pass
+    root, dest, before, status, err = _move_150_then_signal(tmp_path, signal.SIGINT)
     db = tmp_path / "index.db"
-    proc = subprocess.Popen([*CLI, "move-to", str(tmp_path / "dest"), "--db", str(db), "--yes"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        with sqlite3.connect(db, timeout=30) as conn:
-            if conn.execute("SELECT count(*) FROM actions WHERE outcome = 'done'").fetchone()[0] >= 20:
-                break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err
+    assert status == 130 and "Traceback" not in err
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT status FROM action_runs").fetchone()[0] == "interrupted"
         assert conn.execute("SELECT count(*) FROM actions WHERE outcome = 'planned'").fetchone()[0] == 0
         done = conn.execute("SELECT source, destination FROM actions WHERE outcome = 'done'").fetchall()
     assert 20 <= len(done) < 150
     assert all(not os.path.exists(s) and os.path.exists(d) for s, d in done)
-    assert contents(root, tmp_path / "dest") == before
+    assert contents(root, dest) == before
 
 
 def test_a_move_caught_between_link_and_unlink_is_finished(tmp_path, library):
