@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
 import traceback
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,33 @@ import pytest
 from PIL import Image
 
 from imgindex import Index
+
+
+def sha(path) -> str:
+    with open(path, "rb") as fp:
+        return hashlib.sha256(fp.read()).hexdigest()
+
+
+def inventory(*folders) -> dict[str, str]:
+    """path -> content hash of every file under ``folders`` (symlinks by their target, FIFOs and other
+    specials by their kind): equal before and after means nothing was lost, changed or added."""
+    found = {}
+    for folder in folders:
+        for dirpath, dirnames, names in os.walk(folder):
+            for name in names + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path):
+                    found[path] = "link:" + os.readlink(path)
+                elif os.path.isfile(path):
+                    found[path] = sha(path)
+                else:
+                    found[path] = "special"
+    return found
+
+
+def contents(*folders) -> Counter:
+    """How many files hold each content, wherever they are (the trash's .trashinfo records aside)."""
+    return Counter(h for p, h in inventory(*folders).items() if not p.endswith(".trashinfo"))
 
 
 def photo_like(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:

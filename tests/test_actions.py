@@ -6,7 +6,6 @@ before and after: a move or a trash may change where bytes live, never whether t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pty
 import select
@@ -28,26 +27,9 @@ import imgindex
 from imgindex import Index
 from imgindex.errors import ImgIndexError
 
-from conftest import write_image
+from conftest import contents, sha, write_image
 
 CLI = [sys.executable, "-m", "imgindex.cli"]
-
-
-def sha(path) -> str:
-    with open(path, "rb") as fp:
-        return hashlib.sha256(fp.read()).hexdigest()
-
-
-def contents(*folders) -> Counter:
-    """How many copies of each content exist under these folders (regular files only)."""
-    found = Counter()
-    for folder in folders:
-        for dirpath, _, names in os.walk(folder):
-            for name in names:
-                path = os.path.join(dirpath, name)
-                if os.path.isfile(path) and not os.path.islink(path) and not name.endswith(".trashinfo"):
-                    found[sha(path)] += 1
-    return found
 
 
 def run_cli(*args, env=None, **kwargs) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ ignores permission bits).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ from PIL import Image
 
 from imgindex import Index
 
-from conftest import as_nobody, photo_like, write_image
+from conftest import as_nobody, contents, inventory, photo_like, write_image
 from test_hostile_scan import png_header_bomb
 from test_watch import wait_for, watching
 
@@ -40,28 +39,6 @@ def cli(*args) -> subprocess.CompletedProcess:
                          stdin=subprocess.DEVNULL)
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
     return out
-
-
-def by_path(*folders) -> dict[str, str]:
-    """path -> content hash of every regular file (symlinks by their target, FIFOs by their kind)."""
-    found = {}
-    for folder in folders:
-        for dirpath, dirnames, names in os.walk(folder):
-            for name in names + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-                path = os.path.join(dirpath, name)
-                if os.path.islink(path):
-                    found[path] = "symlink:" + os.readlink(path)
-                elif os.path.isfile(path):
-                    with open(path, "rb") as fp:
-                        found[path] = hashlib.sha256(fp.read()).hexdigest()
-                else:
-                    found[path] = "special"
-    return found
-
-
-def copies(*folders) -> Counter:
-    """How many files hold each content, wherever they are (trash metadata aside)."""
-    return Counter(h for p, h in by_path(*folders).items() if not p.endswith(".trashinfo"))
 
 
 def odd_images(folder: Path) -> None:
@@ -142,7 +119,7 @@ def test_nasty_tree_through_every_command_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(trash_home))
     root = build_nasty(tmp_path)
     db, dest, outside = tmp_path / "index.db", tmp_path / "dest", tmp_path / "outside"
-    original = by_path(root, outside)
+    original = inventory(root, outside)
 
     out = cli("scan", root, "--db", db, "--processes", "2")
     assert out.returncode == 0
@@ -172,7 +149,7 @@ def test_nasty_tree_through_every_command_loses_nothing(tmp_path, monkeypatch):
     out = cli("move-to", dest, "--db", db, "--yes")
     assert out.returncode == 0, out.stderr
     assert "same file as its keeper" in out.stderr  # the keeper's hard link stays where it is
-    after = by_path(root, dest, outside)
+    after = inventory(root, dest, outside)
     assert Counter(after.values()) == Counter(original.values())  # every file somewhere, once
     assert {p: h for p, h in after.items() if p in original} == {
         p: h for p, h in original.items() if p not in lower or p.endswith("keeper-hardlink.jpg")}
@@ -181,21 +158,21 @@ def test_nasty_tree_through_every_command_loses_nothing(tmp_path, monkeypatch):
 
     out = cli("undo", "--db", db, "--yes")
     assert out.returncode == 0, out.stderr
-    assert by_path(root, outside) == original
-    assert not [p for p in by_path(dest) if not os.path.isdir(p)]
+    assert inventory(root, outside) == original
+    assert not [p for p in inventory(dest) if not os.path.isdir(p)]
 
     assert cli("search", "--db", db).returncode == 0
     out = cli("delete", "--db", db, "--yes")
     assert out.returncode == 0, out.stderr
-    assert copies(root, outside, trash_home) == Counter(original.values())
+    assert contents(root, outside, trash_home) == Counter(original.values())
     out = cli("undo", "--db", db, "--yes")
     assert out.returncode == 0, out.stderr
-    assert by_path(root, outside) == original
+    assert inventory(root, outside) == original
 
     assert cli("search", "--db", db).returncode == 0
     out = cli("delete", "--db", db, "--permanent", "--yes")
     assert out.returncode == 0, out.stderr
-    left = by_path(root, outside)
+    left = inventory(root, outside)
     assert set(left.values()) == set(original.values())  # every picture keeps at least one copy
     assert set(original) - set(left) == lower - {str(root / "links" / "keeper-hardlink.jpg")}
     with sqlite3.connect(db) as conn:
@@ -246,7 +223,7 @@ def test_permissions_unreadable_file_unlistable_folder_locked_folder_read_only_d
             os.chmod(os.path.join(dirpath, name), 0o666)
     db = str(shared_place / "index.db")
     assert as_nobody(_scan_and_search, db, str(root)) == 4
-    original = by_path(root)
+    original = inventory(root)
 
     os.chmod(root / "unreadable" / "unreadable.jpg", 0o000)
     os.chmod(root / "hidden", 0o000)  # a folder that cannot be listed or entered
@@ -268,14 +245,14 @@ def test_permissions_unreadable_file_unlistable_folder_locked_folder_read_only_d
     outcomes = as_nobody(_move, db, str(writable))
     assert outcomes["plain.jpg"][0] == "done"
     assert outcomes["locked.jpg"][0] == "failed"  # linked, could not unlink: the link was taken back
-    assert {os.path.relpath(p, writable) for p in by_path(writable)} == {os.path.join("plain", "plain.jpg")}
+    assert {os.path.relpath(p, writable) for p in inventory(writable)} == {os.path.join("plain", "plain.jpg")}
 
     outcomes = as_nobody(_delete, db)
     assert outcomes["locked.jpg"][0] == "failed" and outcomes["unreadable.jpg"][0] == "skipped"
     for folder in ("hidden", "locked"):
         os.chmod(root / folder, 0o777)
     os.chmod(root / "unreadable" / "unreadable.jpg", 0o666)
-    now = by_path(root, writable)
+    now = inventory(root, writable)
     assert Counter(now.values()) == Counter(original.values())  # every file still somewhere
     assert (root / "a-keeper" / "a.jpg").exists()
 
@@ -283,7 +260,7 @@ def test_permissions_unreadable_file_unlistable_folder_locked_folder_read_only_d
 def test_the_watcher_over_a_nasty_tree_reports_and_keeps_going(tmp_path):
     root = build_nasty(tmp_path)
     db = tmp_path / "index.db"
-    original = by_path(root)
+    original = inventory(root)
     with watching(root, db) as proc:
         write_image(root / "arrived" / "new.jpg", seed=1)  # a duplicate of good/a.jpg lands while watching
         (root / "arrived" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
@@ -294,7 +271,7 @@ def test_the_watcher_over_a_nasty_tree_reports_and_keeps_going(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr.read()
-    after = by_path(root)
+    after = inventory(root)
     assert {p: h for p, h in after.items() if p in original} == original
 
 
@@ -332,4 +309,4 @@ def test_every_command_refuses_a_corrupt_or_future_database_and_leaves_it_as_it_
         assert out.returncode == 1, (command, db.name, out.stdout, out.stderr)
         assert expected in out.stderr
         assert db.read_bytes() == before  # never "repaired" over, never replaced
-    assert by_path(root)[str(root / "a.jpg")] and not (tmp_path / "dest").exists()
+    assert inventory(root)[str(root / "a.jpg")] and not (tmp_path / "dest").exists()

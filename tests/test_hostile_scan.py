@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import struct
@@ -14,21 +13,7 @@ import pytest
 
 from imgindex import Index
 
-from conftest import as_nobody, write_image
-
-
-def inventory(root: Path) -> dict[str, str]:
-    """Hash of every regular file under root (symlinks by their target text): proof nothing changed."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                out[path] = "link:" + os.readlink(path)
-            elif os.path.isfile(path):
-                with open(path, "rb") as fp:
-                    out[path] = hashlib.sha256(fp.read()).hexdigest()
-    return out
+from conftest import as_nobody, inventory, write_image
 
 
 def png_header_bomb(width: int, height: int) -> bytes:

@@ -5,7 +5,6 @@ group drawn across the pages, hostile file names shown as text)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -14,7 +13,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,17 +21,13 @@ from PIL import Image
 from imgindex import Index
 from imgindex.report import GROUPS_PER_PAGE, histogram, histogram_cap, threshold_view
 
-from conftest import best_match, photo_like, write_image
+from conftest import best_match, inventory, photo_like, write_image
 
 CLI = [sys.executable, "-m", "imgindex.cli"]
 HOSTILE = "<script>alert(1)</script>.jpg"  # a path: "<script>alert(1)</" is a folder, "script>.jpg" its file
 HOSTILE_NAME = "<img src=x onerror=alert(2)>.jpg"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def inventory(root: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def page_data(html_text: str) -> dict:
