@@ -21,7 +21,7 @@ from imgindex.compare import SearchReport
 from imgindex.errors import ImgIndexError
 from imgindex.index import DEFAULT_DB, Index
 from imgindex.indexer import PX_SIZE_RANGE, ScanReport
-from imgindex.progress import ProgressLine
+from imgindex.progress import ProgressLine, human_bytes
 
 SHOWN_ERRORS = 10
 PLAN_PREVIEW = 10
@@ -424,8 +424,8 @@ def report(db_path, output, limit_groups, thumb_size, processes, quiet):
     if quiet:
         return
     shown = "" if summary.groups_shown == summary.groups else f" (showing {summary.groups_shown:,})"
-    click.echo(f"Report: {summary.output} ({_bytes(summary.size_bytes)}): {summary.groups:,} groups{shown}, "
-               f"{summary.images:,} images, {_bytes(summary.bytes_reclaimable)} reclaimable; "
+    click.echo(f"Report: {summary.output} ({human_bytes(summary.size_bytes)}): {summary.groups:,} groups{shown}, "
+               f"{summary.images:,} images, {human_bytes(summary.bytes_reclaimable)} reclaimable; "
                f"{summary.near_misses:,} near misses up to MSE {summary.histogram_cap:g}; "
                f"{summary.missing:,} originals could not be shown. Nothing was changed.")
     click.echo("Open it in a browser. To act on the lower-quality images, look at the plan first:")
@@ -435,7 +435,7 @@ def report(db_path, output, limit_groups, thumb_size, processes, quiet):
 
 def _act(index: Index, plan: ActionPlan, what: str, yes: bool, dry_run: bool, quiet: bool) -> None:
     """Show the plan, ask, apply, report; exit 1 if any file failed."""
-    question = what.format(n=f"{len(plan.actions):,}", size=_bytes(plan.bytes))
+    question = what.format(n=f"{len(plan.actions):,}", size=human_bytes(plan.bytes))
     if not plan.actions:
         _print_plan(plan, "Nothing to do: no file to act on", full=True)
         return
@@ -492,14 +492,6 @@ def _print_action_report(index: Index, report: ActionReport) -> None:
 def _shown(path: str) -> str:
     """A path as one printable line (newlines and undecodable bytes escaped)."""
     return path if path.isprintable() else json.dumps(path)
-
-
-def _bytes(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
 
 
 def _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet) -> ScanReport:

@@ -25,6 +25,7 @@ from sqlite_utils import Database
 
 from imgindex import compare
 from imgindex.errors import ImgIndexError
+from imgindex.progress import human_bytes
 from imgindex.results import resolve_search_id, search_stats
 
 GROUPS_PER_PAGE = 50
@@ -291,14 +292,6 @@ def _e(value) -> str:
     return html.escape(_text(value), quote=True)
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
-
-
 def _json_for_script(data) -> str:
     """JSON that cannot end its <script> element early, whatever the file names say."""
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
@@ -326,7 +319,7 @@ def render(stats: dict, groups: list[Group], shown: list[Group], view: Threshold
         thumb=int(thumb_size),
         total_groups=len(shown),
         summary=(f"<b>{len(groups):,}</b> groups, <b>{sum(len(g.members) for g in groups):,}</b> images, "
-                 f"<b>{_e(_bytes(reclaimable))}</b> reclaimable (everything but the keepers).{_e(limited)}"),
+                 f"<b>{_e(human_bytes(reclaimable))}</b> reclaimable (everything but the keepers).{_e(limited)}"),
         details=_e(f"Search {stats['id']} ({stats['similarity']}, MSE <= {threshold:g}; {settings}), "
                    f"finished {stats['finished_at']}. Report written {datetime.now().isoformat(timespec='seconds')}."),
         commands="\n".join(f"<code>{_e(c)}</code>" for c in commands),
