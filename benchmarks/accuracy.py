@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 import imgindex
-from imgindex.compare import SIMILARITY_PRESETS
+from imgindex.compare.settings import SIMILARITY_PRESETS
 
 CORPORA = Path("/work/shared/corpora")
 DEFAULT_THRESHOLDS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 20, 50, 100, 200]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import photo_like  # noqa: E402
 
 import imgindex  # noqa: E402
-from imgindex.decode import decode_path  # noqa: E402
+from imgindex.scan.decode import decode_path  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "real-photos"
 

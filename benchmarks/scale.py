@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import measure  # noqa: E402
 
 import imgindex  # noqa: E402
-from imgindex.decode import DECODER  # noqa: E402
+from imgindex.scan.decode import DECODER  # noqa: E402
 
 
 def fill(db: Path, n: int, seed: int = 0) -> tuple[int, int]:

@@ -1,32 +1,34 @@
 """imgindex: find duplicate and similar images in large, growing photo folders, kept in SQLite.
 
-Names are imported on first use, so a worker process that needs only the decoder or the
-kernel does not pay for the CLI, sqlite-utils or watchdog.
+The public API: ``Index`` (the facade over one index file), difPy's ``build``/``search``, the
+reports they return and the errors they raise. Names are imported on first use, so a worker
+process that needs only the decoder or the kernel does not pay for the CLI or sqlite-utils.
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "Build": "imgindex.dif",
-    "Search": "imgindex.dif",
-    "build": "imgindex.dif",
-    "search": "imgindex.dif",
+    "Build": "imgindex.compat.difpy",
+    "Search": "imgindex.compat.difpy",
+    "build": "imgindex.compat.difpy",
+    "search": "imgindex.compat.difpy",
     "DecodeError": "imgindex.errors",
     "ImgIndexError": "imgindex.errors",
     "IndexOpenError": "imgindex.errors",
     "SchemaTooNewError": "imgindex.errors",
     "SettingsMismatchError": "imgindex.errors",
-    "Index": "imgindex.index",
-    "ScanProgress": "imgindex.indexer",
-    "ScanReport": "imgindex.indexer",
-    "SearchProgress": "imgindex.compare",
-    "SearchReport": "imgindex.compare",
-    "ActionError": "imgindex.actions",
-    "ActionPlan": "imgindex.actions",
-    "ActionProgress": "imgindex.actions",
-    "ActionReport": "imgindex.actions",
-    "ReportProgress": "imgindex.report",
-    "ReportSummary": "imgindex.report",
+    "Index": "imgindex.api",
+    "ScanProgress": "imgindex.types",
+    "ScanReport": "imgindex.types",
+    "ScanScope": "imgindex.types",
+    "SearchProgress": "imgindex.types",
+    "SearchReport": "imgindex.types",
+    "ActionError": "imgindex.errors",
+    "ActionPlan": "imgindex.types",
+    "ActionProgress": "imgindex.types",
+    "ActionReport": "imgindex.types",
+    "ReportProgress": "imgindex.types",
+    "ReportSummary": "imgindex.types",
 }
 
 __all__ = sorted(_EXPORTS)

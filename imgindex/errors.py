@@ -34,3 +34,11 @@ class DecodeError(ImgIndexError):
 
     def __reduce__(self):  # travel between processes intact
         return (type(self), (self.path, self.error_class, self.reason))
+
+
+class ActionError(ImgIndexError):
+    """An action command cannot start (bad DEST, another run in progress, nothing to undo...)."""
+
+
+class WatchLockError(ImgIndexError):
+    """Another watcher is running on this index."""

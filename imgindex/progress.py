@@ -11,9 +11,8 @@ import sys
 import time
 from typing import TextIO
 
-from imgindex.actions import ActionProgress
-from imgindex.compare import SearchProgress
-from imgindex.indexer import ScanProgress
+from imgindex.humanize import clock
+from imgindex.types import ActionProgress, ScanProgress, SearchProgress
 
 
 class ProgressLine:
@@ -72,20 +71,6 @@ def action_line(p: ActionProgress) -> str:
     if p.done and p.total >= p.done:
         parts.append("ETA " + clock((p.total - p.done) * p.elapsed / p.done))
     return "Acting: " + " | ".join(parts)
-
-
-def human_bytes(n: float) -> str:
-    """1,234 B, 56.7 KB, 8.9 MB, 1,234.5 GB (powers of 1000, as file managers show them)."""
-    for unit in ("B", "KB", "MB"):
-        if n < 1000:
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} GB"
-
-
-def clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _columns(stream: TextIO) -> int:

@@ -10,11 +10,17 @@ pickled frames over their stdin/stdout.
 
 A worker that dies (killed by the OOM killer, or a decoder crash) fails only its own calls with
 ``WorkerDied``; the pool starts a replacement.
+
+``BatchRunner`` is the one way stages fan work out: items go in, (item, result) pairs come out;
+small jobs run in this process (starting workers costs ~0.3 s), large ones in a ``WorkerPool``.
+An initializer's return value is the *context* a worker passes to every call (a read-only
+connection, a cache); in this process the caller's own context takes its place.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pickle
 import queue
@@ -23,9 +29,14 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from imgindex.errors import ImgIndexError
+
+log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!Q")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -42,6 +53,15 @@ class Outcome:
     ticket: int
     value: Any = None
     error: BaseException | None = None
+
+
+def resolve_processes(processes: int | None) -> int:
+    """The CPU count for None; a clear error for anything but a whole number >= 1."""
+    if processes is None:
+        return os.cpu_count() or 1
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+        raise ImgIndexError(f"processes must be a whole number >= 1 (got {processes!r}).")
+    return processes
 
 
 def _write_frame(stream, obj) -> None:
@@ -117,6 +137,9 @@ class _Worker:
 class WorkerPool:
     """``processes`` workers; ``submit`` a call by name, collect ``Outcome``s as they arrive.
 
+    With an ``initializer``, each worker calls it once and passes what it returned as the first
+    argument of every call.
+
     At most ``depth`` calls wait at each worker, so callers that keep ``can_submit()`` true
     bound both the work in flight and the memory of results not yet collected.
     """
@@ -187,8 +210,7 @@ def serve() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the frames
     initializer, initargs = _read_frame(stdin)
-    if initializer:
-        _resolve(initializer)(*initargs)
+    context = (_resolve(initializer)(*initargs),) if initializer else ()
     functions: dict[str, Any] = {}
     while True:
         try:
@@ -197,10 +219,132 @@ def serve() -> None:
             return
         try:
             func = functions.get(name) or functions.setdefault(name, _resolve(name))
-            reply = (ticket, True, func(*args))
+            reply = (ticket, True, func(*context, *args))
         except Exception as exc:  # sent back to the caller, who decides
             reply = (ticket, False, exc)
         try:
             _write_frame(stdout, reply)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             _write_frame(stdout, (ticket, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def function_name(func: Callable) -> str:
+    """'module:qualname', the name a worker resolves a function by."""
+    return f"{func.__module__}:{func.__qualname__}"
+
+
+@dataclass
+class _Item:
+    value: Any
+    work: int
+    suspect: bool = False  # its batch lost its worker: run it alone
+
+
+class BatchRunner:
+    """Run ``func`` over items: here while the queued work is below ``fan_out_at``, else in workers.
+
+    ``func(batch, *args)`` (or ``func(context, batch, *args)`` with a context) returns one result
+    per item of ``batch``. Items are sent in batches of about ``batch_work`` work; at most a
+    couple of batches wait at each worker, so the work in flight stays bounded. With
+    ``processes == 1`` every item runs here, as soon as ``ready()`` is called.
+
+    A batch whose worker died is retried item by item; an item that kills a worker on its own
+    gets ``on_crash(item)`` as its result, or raises ``WorkerDied`` without ``on_crash``.
+    """
+
+    def __init__(self, func: Callable, *, processes: int, args: tuple = (), context: Any = None,
+                 initializer: Callable | None = None, initargs: tuple = (), batch_work: int = 1,
+                 fan_out_at: int = 1, on_crash: Callable[[Any], Any] | None = None):
+        self.func, self.name, self.args = func, function_name(func), args
+        self.processes = processes
+        self.context = () if initializer is None else (context,)
+        self.initializer = None if initializer is None else function_name(initializer)
+        self.initargs = initargs
+        self.batch_work, self.fan_out_at, self.on_crash = batch_work, fan_out_at, on_crash
+        self.queue: deque[_Item] = deque()
+        self.queued_work = 0
+        self.pool: WorkerPool | None = None
+        self.batches: dict[int, list[_Item]] = {}
+        self.workers_started = 0
+
+    def __enter__(self) -> BatchRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, item: Any, work: int = 1) -> None:
+        self.queue.append(_Item(item, work))
+        self.queued_work += work
+
+    def ready(self) -> Iterator[tuple[Any, Any]]:
+        """Results available now; blocks only to keep the work in flight bounded."""
+        self._maybe_start()
+        if self.pool is None:
+            if self.processes == 1:
+                yield from self._inline()
+            return
+        self._fill()
+        yield from self._collect(block=not self.pool.can_submit())
+
+    def finish(self) -> Iterator[tuple[Any, Any]]:
+        """Every remaining result."""
+        self._maybe_start()
+        if self.pool is None:
+            yield from self._inline()
+            return
+        while self.queue or self.batches:
+            self._fill()
+            yield from self._collect(block=True)
+
+    def map(self, items: Iterator[tuple[Any, int]]) -> Iterator[tuple[Any, Any]]:
+        """Submit every (item, work), then yield every (item, result); the workers stop at the end."""
+        with self:
+            for item, work in items:
+                self.submit(item, work)
+            yield from self.finish()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def _maybe_start(self) -> None:
+        if self.pool is None and self.processes > 1 and self.queued_work >= self.fan_out_at and len(self.queue) > 1:
+            self.pool = WorkerPool(self.processes, initializer=self.initializer, initargs=self.initargs)
+            self.workers_started = self.processes
+
+    def _inline(self) -> Iterator[tuple[Any, Any]]:
+        while self.queue:
+            item = self.queue.popleft()
+            self.queued_work -= item.work
+            (result,) = self.func(*self.context, [item.value], *self.args)
+            yield item.value, result
+
+    def _fill(self) -> None:
+        while self.queue and self.pool.can_submit():
+            batch, work = [], 0
+            while self.queue and (not batch or (work < self.batch_work and not self.queue[0].suspect)):
+                item = self.queue.popleft()
+                batch.append(item)
+                work += item.work
+                self.queued_work -= item.work
+                if item.suspect:
+                    break
+            self.batches[self.pool.submit(self.name, [i.value for i in batch], *self.args)] = batch
+
+    def _collect(self, block: bool) -> Iterator[tuple[Any, Any]]:
+        for outcome in self.pool.collect(block=block):
+            batch = self.batches.pop(outcome.ticket)
+            if outcome.error is None:
+                yield from zip((i.value for i in batch), outcome.value)
+            elif not isinstance(outcome.error, WorkerDied) or self.on_crash is None:
+                raise outcome.error
+            elif len(batch) == 1 and batch[0].suspect:
+                yield batch[0].value, self.on_crash(batch[0].value)
+            else:
+                log.warning("a worker process died; retrying its %d items one by one", len(batch))
+                for item in reversed(batch):
+                    item.suspect = True
+                    self.queue.appendleft(item)
+                    self.queued_work += item.work

@@ -134,9 +134,7 @@ def as_nobody(func, *args):
         return func(*args)
     import numpy.ma  # noqa: F401  (numpy imports it lazily, from files the child may not read)
 
-    import imgindex.actions  # noqa: F401
-    import imgindex.compare  # noqa: F401
-    import imgindex.fileops  # noqa: F401
+    import imgindex.api  # noqa: F401  (and with it every stage the child runs)
 
     nobody = pwd.getpwnam("nobody")
     read_end, write_end = os.pipe()

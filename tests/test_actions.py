@@ -470,7 +470,7 @@ def test_a_move_caught_between_link_and_unlink_is_finished(tmp_path, library):
                           action.keeper])
         os.makedirs(os.path.dirname(action.destination))
         os.link(action.source, action.destination)
-        settled = imgindex.actions.recover(index.db)
+        settled = index.recover()
         assert [o.outcome for o in settled] == ["done"]
         assert not os.path.exists(action.source) and sha(action.destination) == action.content_hash
         assert index.db.execute("SELECT count(*) FROM images WHERE path = ?", [action.source]).fetchone()[0] == 0

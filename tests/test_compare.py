@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgindex import Index, ImgIndexError, compare
-from imgindex.decode import DECODER
+from imgindex import Index, ImgIndexError
+from imgindex.compare import run as compare
+from imgindex.scan.decode import DECODER
 
 from conftest import best_match, write_image
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgindex.decode import decode_image, read_file
+from imgindex.scan.decode import decode_image, read_file
 
 from conftest import mse, photo_like
 

@@ -35,7 +35,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from imgindex import Index
-from imgindex.decode import DRAFT_GAP, decode_path
+from imgindex.scan.decode import DRAFT_GAP, decode_path
 
 from conftest import best_match, mse
 

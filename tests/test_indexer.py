@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from imgindex import Index, SettingsMismatchError
-from imgindex.decode import DECODER
-from imgindex.indexer import INLINE_BELOW
+from imgindex.scan.decode import DECODER
+from imgindex.scan.reader import INLINE_BELOW
 
 from conftest import mse, tensor_of, write_image
 
@@ -181,7 +181,7 @@ def test_readers_query_while_a_scan_writes(tmp_path):
         def progress(p):
             seen_counts.append(reader.execute("SELECT count(*) FROM images").fetchone()[0])
 
-        import imgindex.indexer as indexer_module
+        import imgindex.scan.writer as indexer_module
 
         flush_every = indexer_module.FLUSH_EVERY_ROWS
         indexer_module.FLUSH_EVERY_ROWS = 10  # several commits within this small scan

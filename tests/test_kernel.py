@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgindex import kernel
+from imgindex.compare import kernel
 
 from conftest import best_match
 

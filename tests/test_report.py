@@ -5,6 +5,7 @@ group drawn across the pages, hostile file names shown as text)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -19,7 +20,9 @@ import pytest
 from PIL import Image
 
 from imgindex import Index
-from imgindex.report import GROUPS_PER_PAGE, histogram, histogram_cap, threshold_view
+from imgindex.db.queries import load_tensors
+from imgindex.report.data import ReportMember, ThresholdView, histogram, histogram_cap, threshold_view
+from imgindex.report.render import GROUPS_PER_PAGE, render
 
 from conftest import best_match, inventory, photo_like, write_image
 
@@ -131,9 +134,7 @@ def test_histogram_and_near_misses_equal_a_brute_force_search(library):
 
 
 def _tensors(index, ids):
-    from imgindex import store
-
-    return store.load_tensors(index.db, np.array(ids), index.px_size)
+    return load_tensors(index.db, np.array(ids), index.px_size)
 
 
 def test_hostile_name_never_reaches_the_markup_raw(library):
@@ -141,6 +142,26 @@ def test_hostile_name_never_reaches_the_markup_raw(library):
     assert HOSTILE not in text and HOSTILE_NAME not in text  # in the JSON < and > are \\u003c escapes
     assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e.jpg" in text
     assert text.count("<script") == 2  # the data block and the page's own script
+
+
+def test_near_misses_go_through_autoescape():
+    """The near misses are drawn in the page itself, file names and all: the template makes them text."""
+    def member(path, digest):
+        return ReportMember(1, path, os.path.dirname(path), 10, 10, 100, "JPEG", digest, False, None, None, False)
+
+    hostile, undecodable = "/photos/" + HOSTILE_NAME, "/photos/caf\udce9.jpg"  # a Latin-1 name, surrogate-escaped
+    view = ThresholdView(30.0, 2, np.array([9.0, 9.0]), ((member(hostile, "a"), member(undecodable, "b"), 9.0),), 1)
+    stats = {"id": 1, "threshold": 6.0, "similarity": "similar", "rotate": True, "mirror": False, "same_dim": True,
+             "in_folder": False, "finished_at": "2024-01-01T00:00:00"}
+    thumbs = {"a": ("QUJD", ""), "b": (None, "cannot be shown: <b>bad</b>")}
+    page = render(stats, [], [], view, thumbs, ("imgindex delete --db x --dry-run",), thumb_size=64)
+    assert HOSTILE_NAME not in page and "<b>bad</b>" not in page
+    assert 'alt="&lt;img src=x onerror=alert(2)&gt;.jpg"' in page
+    assert '<div class="path">/photos/&lt;img src=x onerror=alert(2)&gt;.jpg</div>' in page
+    assert "cannot be shown: &lt;b&gt;bad&lt;/b&gt;" in page and "/photos/caf\\udce9.jpg" in page
+    page.encode("utf-8")  # no raw surrogate reached the page
+    script = re.search(r"<script>(.*?)</script>", page, re.S).group(1)  # the CSP pins exactly this text
+    assert "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in page
 
 
 def test_limit_groups_keeps_the_most_reclaimable(library, tmp_path):

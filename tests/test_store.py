@@ -10,7 +10,7 @@ from sqlite_utils import Database
 
 from imgindex import Index, IndexOpenError, SchemaTooNewError
 from imgindex.migrations import MIGRATIONS
-from imgindex.store import PAGE_SIZE, connect_readonly
+from imgindex.db.connect import PAGE_SIZE, connect_readonly
 
 FIRST = MIGRATIONS._migrations[0].name
 SECOND = MIGRATIONS._migrations[1].name

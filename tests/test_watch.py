@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imgindex.decode import decode_path
+from imgindex.scan.decode import decode_path
 
 from conftest import write_image
 

@@ -11,7 +11,7 @@ import textwrap
 import time
 
 from imgindex import Index
-from imgindex.indexer import INLINE_BELOW
+from imgindex.scan.reader import INLINE_BELOW
 from imgindex.workers import WorkerDied, WorkerPool
 
 from conftest import write_image

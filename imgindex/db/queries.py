@@ -1,82 +1,20 @@
-"""Open the SQLite index: PRAGMAs, migrations, settings, and the few queries everyone shares.
-
-One writer (a scan, later the watcher) and any number of readers: WAL mode lets a user's
-``sqlite3`` shell or a report query while a scan writes, and ``busy_timeout`` makes a second
-writer wait instead of failing at once.
-"""
+"""The queries several stages share: settings, streaming stored tensors and search keys, and the
+few lookups (latest search, scanned roots) that would otherwise be written once per stage."""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgindex.errors import IndexOpenError, SchemaTooNewError
+from imgindex.errors import ImgIndexError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
-
-BUSY_TIMEOUT_MS = 30_000
-PAGE_SIZE = 16_384  # 7.5 KB tensors: fewer overflow pages, faster streaming
-
-
-def connect(path: str | os.PathLike) -> Database:
-    """Open (creating if needed) and upgrade the index at ``path``; raises IndexOpenError."""
-    # imported here: worker processes only read (connect_readonly) and never load sqlite-utils
-    from sqlite_utils import Database
-
-    from imgindex.migrations import MIGRATIONS
-
-    path = Path(path)
-    if path.is_dir():
-        raise IndexOpenError(f"{path} is a folder; --db needs a database file path.")
-    if path.parent and not path.parent.exists():
-        raise IndexOpenError(f"The folder {path.parent} does not exist; create it or choose another --db.")
-    is_new = not path.exists() or path.stat().st_size == 0
-    try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        if is_new:
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        db = Database(conn, execute_plugins=False)
-        _refuse_future_schema(db, path, MIGRATIONS)
-        MIGRATIONS.apply(db)
-    except sqlite3.DatabaseError as exc:
-        raise IndexOpenError(
-            f"{path} is not a usable imgindex database ({exc}). "
-            "If it is corrupt, move it aside and scan again into a new --db."
-        ) from exc
-    return db
-
-
-def connect_readonly(path: str | os.PathLike) -> sqlite3.Connection:
-    """A read-only connection, for worker processes; never writes, never migrates."""
-    uri = f"file:{quote(os.fspath(Path(path).resolve()))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return conn
-
-
-def _refuse_future_schema(db: Database, path: Path, migrations) -> None:
-    known = {m.name for m in migrations._migrations}
-    applied = {m.name for m in migrations.applied(db)}
-    unknown = sorted(applied - known)
-    if unknown:
-        raise SchemaTooNewError(
-            f"{path} was written by a newer imgindex (schema steps {', '.join(unknown)} are "
-            "unknown to this version). Upgrade imgindex (pip install -U imgindex) to use it."
-        )
 
 
 def get_setting(db: Database, key: str) -> str | None:
@@ -159,3 +97,47 @@ def load_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int
     order = np.argsort(np.argsort(ids, kind="stable"), kind="stable")
     data = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), px_size, px_size, 3)
     return data[order] if len(ids) > 1 and ids != sorted(ids) else data
+
+
+def hash_indexed(conn: sqlite3.Connection | Database, digest: str, px_size: int, decoder: str) -> bool:
+    """Is this content already indexed with a tensor of this size and recipe (so it need not be decoded)?"""
+    return (
+        conn.execute(
+            "SELECT 1 FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? LIMIT 1",
+            [digest, px_size, decoder],
+        ).fetchone()
+        is not None
+    )
+
+
+def resolve_search_id(db: Database, search_id: int | None) -> int:
+    """The given search, or the latest completed one; a clear error when there is none."""
+    if search_id is None:
+        row = db.execute("SELECT id FROM latest_search").fetchone()
+        if row is None or row[0] is None:
+            raise ImgIndexError("No completed search in this index yet: run `imgindex search` first.")
+        return row[0]
+    row = db.execute("SELECT status FROM searches WHERE id = ?", [search_id]).fetchone()
+    if row is None:
+        raise ImgIndexError(f"There is no search {search_id} in this index.")
+    return search_id
+
+
+def latest_scan_roots(db: Database) -> tuple[str, ...]:
+    """The roots of the latest completed scan."""
+    row = db.execute("SELECT roots FROM scans WHERE status = 'completed' ORDER BY id DESC LIMIT 1").fetchone()
+    return tuple(json.loads(row[0])) if row else ()
+
+
+def indexed_roots(db: Database) -> list[str]:
+    """Every folder a completed scan covered (a file under one of them belongs in the index)."""
+    roots: set[str] = set()
+    for (value,) in db.execute("SELECT DISTINCT roots FROM scans WHERE status = 'completed'"):
+        roots.update(json.loads(value))
+    return sorted(roots)
+
+
+def px_size(db: Database) -> int | None:
+    """The tensor size this index was built with (None before the first scan)."""
+    value = get_setting(db, "px_size")
+    return None if value is None else int(value)

@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+from imgindex.db.pids import alive as watcher_alive
+from imgindex.types import Status, WatcherStatus
 
-from imgindex.pids import alive as watcher_alive
-
-
-@dataclass(frozen=True)
-class WatcherStatus:
-    pid: int
-    host: str
-    roots: tuple[str, ...]
-    started_at: str
-    heartbeat_at: str
-    seconds_since_heartbeat: float
-    pending: int
-    batches: int
-    last_batch: dict | None
-    running: bool  # False: a watcher died without cleaning up (its next start repairs the index)
-
-
-@dataclass(frozen=True)
-class Status:
-    images: int
-    px_size: int | None
-    errors: int
-    last_scan: dict | None
-    last_search: dict | None
-    watcher: WatcherStatus | None
-    last_action: dict | None = None
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 def status(db: Database) -> Status:
+    """Images, errors, the last scan, search and action run, and the watcher's row."""
     images = db.execute("SELECT count(*) FROM images").fetchone()[0]
     errors = db.execute("SELECT count(*) FROM scan_errors").fetchone()[0]
     px = db.execute("SELECT value FROM settings WHERE key = 'px_size'").fetchone()

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+from imgindex.db.queries import resolve_search_id
+from imgindex.types import GroupRow
 
-from imgindex.errors import ImgIndexError
-
-
-def resolve_search_id(db: Database, search_id: int | None) -> int:
-    """The given search, or the latest completed one; a clear error when there is none."""
-    if search_id is None:
-        row = db.execute("SELECT id FROM latest_search").fetchone()
-        if row is None or row[0] is None:
-            raise ImgIndexError("No completed search in this index yet: run `imgindex search` first.")
-        return row[0]
-    row = db.execute("SELECT status FROM searches WHERE id = ?", [search_id]).fetchone()
-    if row is None:
-        raise ImgIndexError(f"There is no search {search_id} in this index.")
-    return search_id
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 def result(db: Database, search_id: int | None = None) -> dict:
@@ -69,12 +59,8 @@ def search_stats(db: Database, search_id: int | None = None) -> dict:
     return stats
 
 
-GROUP_COLUMNS = ("group_id", "path", "is_keeper", "mse_to_keeper", "rotation", "mirrored", "width", "height", "size",
-                 "root")
-
-
-def group_rows(db: Database, search_id: int | None = None) -> list[dict]:
-    """One dict per grouped image (GROUP_COLUMNS), keeper first in each group."""
+def group_rows(db: Database, search_id: int | None = None) -> list[GroupRow]:
+    """One row per grouped image, keeper first in each group."""
     search_id = resolve_search_id(db, search_id)
     cursor = db.execute(
         "SELECT g.group_id, i.path, g.is_keeper, g.mse_to_keeper, g.rotation, g.mirrored, i.width, i.height,"
@@ -82,4 +68,4 @@ def group_rows(db: Database, search_id: int | None = None) -> list[dict]:
         " ORDER BY g.group_id, g.is_keeper DESC, g.mse_to_keeper, i.path",
         [search_id],
     )
-    return [dict(zip(GROUP_COLUMNS, row)) for row in cursor]
+    return [GroupRow(*row) for row in cursor]

@@ -19,12 +19,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from imgindex import results
-from imgindex.actions import ActionReport
-from imgindex.compare import SearchReport
-from imgindex.index import Index
-from imgindex.indexer import ScanReport
+from imgindex.api import Index
 from imgindex.progress import ProgressLine
+from imgindex.types import ActionReport, ScanReport, SearchReport
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +106,9 @@ class Search:
     def __init__(self, dif: Build, report: SearchReport):
         self.dif = dif
         self.report = report
-        self.result = results.result(dif.index.db, report.search_id)
-        self.lower_quality = results.lower_quality(dif.index.db, report.search_id)
-        search_stats = results.search_stats(dif.index.db, report.search_id)
+        self.result = dif.index.result(report.search_id)
+        self.lower_quality = dif.index.lower_quality(report.search_id)
+        search_stats = dif.index.search_stats(report.search_id)
         self.stats = dict(dif.stats)
         self.stats["process"] = dict(dif.stats["process"])
         self.stats["process"]["search"] = {

@@ -19,9 +19,10 @@ from functools import lru_cache
 from PIL import Image
 
 from imgindex.errors import ScanRootError
+from imgindex.types import SkippedFile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file walked: hundreds of thousands at a time
 class FileFacts:
     """A regular file found by the walk, with the stat facts that decide whether to re-read it."""
 
@@ -31,18 +32,12 @@ class FileFacts:
 
 
 @dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class FolderListing:
     """One folder's direct content. ``error`` is set when the folder could not be listed."""
 
     folder: str
     files: list[FileFacts] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)  # links, special files...: counted, never read
     error: str | None = None
 
 
@@ -154,14 +149,14 @@ def _listing(folder: str, entries: list[os.DirEntry], extensions) -> FolderListi
         if kind == "folder":
             continue
         if kind != "file":
-            listing.skipped.append(Skipped(_printable(entry.path), kind))
+            listing.skipped.append(SkippedFile(_printable(entry.path), kind))
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue  # deleted while we looked: it was never there for this scan
         except OSError as exc:
-            listing.skipped.append(Skipped(entry.path, f"cannot stat: {exc.strerror or exc}"))
+            listing.skipped.append(SkippedFile(entry.path, f"cannot stat: {exc.strerror or exc}"))
             continue
         listing.files.append(FileFacts(entry.path, st.st_size, st.st_mtime_ns))
     return listing

@@ -1,0 +1,132 @@
+"""Plan move-to, delete and undo: which files, and where each would go. Nothing is touched here.
+
+Only ``lower_quality`` images of the latest search are planned; moves keep folders relative to
+the scanned root (under DEST/<root name>/ with several roots) and never plan over a file that
+is there (``name (1).ext``). Undo plans the journal's done actions of a run, newest first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from imgindex.actions import fileops
+from imgindex.db.queries import indexed_roots, resolve_search_id
+from imgindex.errors import ActionError
+from imgindex.scan.discover import under
+from imgindex.types import ActionPlan, PlannedAction, SkippedFile
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+ACTING_KINDS = ("move", "trash", "delete")
+UNDO_KINDS = {"move": "move-back", "trash": "restore"}
+
+
+def plan_move_to(db: Database, destination: str | os.PathLike) -> ActionPlan:
+    """Move every lower_quality image of the latest search under DEST, keeping folders relative to its root."""
+    dest = os.path.abspath(os.path.expanduser(os.fspath(destination)))
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise ActionError(f"{dest} exists and is not a folder: give move-to a folder (it is created if missing).")
+    search_id, rows = _lower_quality_rows(db)
+    roots = indexed_roots(db)
+    acting_roots = {_root_of(path, roots) for _, path, *_ in rows if not under(path, dest)}
+    labelled = len(acting_roots) > 1
+    labels = _root_labels(sorted(acting_roots)) if labelled else {}
+    actions, skipped, taken = [], [], set()
+    for image_id, path, size, mtime_ns, content_hash, keeper in rows:
+        if under(path, dest):
+            skipped.append(SkippedFile(path, f"already inside {dest}"))
+            continue
+        root = _root_of(path, roots)
+        relative = os.path.relpath(path, root)
+        target = os.path.join(dest, labels[root], relative) if labelled else os.path.join(dest, relative)
+        target = fileops.free_name(target, taken)
+        taken.add(target)
+        actions.append(PlannedAction("move", path, target, content_hash, size, mtime_ns, image_id, keeper))
+    return ActionPlan("move-to", tuple(actions), tuple(skipped), search_id, destination=dest)
+
+
+def plan_delete(db: Database, *, permanent: bool = False) -> ActionPlan:
+    """Delete every lower_quality image of the latest search: to the trash, or for good with ``permanent``."""
+    search_id, rows = _lower_quality_rows(db)
+    kind = "delete" if permanent else "trash"
+    actions = tuple(
+        PlannedAction(kind, path, None, content_hash, size, mtime_ns, image_id, keeper)
+        for image_id, path, size, mtime_ns, content_hash, keeper in rows
+    )
+    return ActionPlan("delete", actions, (), search_id, permanent=permanent)
+
+
+def plan_undo(db: Database, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:
+    """Put back what a run (the latest by default) or one action moved or trashed."""
+    if action_id is not None:
+        rows = db.execute(f"SELECT {_JOURNAL_COLUMNS} FROM actions WHERE id = ?", [action_id]).fetchall()
+        if not rows:
+            raise ActionError(f"There is no action {action_id}; see `SELECT * FROM actions`.")
+        if rows[0][1] not in ACTING_KINDS or rows[0][7] != "done":
+            raise ActionError(f"Action {action_id} is a {rows[0][1]} that is {rows[0][7]}: there is nothing to undo.")
+    else:
+        if run_id is None:
+            found = db.execute(
+                "SELECT max(run_id) FROM actions WHERE outcome = 'done' AND kind IN ('move', 'trash', 'delete')"
+            ).fetchone()[0]
+            if found is None:
+                raise ActionError("Nothing to undo: no move-to or delete has moved or deleted a file in this index.")
+            run_id = found
+        elif db.execute("SELECT 1 FROM action_runs WHERE id = ?", [run_id]).fetchone() is None:
+            raise ActionError(f"There is no run {run_id}; see `SELECT * FROM action_runs`.")
+        rows = db.execute(
+            f"SELECT {_JOURNAL_COLUMNS} FROM actions WHERE run_id = ? AND outcome = 'done'"
+            " AND kind IN ('move', 'trash', 'delete') ORDER BY id DESC",
+            [run_id],
+        ).fetchall()
+        if not rows:
+            raise ActionError(f"Run {run_id} has nothing left to undo.")
+    actions, skipped = [], []
+    for aid, kind, source, destination, content_hash, size, image_id, _outcome in rows:
+        if kind == "delete":
+            skipped.append(SkippedFile(source, "was deleted with --permanent: it cannot be brought back"))
+        elif destination is None:
+            skipped.append(SkippedFile(source, "went to a system trash imgindex cannot read: restore it from the trash"))
+        else:
+            actions.append(PlannedAction(UNDO_KINDS[kind], destination, source, content_hash, size, None, image_id,
+                                         undoes=aid))
+    return ActionPlan("undo", tuple(actions), tuple(skipped))
+
+
+_JOURNAL_COLUMNS = "id, kind, source, destination, content_hash, size, image_id, outcome"
+
+
+def _lower_quality_rows(db: Database) -> tuple[int, list[tuple]]:
+    """(image_id, path, size, mtime_ns, content_hash, keeper path) of each non-keeper of the latest search."""
+    search_id = resolve_search_id(db, None)
+    rows = db.execute(
+        "SELECT i.id, i.path, i.size, i.mtime_ns, i.content_hash, k.path FROM group_members g"
+        " JOIN images i ON i.id = g.image_id"
+        " JOIN group_members gk ON gk.search_id = g.search_id AND gk.group_id = g.group_id AND gk.is_keeper = 1"
+        " JOIN images k ON k.id = gk.image_id"
+        " WHERE g.search_id = ? AND g.is_keeper = 0 ORDER BY g.group_id, g.mse_to_keeper, i.path",
+        [search_id],
+    ).fetchall()
+    return search_id, rows
+
+
+def _root_of(path: str, roots: list[str]) -> str:
+    """The deepest indexed root holding ``path``; its folder when none does."""
+    holding = [r for r in roots if under(path, r)]
+    return max(holding, key=len) if holding else os.path.dirname(path)
+
+
+def _root_labels(roots: list[str]) -> dict[str, str]:
+    """A folder name under DEST for each root: its base name, made unique."""
+    labels, used = {}, set()
+    for root in roots:
+        base = os.path.basename(root.rstrip(os.sep)) or "root"
+        label, n = base, 1
+        while label in used:
+            n += 1
+            label = f"{base}-{n}"
+        used.add(label)
+        labels[root] = label
+    return labels

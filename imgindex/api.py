@@ -1,0 +1,190 @@
+"""``Index``: the Python API over one SQLite index file, and the one door to every stage.
+
+The CLI, the watcher and the difPy-shaped API use only this class: each method checks its
+options, calls one stage and returns a typed report (``imgindex.types``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from imgindex.actions import apply as actions_apply
+from imgindex.actions import journal, plan
+from imgindex.db import queries
+from imgindex.db.connect import connect
+from imgindex.db.queries import VectorChunk
+from imgindex.db.status import status as read_status
+from imgindex.scan.run import PX_SIZE_RANGE, scan as run_scan  # noqa: F401 (PX_SIZE_RANGE: for the CLI)
+from imgindex.compare import results
+from imgindex.compare.run import search as run_search
+from imgindex.types import (
+    ActionPlan,
+    ActionProgress,
+    ActionReport,
+    GroupRow,
+    ReportProgress,
+    ReportSummary,
+    ScanProgress,
+    ScanReport,
+    ScanScope,
+    SearchProgress,
+    SearchReport,
+    Status,
+)
+
+DEFAULT_DB = "imgindex.db"
+
+
+class Index:
+    """An image index stored in SQLite; created and upgraded on open.
+
+    >>> with Index("photos.db") as index:
+    ...     report = index.scan(["~/Pictures"])
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB):
+        self.path = Path(os.path.expanduser(os.fspath(path))).absolute()
+        self.db: Database = connect(self.path)
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---------------------------------------------------------------- scanning
+
+    def scan(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, *, recursive: bool = True,
+             limit_extensions: bool = True, px_size: int = 50, processes: int | None = None,
+             progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
+        """Bring the index in line with ``paths``: add new files, re-read changed ones, drop gone ones.
+
+        ``processes`` defaults to the CPU count; ``progress`` is called with a ScanProgress as
+        work advances. Files that cannot be decoded are recorded in ``scan_errors``, never raised.
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        scope = ScanScope(tuple(os.path.expanduser(os.fspath(p)) for p in paths), recursive=recursive)
+        return self.scan_scope(scope, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
+                               progress=progress)
+
+    def scan_scope(self, scope: ScanScope, *, limit_extensions: bool = True, px_size: int = 50,
+                   processes: int | None = None, progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
+        """Scan exactly ``scope``: some folders deep, some flat, some files left for later (the watcher's way)."""
+        return run_scan(self.db, str(self.path), scope, limit_extensions=limit_extensions, px_size=px_size,
+                        processes=processes, progress=progress)
+
+    # ---------------------------------------------------------------- searching and results
+
+    def search(self, *, similarity: str | float = "duplicates", rotate: bool = True, mirror: bool = False,
+               same_dim: bool = True, in_folder: bool = False, roots: Iterable[str | os.PathLike] = (),
+               processes: int | None = None, chunksize: int | None = None, full: bool = False,
+               progress: Callable[[SearchProgress], None] | None = None) -> SearchReport:
+        """Find matching pairs among indexed images (those under ``roots``, or all) and group them.
+
+        Incremental by default: after a scan, only images added or moved since the last search
+        with the same settings are compared (against all). ``full=True`` starts over.
+        """
+        return run_search(self.db, str(self.path), similarity=similarity, rotate=rotate, mirror=mirror,
+                          same_dim=same_dim, in_folder=in_folder,
+                          roots=tuple(os.path.expanduser(os.fspath(r)) for r in roots), processes=processes,
+                          chunksize=chunksize, full=full, progress=progress)
+
+    def result(self, search_id: int | None = None) -> dict:
+        """difPy's shape, {keeper_path: [[match_path, mse], ...]}, of the latest (or given) search."""
+        return results.result(self.db, search_id)
+
+    def lower_quality(self, search_id: int | None = None) -> list[str]:
+        """Paths of every matched image except its group's keeper."""
+        return results.lower_quality(self.db, search_id)
+
+    def group_rows(self, search_id: int | None = None) -> list[GroupRow]:
+        """Every grouped image of the latest (or given) search, keeper first in each group."""
+        return results.group_rows(self.db, search_id)
+
+    def search_stats(self, search_id: int | None = None) -> dict:
+        """The searches row of the latest (or given) search: settings, algorithm, counts, timings."""
+        return results.search_stats(self.db, search_id)
+
+    # ---------------------------------------------------------------- acting
+
+    def plan_move_to(self, destination: str | os.PathLike) -> ActionPlan:
+        """What ``move_to`` would do: each lower_quality image of the latest search and its new path."""
+        journal.recover(self.db)
+        return plan.plan_move_to(self.db, destination)
+
+    def plan_delete(self, *, permanent: bool = False) -> ActionPlan:
+        """What ``delete`` would do: each lower_quality image of the latest search."""
+        journal.recover(self.db)
+        return plan.plan_delete(self.db, permanent=permanent)
+
+    def plan_undo(self, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:
+        """What ``undo`` would put back: a run's files (the latest run by default) or one action's."""
+        journal.recover(self.db)
+        return plan.plan_undo(self.db, run_id=run_id, action_id=action_id)
+
+    def apply(self, plan: ActionPlan, *, progress: Callable[[ActionProgress], None] | None = None) -> ActionReport:
+        """Carry out a plan, journaled in ``actions``, each file re-checked first; files put back are re-indexed."""
+        report = actions_apply.apply(self.db, plan, progress=progress)
+        folders = tuple(f for f in report.reindex_folders if os.path.isdir(f))
+        if not folders:
+            return report
+        scan = self.scan_scope(ScanScope(folders, flat=frozenset(folders)), px_size=self.px_size or 50, processes=1)
+        return dataclasses.replace(report, reindexed=scan.added + scan.moved)
+
+    def move_to(self, destination: str | os.PathLike, **options) -> ActionReport:
+        """Move lower_quality images under ``destination`` (folders kept, nothing overwritten); see apply."""
+        return self.apply(self.plan_move_to(destination), **options)
+
+    def delete(self, *, permanent: bool = False, **options) -> ActionReport:
+        """Send lower_quality images to the system trash (or delete them for good with ``permanent``)."""
+        return self.apply(self.plan_delete(permanent=permanent), **options)
+
+    def undo(self, *, run_id: int | None = None, action_id: int | None = None, **options) -> ActionReport:
+        """Put back what the latest (or given) move-to / delete moved or trashed."""
+        return self.apply(self.plan_undo(run_id=run_id, action_id=action_id), **options)
+
+    def recover(self):
+        """Settle what an interrupted move-to, delete or undo left unfinished, from the disk."""
+        return journal.recover(self.db)
+
+    # ---------------------------------------------------------------- looking
+
+    def report(self, output: str | os.PathLike, *, limit_groups: int | None = None, thumb_size: int = 256,
+               search_id: int | None = None, processes: int | None = None,
+               progress: Callable[[ReportProgress], None] | None = None) -> ReportSummary:
+        """Write the HTML report of a search (the latest by default); returns a ReportSummary. Never acts."""
+        from imgindex.report.write import write_report  # Jinja2 loads only for reports
+
+        return write_report(self.db, str(self.path), output, limit_groups=limit_groups, thumb_size=thumb_size,
+                            search_id=search_id, processes=processes, progress=progress)
+
+    def status(self) -> Status:
+        """Images, errors, the last scan and search, and whether a watcher is running (a Status)."""
+        return read_status(self.db)
+
+    def watch(self, roots, *, stop, **options) -> None:
+        """Keep the index and matches current until ``stop`` (a threading.Event) is set; see Watcher."""
+        from imgindex.watch.watcher import Watcher  # watchdog's observers load only for watching
+
+        Watcher(self, roots, **options).run(stop)
+
+    def count(self) -> int:
+        """Number of indexed images."""
+        return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+    @property
+    def px_size(self) -> int | None:
+        return queries.px_size(self.db)
+
+    def vectors(self, *, chunk_size: int = 4096, min_id: int = 0) -> Iterator[VectorChunk]:
+        """Stream stored tensors in id order, ``chunk_size`` at a time."""
+        return queries.iter_vector_chunks(self.db.conn, chunk_size=chunk_size, min_id=min_id)

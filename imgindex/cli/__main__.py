@@ -1,0 +1,6 @@
+"""``python -m imgindex.cli``: the same as the ``imgindex`` command."""
+
+from imgindex.cli import cli
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,180 @@
+"""Commands that build and read the index: scan, search, find, watch, status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from imgindex.api import Index
+from imgindex.cli import render
+from imgindex.cli.app import cli, progress_bar, user_errors
+from imgindex.cli.options import db_option, processes_option, quiet_option, scan_options, search_options, watch_options
+from imgindex.types import ScanReport, SearchReport
+
+PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
+
+
+@cli.command()
+@PATHS
+@db_option
+@scan_options
+@processes_option
+@quiet_option
+@user_errors
+def scan(paths, db_path, recursive, limit_extensions, px_size, processes, quiet):
+    """Index the images under PATHS into the database; only new, changed and removed files cost time.
+
+    \b
+    Examples:
+      imgindex scan ~/Pictures /mnt/backup --db photos.db
+      imgindex scan ~/Pictures --db photos.db --no-recursive
+    """
+    with Index(db_path) as index:
+        report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet)
+        if not quiet:
+            render.scan_summary(report, index.path, index.count())
+
+
+@cli.command()
+@db_option
+@search_options
+@processes_option
+@quiet_option
+@user_errors
+def search(db_path, similarity, rotate, same_dim, mirror, in_folder, chunksize, full, fmt, output, processes, quiet):
+    """Find matching images among those indexed in the database, and write the groups.
+
+    After a scan, only images new since the last search with the same settings are compared.
+    --in-folder searches each root of the latest scan on its own.
+
+    \b
+    Examples:
+      imgindex search --db photos.db
+      imgindex search --db photos.db --similarity similar --format json -o matches.json
+    """
+    with Index(db_path) as index:
+        report = _search(index, (), similarity, rotate, same_dim, mirror, in_folder, chunksize, full, processes, quiet)
+        _write_result(index, report, fmt, output, quiet)
+
+
+@cli.command()
+@PATHS
+@db_option
+@scan_options
+@search_options
+@processes_option
+@quiet_option
+@user_errors
+def find(paths, db_path, recursive, limit_extensions, px_size, similarity, rotate, same_dim, mirror, in_folder,
+         chunksize, full, fmt, output, processes, quiet):
+    """Scan PATHS and search them in one go: difPy's command line, with a memory.
+
+    \b
+    Examples:
+      imgindex find ~/Pictures
+      imgindex find ~/Pictures /mnt/backup --in-folder --similarity similar --format json -o out.json
+    """
+    with Index(db_path) as index:
+        scan_report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet)
+        if not quiet:
+            render.scan_summary(scan_report, index.path, index.count(), file=sys.stderr)
+        report = _search(index, scan_report.roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full,
+                         processes, quiet)
+        _write_result(index, report, fmt, output, quiet)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@db_option
+@watch_options
+@processes_option
+@click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds a new file's size and mtime must stay unchanged before it is read.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Append the log here instead of stderr.")
+@user_errors
+def watch(paths, db_path, similarity, rotate, same_dim, mirror, limit_extensions, px_size, processes, settle,
+          log_file):
+    """Keep the index and matches of PATHS current: index and compare new files as they land.
+
+    Catches up with what changed while it was not running, then follows file events. Logs one
+    line per batch. Stops cleanly on Ctrl-C or SIGTERM after the batch in hand.
+
+    \b
+    Example:
+      imgindex watch ~/Pictures --db photos.db --similarity similar
+    """
+    stream = open(log_file, "a", encoding="utf-8", buffering=1) if log_file else sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("imgindex").addHandler(handler)
+    logging.getLogger("imgindex").setLevel(logging.INFO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, _stop_handler(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Index(db_path) as index:
+            roots = ", ".join(os.path.abspath(p) for p in paths)
+            render.log_line(stream, f"watching {roots} into {index.path} (pid {os.getpid()})")
+            index.watch(paths, stop=stop, settle=settle, similarity=similarity, rotate=rotate, mirror=mirror,
+                        same_dim=same_dim, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
+                        on_batch=lambda r: render.log_line(stream, render.batch_line(r)))
+            render.log_line(stream, "stopped cleanly")
+    finally:
+        for sig, handler_ in previous.items():
+            signal.signal(sig, handler_)
+        logging.getLogger("imgindex").removeHandler(handler)
+
+
+def _stop_handler(stop: threading.Event):
+    def handle(signum, frame):
+        if stop.is_set():  # asked twice: stop now (the index stays consistent)
+            raise KeyboardInterrupt
+        stop.set()
+
+    return handle
+
+
+@cli.command()
+@db_option
+@user_errors
+def status(db_path):
+    """Show what the index holds: images, errors, last scan and search, and the watcher's state.
+
+    \b
+    Example:
+      imgindex status --db photos.db
+    """
+    with Index(db_path) as index:
+        lines = render.status_lines(index.status(), index.path)
+    for line in lines:
+        click.echo(line)
+
+
+def _scan(index: Index, paths, recursive, limit_extensions, px_size, processes, quiet) -> ScanReport:
+    with progress_bar(quiet) as bar:
+        return index.scan(paths, recursive=recursive, limit_extensions=limit_extensions, px_size=px_size,
+                          processes=processes, progress=bar)
+
+
+def _search(index: Index, roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full, processes,
+            quiet) -> SearchReport:
+    with progress_bar(quiet) as bar:
+        return index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
+                            in_folder=in_folder, roots=roots, processes=processes, chunksize=chunksize, full=full,
+                            progress=bar)
+
+
+def _write_result(index: Index, report: SearchReport, fmt: str, output, quiet: bool) -> None:
+    if not quiet:
+        render.search_summary(report)
+    if fmt == "json":
+        render.write_json(index.result(report.search_id), output)
+    elif fmt == "csv":
+        render.write_csv(index.group_rows(report.search_id), output)
+    else:
+        render.write_table(index.group_rows(report.search_id), output)

@@ -1,0 +1,82 @@
+"""Click options that several commands share, defined once so their names and help stay in step."""
+
+from __future__ import annotations
+
+import click
+
+from imgindex.api import DEFAULT_DB, PX_SIZE_RANGE
+
+
+def together(*decorators):
+    """Apply a list of click options as one decorator."""
+
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
+                         help="SQLite file holding the index (created if missing).")
+existing_db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
+                                  type=click.Path(dir_okay=False, exists=True),
+                                  help="SQLite file holding the index and its latest search.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+processes_option = click.option("--processes", type=click.IntRange(min=1), default=None,
+                                help="Worker processes  [default: number of CPUs].")
+limit_extensions_option = click.option(
+    "--limit-extensions/--no-limit-extensions", default=True, show_default=True,
+    help="Only read files whose extension is an image format Pillow opens; others are counted as skipped.")
+PX_SIZE_HELP = "Side of the square RGB tensor each image is reduced to; fixed for the life of an index."
+
+# scan and find
+scan_options = together(
+    click.option("--recursive/--no-recursive", default=True, show_default=True, help="Also scan subfolders."),
+    limit_extensions_option,
+    click.option("--px-size", type=click.IntRange(*PX_SIZE_RANGE), default=50, show_default=True, help=PX_SIZE_HELP),
+)
+
+# how matches are found: search, find and watch
+match_options = together(
+    click.option("--similarity", default="duplicates", show_default=True,
+                 help="'duplicates' (MSE 0: identical tensors), 'similar' (MSE 6, calibrated on real photos) "
+                      "or an MSE threshold >= 0."),
+    click.option("--rotate/--no-rotate", default=True, show_default=True,
+                 help="Also match copies turned 90/180/270 degrees."),
+    click.option("--same-dim/--no-same-dim", default=True, show_default=True,
+                 help="Only compare images of the same pixel dimensions (either orientation)."),
+    click.option("--mirror", is_flag=True, help="Also match mirrored (flipped) copies, in every rotation."),
+)
+
+# search and find
+search_options = together(
+    match_options,
+    click.option("--in-folder", is_flag=True, help="Search each root folder on its own; results nested by root."),
+    click.option("--chunksize", type=click.IntRange(min=1), default=None,
+                 help="Images per chunk in the chunked search (less = less memory)  [default: max(1e6/N, 1000)]."),
+    click.option("--full", is_flag=True,
+                 help="Compare everything again instead of only what is new since the last search."),
+    click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+                 help="How to write the groups found."),
+    click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+                 help="Write the result to this file instead of stdout."),
+)
+
+# watch: the match options, and the scan options that make sense for a running index
+watch_options = together(
+    match_options,
+    limit_extensions_option,
+    click.option("--px-size", type=click.IntRange(*PX_SIZE_RANGE), default=None,
+                 help=PX_SIZE_HELP + "  [default: the index's, or 50]"),
+)
+
+# move-to, delete, undo
+action_options = together(
+    existing_db_option,
+    click.option("-y", "--yes", is_flag=True, help="Act without asking (needed when not on a terminal)."),
+    click.option("--dry-run", is_flag=True, help="Print the plan, file by file, and change nothing."),
+    click.option("-q", "--quiet", is_flag=True,
+                 help="No progress bar and no plan preview (files left alone or failed are still listed)."),
+)

@@ -1,0 +1,178 @@
+"""How the CLI writes what the API returns: scan summaries, result tables/JSON/CSV, status, plans."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import shlex
+from datetime import datetime
+
+import click
+
+from imgindex.humanize import human_bytes
+from imgindex.types import (
+    ActionPlan,
+    ActionReport,
+    BatchReport,
+    GroupRow,
+    ReportSummary,
+    ScanReport,
+    SearchReport,
+    Status,
+)
+
+SHOWN_ERRORS = 10
+PLAN_PREVIEW = 10
+
+
+def shown(path: str) -> str:
+    """A path as one printable line (newlines and undecodable bytes escaped)."""
+    return path if path.isprintable() else json.dumps(path)
+
+
+# ---------------------------------------------------------------- scan and search
+
+
+def scan_summary(report: ScanReport, db_path, images: int, file=None) -> None:
+    echo = functools.partial(click.echo, file=file)
+    verb = "Scanned" if report.status == "completed" else f"Scan {report.status}:"
+    echo(f"{verb} {', '.join(report.roots)} into {db_path} in {report.duration:.1f} s")
+    rows = [
+        ("files seen", report.seen, ""),
+        ("new", report.added, f"{report.reused:,} were byte copies: stored tensor reused" if report.reused else ""),
+        ("changed", report.updated, "re-read"),
+        ("moved/renamed", report.moved, "recognised by content, not decoded again"),
+        ("unchanged", report.unchanged, "not opened"),
+        ("removed", report.removed, "no longer on disk"),
+        ("skipped", report.skipped, "not image files, symlinks, special files"),
+        ("failed", report.failed, "see the scan_errors table" if report.failed else ""),
+        ("decoded", report.decoded, ""),
+    ]
+    for label, value, note in rows:
+        echo(f"  {label:<15}{value:>10,}" + (f"   {note}" if note and value else ""))
+    for folder in report.unlisted_folders:
+        echo(f"  ! {folder.path}: {folder.message}")
+    if report.errors:
+        echo(f"Files that could not be read (first {min(SHOWN_ERRORS, len(report.errors))} of {len(report.errors):,}):")
+        for err in report.errors[:SHOWN_ERRORS]:
+            echo(f"  {err.path}: {err.message}")
+    echo(f"The index holds {images:,} images.")
+
+
+def search_summary(report: SearchReport) -> None:
+    how = f"incremental: {report.new_images:,} new" if report.incremental else f"{report.algorithm}"
+    click.echo(
+        f"Search {report.search_id}: {report.pairs:,} matching pairs in {report.groups:,} groups among "
+        f"{report.images:,} images (MSE <= {report.threshold:g}; {how}) in {report.duration:.1f} s",
+        err=True,
+    )
+
+
+def write_json(result: dict, output) -> None:
+    json.dump(result, output, indent=2, ensure_ascii=False)
+    output.write("\n")
+
+
+def write_csv(rows: list[GroupRow], output) -> None:
+    writer = csv.DictWriter(output, fieldnames=[f.name for f in dataclasses.fields(GroupRow)])
+    writer.writeheader()
+    writer.writerows(dataclasses.asdict(row) for row in rows)
+
+
+def write_table(rows: list[GroupRow], output) -> None:
+    for row in rows:
+        size = f"{row.width}x{row.height}, {row.size:,} B"
+        if row.is_keeper:
+            output.write(f"\nGroup {row.group_id}\n  keep  {row.path}  ({size})\n")
+        else:
+            turn = f", turned {row.rotation}°" if row.rotation else ""
+            flip = ", mirrored" if row.mirrored else ""
+            output.write(f"  dup   {row.path}  ({size}; MSE {row.mse_to_keeper:.3g}{turn}{flip})\n")
+
+
+# ---------------------------------------------------------------- status and the watcher
+
+
+def status_lines(st: Status, db_path) -> list[str]:
+    lines = [f"Index {db_path}: {st.images:,} images (tensors {st.px_size or '-'} px), "
+             f"{st.errors:,} files could not be read (table scan_errors)"]
+    s = st.last_scan
+    lines.append("Last scan: none yet (imgindex scan DIR)" if not s else
+                 f"Last scan: #{s['id']} {s['status']}, started {s['started_at']}: +{s['added']} new, "
+                 f"{s['updated']} changed, {s['moved']} moved, {s['removed']} removed, {s['failed']} failed")
+    s = st.last_search
+    lines.append("Matches: no search yet (imgindex search)" if not s else
+                 f"Matches: search #{s['id']} ({s['similarity']}, MSE <= {s['threshold']:g}) at {s['finished_at']}: "
+                 f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images")
+    a = st.last_action
+    if a:
+        what = a["command"] + (f" {a['destination']}" if a["destination"] else "") + (
+            " --permanent" if a["permanent"] else "")
+        lines.append(f"Last action: run {a['id']} ({what}) {a['status']}, started {a['started_at']}: {a['done']} done, "
+                     f"{a['skipped']} left alone, {a['failed']} failed (table actions; imgindex undo puts it back)")
+    w = st.watcher
+    if w is None:
+        lines.append("Watcher: not running")
+    elif w.running:
+        lines.append(f"Watcher: running, pid {w.pid} on {w.host} since {w.started_at}; {w.batches} batches, "
+                     f"{w.pending} files settling, last heartbeat {w.seconds_since_heartbeat:.0f} s ago")
+    else:
+        lines.append(f"Watcher: not running (pid {w.pid} stopped without cleaning up at {w.heartbeat_at}; "
+                     "the next watch repairs the index)")
+    return lines
+
+
+def batch_line(r: BatchReport) -> str:
+    return (f"{r.reason}: +{r.added} new, {r.updated} changed, {r.moved} moved, {r.removed} removed, "
+            f"{r.failed} failed; {r.new_pairs} new pairs ({r.pairs} pairs in {r.groups} groups) in {r.duration:.2f} s")
+
+
+def log_line(stream, text: str) -> None:
+    stream.write(f"{datetime.now().isoformat(sep=' ', timespec='seconds')} {text}\n")
+    stream.flush()
+
+
+# ---------------------------------------------------------------- actions and the report
+
+
+def plan(plan_: ActionPlan, question: str, *, full: bool) -> None:
+    listed = plan_.actions if full else plan_.actions[:PLAN_PREVIEW]
+    click.echo(("Plan (dry run, nothing changes): " if full and plan_.actions else "") + question + ".")
+    for a in listed:
+        arrow = f" -> {shown(a.destination)}" if a.destination else ""
+        click.echo(f"  {a.kind:<9} {shown(a.source)}{arrow}")
+    if len(plan_.actions) > len(listed):
+        click.echo(f"  ... and {len(plan_.actions) - len(listed):,} more (--dry-run lists them all)")
+    if plan_.skipped:
+        click.echo(f"Left alone ({len(plan_.skipped):,}):")
+        for s in plan_.skipped:
+            click.echo(f"  {shown(s.path)}: {s.reason}")
+
+
+def action_report(report: ActionReport, db_path) -> None:
+    verbs = {"move-to": "Moved", "delete": "Deleted", "undo": "Put back"}
+    click.echo(f"{verbs[report.command]} {report.done:,} files; {report.skipped:,} left alone, "
+               f"{report.failed:,} failed ({report.duration:.1f} s). Journaled as run {report.run_id} "
+               "in the actions table.")
+    for o in report.outcomes:
+        if o.outcome != "done":
+            click.echo(f"  {o.outcome}: {shown(o.source)}: {o.message}", err=True)
+    for o in report.recovered:
+        click.echo(f"  an interrupted earlier run: {shown(o.source)} {o.message}", err=True)
+    if report.reindexed:
+        click.echo(f"{report.reindexed:,} files put back were indexed again.")
+    if report.command != "undo" and report.done:
+        click.echo(f"Undo with: imgindex undo --db {shlex.quote(str(db_path))}")
+
+
+def report_summary(summary: ReportSummary) -> None:
+    more = "" if summary.groups_shown == summary.groups else f" (showing {summary.groups_shown:,})"
+    click.echo(f"Report: {summary.output} ({human_bytes(summary.size_bytes)}): {summary.groups:,} groups{more}, "
+               f"{summary.images:,} images, {human_bytes(summary.bytes_reclaimable)} reclaimable; "
+               f"{summary.near_misses:,} near misses up to MSE {summary.histogram_cap:g}; "
+               f"{summary.missing:,} originals could not be shown. Nothing was changed.")
+    click.echo("Open it in a browser. To act on the lower-quality images, look at the plan first:")
+    for command in summary.next_commands:
+        click.echo(f"  {command}")

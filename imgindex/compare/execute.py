@@ -1,0 +1,169 @@
+"""Run a search's chunk-pair tasks through the kernel, here or in worker processes, and collect pairs.
+
+A task's bound for every pair comes from cached coarse vectors (``search_keys.coarse``, a few
+hundred bytes an image); only the tensors of candidate pairs are read from SQLite, for the
+exact check. Workers open the index read-only and keep the last chunks they read (the classic
+plan: all of them). Small searches (below INLINE_WORK) run here: starting workers costs more.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgindex.db.connect import connect_readonly
+from imgindex.db.queries import load_coarse, load_tensors
+from imgindex.db.runs import now
+from imgindex.errors import ImgIndexError
+from imgindex.compare import kernel
+from imgindex.compare.plan import Task
+from imgindex.types import SearchProgress
+from imgindex.workers import BatchRunner
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+INLINE_WORK = 20_000_000  # pairs x orientations (~0.2 s here) below which starting workers (~0.3 s) does not pay
+BATCH_WORK = 250_000  # pairs per worker call: small tasks (tiny buckets) travel together
+
+
+@dataclass
+class CompareContext:
+    """What a comparing process keeps between tasks: a connection and the coarse vectors of recent chunks."""
+
+    conn: sqlite3.Connection
+    px_size: int
+    cache_size: int = 3
+    cache: OrderedDict = field(default_factory=OrderedDict)
+
+    def coarse(self, ids: tuple[int, ...]) -> np.ndarray:
+        """Coarse vectors of a chunk, from the last chunks read or SQLite."""
+        if ids in self.cache:
+            self.cache.move_to_end(ids)
+            return self.cache[ids]
+        self.cache[ids] = load_coarse(self.conn, ids, len(kernel.grid_edges(self.px_size)) - 1)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return self.cache[ids]
+
+
+def open_context(db_path: str, px_size: int, cache_size: int) -> CompareContext:
+    """A worker's context: its own read-only connection."""
+    return CompareContext(connect_readonly(db_path), px_size, cache_size)
+
+
+def compare_batch(context: CompareContext, tasks: list[Task], threshold: float, orientations) -> list[tuple]:
+    return [compare_task(context, t, threshold, orientations) for t in tasks]
+
+
+def compare_task(context: CompareContext, task: Task, threshold: float, orientations) -> tuple[np.ndarray, ...]:
+    """Run the kernel on one task: (image_a, image_b, ssd, orientation) arrays, image_a < image_b.
+
+    The bound of every pair comes from cached coarse vectors; only the tensors of candidate
+    pairs are read from SQLite, for the exact check.
+    """
+    same = task.ids_b is None
+    ids_a = np.array(task.ids_a, dtype=np.int64)
+    ids_b = ids_a if same else np.array(task.ids_b, dtype=np.int64)
+    conn, px_size = context.conn, context.px_size
+    ca = context.coarse(task.ids_a)
+    cb = ca if same else context.coarse(task.ids_b)
+    edges = kernel.grid_edges(px_size)
+    limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
+    cand = kernel.candidates(ca, cb, kernel.coarse_center(edges), limit, orientations, upper=same)
+    rows_at, cols_at = np.unique(cand.rows), np.unique(cand.cols)
+    if same:
+        rows_at = cols_at = np.union1d(rows_at, cols_at)
+    a = load_tensors(conn, ids_a[rows_at], px_size)
+    b = a if same else load_tensors(conn, ids_b[cols_at], px_size)
+    m = kernel.confirm(cand, a, rows_at, b, cols_at, limit, orientations)
+    pair_a, pair_b, orient = ids_a[m.rows], ids_b[m.cols], m.orient.copy()
+    swapped = pair_a > pair_b  # only when a moved image is compared with a newer one
+    if swapped.any():
+        rows = np.searchsorted(rows_at, m.rows[swapped])
+        cols = np.searchsorted(cols_at, m.cols[swapped])
+        # a is the lower id in every stored pair: redo the orientation choice from its side
+        best = np.stack([kernel.exact_ssd(b[cols], a[rows], o) for o in orientations], axis=1)
+        orient[swapped] = np.asarray(orientations)[np.argmin(best, axis=1)]
+        pair_a[swapped], pair_b[swapped] = pair_b[swapped], pair_a[swapped].copy()
+    return pair_a, pair_b, m.ssd, orient
+
+
+def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshold: float, orientations,
+              px_size: int, processes: int, algorithm: str, progress: Callable[[SearchProgress], None] | None,
+              started: float) -> tuple[int, int]:
+    """Execute tasks and hand their pairs to ``writer``: (pairs found, workers used)."""
+    total_work = sum(t.work for t in tasks) * len(orientations)
+    workers = processes if total_work >= INLINE_WORK else 1
+    runner = BatchRunner(compare_batch, processes=workers, args=(threshold, orientations),
+                         context=CompareContext(db.conn, px_size), initializer=open_context,
+                         initargs=(db_path, px_size, 10**9 if algorithm == "classic" else 3), batch_work=BATCH_WORK)
+    found = 0
+    try:
+        for done, (_task, result) in enumerate(runner.map((t, t.work) for t in tasks), start=1):
+            found += writer.add(result)
+            if progress is not None:
+                progress(SearchProgress(done, len(tasks), found, time.monotonic() - started))
+    except Exception as exc:
+        if not runner.workers_started or isinstance(exc, ImgIndexError):
+            raise
+        raise ImgIndexError(f"a comparison worker failed: {exc}") from exc
+    finally:
+        runner.close()
+    writer.flush()
+    return found, runner.workers_started
+
+
+class PairWriter:
+    """Inserts pairs in batched transactions."""
+
+    def __init__(self, db: Database, search_id: int, n_values: int):
+        self.db, self.search_id, self.n_values = db, search_id, n_values
+        self.rows: list[tuple] = []
+        self.now = now()
+
+    def add(self, result: tuple[np.ndarray, ...]) -> int:
+        image_a, image_b, ssd, orient = result
+        for a, b, s, o in zip(image_a.tolist(), image_b.tolist(), ssd.tolist(), orient.tolist()):
+            t = kernel.ORIENTATIONS[o]
+            self.rows.append((self.search_id, a, b, s / self.n_values, t.rotation, int(t.mirrored), self.now))
+        if len(self.rows) >= 5000:
+            self.flush()
+        return len(image_a)
+
+    def flush(self) -> None:
+        if self.rows:
+            with self.db.atomic():
+                self.db.conn.executemany(
+                    "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    self.rows,
+                )
+            self.rows = []
+
+
+class PairCollector:
+    """Keeps pairs in memory instead of writing them (for views that only look, like the report)."""
+
+    def __init__(self, n_values: int):
+        self.n_values = n_values
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, result: tuple[np.ndarray, ...]) -> int:
+        self.parts.append(result)
+        return len(result[0])
+
+    def flush(self) -> None:
+        pass
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        a, b, ssd, _ = (np.concatenate(x) for x in zip(*self.parts))
+        return a, b, ssd.astype(np.float64) / self.n_values

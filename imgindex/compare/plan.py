@@ -1,0 +1,225 @@
+"""Plan a search: which images may match (buckets), and the chunk pairs that cover every pair
+involving a new image, pruned by exact lower bounds before any tensor is read.
+
+- With ``same_dim`` images are bucketed by their pixel dimensions (either orientation), with
+  ``in_folder`` by the root folder they are under; pairs never cross buckets.
+- Exact duplicates (threshold 0) are bucketed further by an orientation-invariant key (channel
+  sums and sums of squares), so only images that could be identical meet the kernel: O(N).
+- The *classic* plan (<= CLASSIC_MAX images) cuts buckets by id; the *chunked* plan sorts by
+  mean brightness and skips chunk pairs more than sqrt(threshold) apart (Jensen's inequality).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgindex.db.queries import load_tensors
+from imgindex.scan.discover import under
+from imgindex.compare import kernel
+from imgindex.compare.settings import Base
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+CLASSIC_MAX = 5000
+MIN_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Scope:
+    ids: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+    roots: np.ndarray  # index into the roots tuple, -1 when not in_folder
+    moved_at: list  # ISO time of the image's last move, or None
+
+
+def default_chunksize(n: int, algorithm: str, processes: int) -> int:
+    """classic: a few chunks per process, all kept in memory; chunked: difPy's 1e6 / N, at least MIN_CHUNK."""
+    if algorithm == "classic":
+        return max(1, min(-(-n // (2 * processes)), 1250))
+    return max(1_000_000 // max(n, 1), MIN_CHUNK)
+
+
+def new_mask(scope: Scope, base: Base | None) -> np.ndarray:
+    """Images a search must compare: all, or (incremental) those added or moved since the base."""
+    if base is None:
+        return np.ones(len(scope.ids), dtype=bool)
+    moved = np.array([m is not None and m >= base.started_at for m in scope.moved_at], dtype=bool)
+    return (scope.ids > base.max_image_id) | moved
+
+
+def load_scope(db: Database, roots: tuple[str, ...], in_folder: bool) -> Scope:
+    """Ids, dimensions and (for in_folder) root of every image to search, in id order."""
+    rows = db.execute("SELECT id, width, height, folder, moved_at FROM images ORDER BY id").fetchall()
+    if roots:
+        keep = []
+        root_of = []
+        for row in rows:
+            match = next((k for k, r in enumerate(roots) if under(row[3], r)), -1)
+            if match >= 0:
+                keep.append(row)
+                root_of.append(match if in_folder else -1)
+        rows = keep
+    else:
+        root_of = [-1] * len(rows)
+    return Scope(
+        ids=np.array([r[0] for r in rows], dtype=np.int64),
+        widths=np.array([r[1] for r in rows], dtype=np.int64),
+        heights=np.array([r[2] for r in rows], dtype=np.int64),
+        roots=np.array(root_of, dtype=np.int64),
+        moved_at=[r[4] for r in rows],
+    )
+
+
+@dataclass(frozen=True)
+class Task:
+    """Compare tensors of ids_a with ids_b (``ids_b is None``: ids_a with itself, i < j)."""
+
+    ids_a: tuple[int, ...]
+    ids_b: tuple[int, ...] | None
+
+    @property
+    def work(self) -> int:
+        na = len(self.ids_a)
+        return na * na // 2 if self.ids_b is None else na * len(self.ids_b)
+
+
+def _buckets(scope: Scope, same_dim: bool, in_folder: bool) -> Iterator[np.ndarray]:
+    """Groups of scope positions that may contain matches; pairs never cross groups."""
+    keys = [scope.roots if in_folder else np.zeros(len(scope.ids), np.int64)]
+    if same_dim:
+        keys += [np.minimum(scope.widths, scope.heights), np.maximum(scope.widths, scope.heights)]
+    key = np.stack(keys, axis=1)
+    order = np.lexsort(key.T[::-1])
+    splits = np.flatnonzero(np.any(np.diff(key[order], axis=0) != 0, axis=1)) + 1
+    for part in np.split(order, splits):
+        if len(part) >= 2:
+            yield np.sort(part)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Per scope position: the tensor's mean and its orientation-invariant identity key."""
+
+    means: np.ndarray
+    ikeys: list[bytes]
+
+
+def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> Keys:
+    """Mean and identity key of every id, computed once per image and kept in ``search_keys``
+    with its coarse vector, which workers read instead of the tensor to bound every pair."""
+    have = {
+        image_id: (mean, ikey)
+        for image_id, mean, ikey in db.execute(
+            "SELECT image_id, mean, ikey FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(ids.tolist())],
+        )
+    }
+    missing = np.array([i for i in ids.tolist() if i not in have], dtype=np.int64)
+    edges = kernel.grid_edges(px_size)
+    for start in range(0, len(missing), chunk):
+        part = missing[start : start + chunk]
+        images = load_tensors(db, part, px_size)
+        coarse = kernel.coarse(images, edges)
+        tensors = images.reshape(len(part), -1, 3)
+        sums = tensors.sum(axis=1, dtype=np.int64)
+        squares = np.einsum("kvc,kvc->kc", tensors.astype(np.int32), tensors.astype(np.int32), dtype=np.int64)
+        rows = [
+            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes(), c.tobytes())
+            for image_id, s, q, c in zip(part.tolist(), sums, squares, coarse)
+        ]
+        with db.atomic():
+            db.conn.executemany("INSERT OR REPLACE INTO search_keys VALUES (?, ?, ?, ?)", rows)
+        have.update((r[0], (r[1], r[2])) for r in rows)
+    return Keys(
+        means=np.array([have[i][0] for i in ids.tolist()], dtype=np.float64),
+        ikeys=[have[i][1] for i in ids.tolist()],
+    )
+
+
+def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm) -> Iterator[Task]:
+    """Chunk-pair tasks covering every pair that involves at least one new image."""
+    buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any()]
+    if not buckets:
+        return
+    needed = np.concatenate(buckets)
+    keys = search_keys(db, scope.ids[needed], px_size)
+    where = {int(p): k for k, p in enumerate(needed.tolist())}
+    for part in buckets:
+        sub = np.array([where[int(p)] for p in part])
+        means, ids, new = keys.means[sub], scope.ids[part], is_new[part]
+        if threshold == 0:
+            yield from _plan_identical(ids, new, [keys.ikeys[k] for k in sub], chunksize)
+        elif algorithm == "chunked":
+            yield from _plan_by_brightness(ids, new, means, threshold, chunksize)
+        else:
+            yield from _plan_by_id(ids, new, chunksize)
+
+
+def _plan_identical(ids: np.ndarray, new: np.ndarray, ikeys: list[bytes], chunksize: int) -> Iterator[Task]:
+    """Exact duplicates: only images sharing an identity key (O(N) to find) can be identical."""
+    groups: dict[bytes, list[int]] = {}
+    for position, key in enumerate(ikeys):
+        groups.setdefault(key, []).append(position)
+    for members in groups.values():
+        if len(members) > 1 and new[members].any():
+            yield from _plan_by_id(ids[members], new[members], chunksize)
+
+
+def _plan_by_id(ids: np.ndarray, new: np.ndarray, chunksize: int) -> Iterator[Task]:
+    """id-ordered chunks: every new chunk against every old chunk, itself, and later new chunks."""
+    order = np.argsort(ids)
+    ids, new = ids[order], new[order]
+    new_chunks = _chunks(ids[new], chunksize)
+    old_chunks = _chunks(ids[~new], chunksize)
+    for i, a in enumerate(new_chunks):
+        for b in old_chunks:
+            yield Task(b, a)
+        yield Task(a, None)
+        for b in new_chunks[i + 1 :]:
+            yield Task(a, b)
+
+
+def _plan_by_brightness(ids: np.ndarray, new: np.ndarray, means: np.ndarray, threshold: float,
+                        chunksize: int) -> Iterator[Task]:
+    """Chunks cut by mean brightness; chunk pairs further apart than sqrt(threshold) are skipped.
+
+    The MSE is at least the square of the difference of the two images' means (Jensen), in
+    every orientation, so a chunk only meets the chunks within sqrt(threshold) of it: far fewer
+    tasks than all pairs, for a full search and for new images against the old ones alike.
+    """
+    reach = np.sqrt(threshold) * (1 + 1e-9) + 1e-9  # slack for the rounding of the means
+    new_chunks = _brightness_chunks(ids[new], means[new], chunksize)
+    old_chunks = _brightness_chunks(ids[~new], means[~new], chunksize)
+    for i, (a, a_lo, a_hi) in enumerate(new_chunks):
+        for b, b_lo, b_hi in old_chunks:
+            if b_lo - a_hi <= reach and a_lo - b_hi <= reach:
+                yield Task(b, a)
+        yield Task(a, None)
+        for b, b_lo, _b_hi in new_chunks[i + 1 :]:
+            if b_lo - a_hi > reach:
+                break  # sorted by mean: every later chunk is further still
+            yield Task(a, b)
+
+
+def _brightness_chunks(ids: np.ndarray, means: np.ndarray, chunksize: int) -> list[tuple[tuple[int, ...], float, float]]:
+    """(ids, lowest mean, highest mean) of chunks cut from the images sorted by mean."""
+    if len(ids) == 0:
+        return []
+    order = np.argsort(means, kind="stable")
+    return [
+        (tuple(ids[c].tolist()), float(means[c[0]]), float(means[c[-1]]))
+        for c in np.array_split(order, -(-len(ids) // chunksize))
+    ]
+
+
+def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, ...]]:
+    if len(ids) == 0:
+        return []
+    return [tuple(c.tolist()) for c in np.array_split(ids, -(-len(ids) // size))]

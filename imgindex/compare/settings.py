@@ -1,0 +1,86 @@
+"""What a search compares with what: the similarity presets, a search's settings, and the earlier
+search whose pairs an incremental search may carry over (the latest with the same settings)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgindex.errors import ImgIndexError
+from imgindex.scan.decode import DECODER
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+SIMILARITY_PRESETS = {"duplicates": 0.0, "similar": 6.0}  # calibrated: README, benchmarks/accuracy.py
+
+
+def resolve_similarity(similarity: str | float | int) -> tuple[str, float]:
+    """'duplicates' -> 0, 'similar' -> the calibrated preset, a number >= 0 -> itself."""
+    if isinstance(similarity, str) and similarity.strip().lower() in SIMILARITY_PRESETS:
+        name = similarity.strip().lower()
+        return name, SIMILARITY_PRESETS[name]
+    try:
+        value = float(similarity)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 0 or isinstance(similarity, bool):
+        raise ImgIndexError(
+            f"similarity must be 'duplicates', 'similar' or a number >= 0 (an MSE threshold); got {similarity!r}."
+        )
+    return f"{value:g}", value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The columns of a searches row that decide which pairs it finds."""
+
+    similarity: str
+    threshold: float
+    rotate: bool
+    mirror: bool
+    same_dim: bool
+    in_folder: bool
+    roots: tuple[str, ...]
+    px_size: int
+
+    def as_row(self) -> dict:
+        return {"similarity": self.similarity, "threshold": self.threshold, "rotate": int(self.rotate),
+                "mirror": int(self.mirror), "same_dim": int(self.same_dim), "in_folder": int(self.in_folder),
+                "roots": json.dumps(list(self.roots)), "px_size": self.px_size, "decoder": DECODER}
+
+
+@dataclass(frozen=True)
+class Base:
+    """The earlier search an incremental one builds on."""
+
+    search_id: int
+    max_image_id: int
+    started_at: str
+    pairs: int
+
+
+def base_search(db: Database, settings: Settings) -> Base | None:
+    """The latest completed search with the same settings, whose pairs can be carried over."""
+    row = db.execute(
+        "SELECT id, max_image_id, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, decoder,"
+        " started_at, pairs FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    wanted = settings.as_row()
+    same = (row[2] == wanted["threshold"]
+            and tuple(row[3:10]) == tuple(wanted[k] for k in ("rotate", "mirror", "same_dim", "in_folder", "roots",
+                                                                "px_size", "decoder")))
+    return Base(row[0], row[1] or 0, row[10], row[11] or 0) if same else None
+
+
+def stored_settings(db: Database, search_id: int) -> Settings:
+    """The settings a recorded search ran with."""
+    row = db.execute("SELECT similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size"
+                     " FROM searches WHERE id = ?", [search_id]).fetchone()
+    return Settings(row[0], float(row[1]), bool(row[2]), bool(row[3]), bool(row[4]), bool(row[5]),
+                    tuple(json.loads(row[6])), int(row[7] or 0))

@@ -1,0 +1,114 @@
+"""What the report shows, read from the index: the search's groups, and the view past its threshold.
+
+Groups alone cannot say whether the threshold was well chosen; the threshold view can. It
+compares the search's images again with a wider threshold (writing nothing) to find each
+image's nearest neighbour and the closest pairs that were *not* matched, so the page can show
+where duplicates end and distinct pictures begin.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from sqlite_utils import Database
+
+from imgindex.compare.run import near_pairs
+
+NEAR_MISSES = 50
+HISTOGRAM_BINS = 30
+
+
+@dataclass(frozen=True)
+class ReportMember:
+    """One image as the report shows it (not ``imgindex.compare.groups.Member``: this one carries file facts)."""
+
+    image_id: int
+    path: str
+    folder: str
+    width: int
+    height: int
+    size: int
+    format: str | None
+    content_hash: str
+    is_keeper: bool
+    mse_to_keeper: float | None
+    rotation: int | None
+    mirrored: bool
+
+
+@dataclass(frozen=True)
+class ReportGroup:
+    group_id: int
+    members: tuple[ReportMember, ...]  # keeper first
+
+    @property
+    def reclaimable(self) -> int:
+        return sum(m.size for m in self.members if not m.is_keeper)
+
+
+def load_groups(db: Database, search_id: int) -> list[ReportGroup]:
+    """The search's groups, most bytes reclaimable first (ties: group id)."""
+    rows = db.execute(
+        "SELECT g.group_id, i.id, i.path, i.folder, i.width, i.height, i.size, i.format, i.content_hash, g.is_keeper,"
+        " g.mse_to_keeper, g.rotation, g.mirrored FROM group_members g JOIN images i ON i.id = g.image_id"
+        " WHERE g.search_id = ? ORDER BY g.group_id, g.is_keeper DESC, g.mse_to_keeper, i.path",
+        [search_id],
+    ).fetchall()
+    members: dict[int, list[ReportMember]] = {}
+    for gid, *fields in rows:
+        image_id, path, folder, w, h, size, fmt, digest, keeper, mse, rotation, mirrored = fields
+        members.setdefault(gid, []).append(ReportMember(
+            image_id, path, folder, w, h, size, fmt, digest, bool(keeper), mse, rotation, bool(mirrored)))
+    groups = [ReportGroup(gid, tuple(ms)) for gid, ms in members.items()]
+    groups.sort(key=lambda g: (-g.reclaimable, g.group_id))
+    return groups
+
+
+def histogram_cap(threshold: float) -> float:
+    """How far the threshold view looks: far enough past the threshold to see where distinct photos start."""
+    return max(30.0, 4.0 * threshold)
+
+
+@dataclass(frozen=True)
+class ThresholdView:
+    """Each image's nearest-neighbour MSE (within ``cap``) and the closest pairs above the threshold."""
+
+    cap: float
+    images: int
+    nearest: np.ndarray  # MSE to the nearest neighbour of every image that has one within cap
+    near_misses: tuple[tuple[ReportMember, ReportMember, float], ...]  # the closest, up to NEAR_MISSES
+    near_miss_count: int
+
+
+def threshold_view(db: Database, db_path: str, search_id: int, cap: float, *,
+                   processes: int | None = None) -> ThresholdView:
+    """Compare the search's images again with a wider threshold (nothing is written) to see past it."""
+    ids, a, b, mse = near_pairs(db, db_path, search_id, cap, processes=processes)
+    best = np.full(len(ids), np.inf)
+    where = np.searchsorted(ids, a), np.searchsorted(ids, b)
+    np.minimum.at(best, where[0], mse)
+    np.minimum.at(best, where[1], mse)
+    matched = {(x, y) for x, y in db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id])}
+    beyond = [k for k in np.argsort(mse, kind="stable").tolist() if (int(a[k]), int(b[k])) not in matched]
+    chosen = beyond[:NEAR_MISSES]
+    facts = _members(db, {int(a[k]) for k in chosen} | {int(b[k]) for k in chosen})
+    near = tuple((facts[int(a[k])], facts[int(b[k])], float(mse[k])) for k in chosen)
+    return ThresholdView(cap, len(ids), best[np.isfinite(best)], near, len(beyond))
+
+
+def _members(db: Database, ids: set[int]) -> dict[int, ReportMember]:
+    rows = db.execute(
+        "SELECT id, path, folder, width, height, size, format, content_hash FROM images"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        [json.dumps(sorted(ids))],
+    ).fetchall()
+    return {r[0]: ReportMember(*r, is_keeper=False, mse_to_keeper=None, rotation=None, mirrored=False) for r in rows}
+
+
+def histogram(view: ThresholdView) -> tuple[np.ndarray, np.ndarray]:
+    """(counts per bin, bin edges) of nearest-neighbour MSE over [0, cap]; each bin is [lo, hi) but the last."""
+    edges = np.linspace(0.0, view.cap, HISTOGRAM_BINS + 1)
+    counts, _ = np.histogram(view.nearest, bins=edges)
+    return counts, edges

@@ -1,0 +1,203 @@
+"""Write what reading files produced into the index, in batched transactions, and count it.
+
+Results wait in memory and are applied together, up to FLUSH_EVERY_ROWS rows or once a second,
+so a scan killed anywhere loses at most that much work and never leaves a half-written file.
+A file whose content is already indexed is placed without a tensor of its own making: a move
+keeps its row (and id), a byte copy gets a row that reuses the stored tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from imgindex.db.runs import now, update_run
+from imgindex.scan.decode import DECODER, FileResult, read_file
+from imgindex.scan.diff import ReadTask
+from imgindex.types import ScanErrorInfo
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+FLUSH_EVERY_ROWS = 500
+FLUSH_EVERY_SECONDS = 1.0
+_IMAGE_COLUMNS = "path, folder, size, mtime_ns, width, height, format, content_hash, px_size, decoder, indexed_at"
+
+
+@dataclass
+class Counts:
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    reused: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    vanished: int = 0
+    decoded: int = 0
+
+    def as_row(self) -> dict:
+        """The columns of the scans row."""
+        names = ("seen", "added", "updated", "moved", "unchanged", "removed", "skipped", "failed", "decoded")
+        return {name: getattr(self, name) for name in names}
+
+
+class IndexWriter:
+    """Applies read results to one index for one scan; ``missing`` collects rows whose file was not seen."""
+
+    def __init__(self, db: Database, px_size: int, scan_id: int):
+        self.db, self.px_size, self.scan_id = db, px_size, scan_id
+        self.counts = Counts()
+        self.errors: list[ScanErrorInfo] = []
+        self.missing: dict[int, str] = {}  # row id -> old path
+        self.pending: list[tuple[ReadTask, FileResult]] = []
+        self.forget_errors: list[str] = []  # error rows of files no longer there
+        self.last_flush = time.monotonic()
+
+    def add(self, task: ReadTask, result: FileResult) -> None:
+        self.pending.append((task, result))
+        if result.decoded is not None:
+            self.counts.decoded += 1
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        due = time.monotonic() - self.last_flush >= FLUSH_EVERY_SECONDS
+        if len(self.pending) >= FLUSH_EVERY_ROWS or (due and (self.pending or self.forget_errors)):
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply pending results in one transaction, with the counts so far."""
+        pending, self.pending = self.pending, []
+        forget, self.forget_errors = self.forget_errors, []
+        self.last_flush = time.monotonic()
+        with self.db.atomic():
+            for path in forget:
+                self.db.execute("DELETE FROM scan_errors WHERE path = ?", [path])
+            for task, result in pending:
+                self._apply(task, result)
+            self.write_counts()
+
+    def write_counts(self) -> None:
+        update_run(self.db, "scans", self.scan_id, self.counts.as_row())
+
+    def remove(self, image_ids: set[int], error_paths: list[str]) -> None:
+        """Drop the rows of files that are gone, at the end of a completed walk."""
+        with self.db.atomic():
+            delete_images(self.db, sorted(image_ids))
+            for path in error_paths:
+                self.db.execute("DELETE FROM scan_errors WHERE path = ?", [path])
+            self.counts.removed += len(image_ids)
+            self.missing.clear()
+            self.write_counts()
+
+    def _apply(self, task: ReadTask, result: FileResult) -> None:
+        if result.vanished:
+            self.counts.vanished += 1
+            if task.old_id is not None:
+                self.missing[task.old_id] = task.path
+            return
+        if result.error is not None:
+            self._record_error(task, result)
+            return
+        if task.old_id is not None:
+            old_hash = self.db.execute("SELECT content_hash FROM images WHERE id = ?", [task.old_id]).fetchone()
+            if old_hash and old_hash[0] == result.content_hash and result.known:
+                self.db.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?",
+                                [result.size, result.mtime_ns, task.old_id])
+                self.counts.unchanged += 1  # same bytes, new mtime (touched, copied over itself)
+                return
+            delete_images(self.db, [task.old_id])  # new content: a new row, a new id
+            self.counts.updated += 1
+        else:
+            self.counts.added += 1
+        self.db.execute("DELETE FROM scan_errors WHERE path = ?", [task.path])
+        if result.known:
+            self._place_known(task, result)
+        else:
+            insert_image(self.db, task, result, self.px_size)
+
+    def _place_known(self, task: ReadTask, result: FileResult) -> None:
+        """Content already indexed: a move keeps its row; a copy reuses the tensor."""
+        candidates = self.db.execute(
+            "SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? ORDER BY id",
+            [result.content_hash, self.px_size, DECODER],
+        ).fetchall()
+        for image_id, old_path in candidates:
+            if image_id in self.missing or not os.path.lexists(old_path):
+                self.missing.pop(image_id, None)
+                self.db.execute(
+                    "UPDATE images SET path = ?, folder = ?, size = ?, mtime_ns = ?, moved_at = ? WHERE id = ?",
+                    [task.path, task.folder, result.size, result.mtime_ns, now(), image_id],
+                )
+                self._undo_added(task)
+                self.counts.moved += 1
+                return
+        if candidates:
+            copy_image(self.db, task, result, candidates[0][0])
+            self.counts.reused += 1
+            return
+        # The row the worker saw went away meanwhile (its file changed): decode here after all.
+        fresh = read_file(task.path, self.px_size)
+        if fresh.decoded is not None:
+            self.counts.decoded += 1
+            insert_image(self.db, task, fresh, self.px_size)
+            return
+        self._undo_added(task)
+        if fresh.error is not None:
+            self._record_error(task, fresh)
+        else:
+            self.counts.vanished += 1
+
+    def _undo_added(self, task: ReadTask) -> None:
+        if task.old_id is None:
+            self.counts.added -= 1
+        else:
+            self.counts.updated -= 1
+
+    def _record_error(self, task: ReadTask, result: FileResult) -> None:
+        err = result.error
+        self.counts.failed += 1
+        if task.old_id is not None:
+            delete_images(self.db, [task.old_id])  # its old tensor no longer describes the file
+            self.counts.removed += 1
+        self.db.execute(
+            "INSERT INTO scan_errors (path, folder, error_class, message, at, size, mtime_ns, scan_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET error_class = excluded.error_class,"
+            " message = excluded.message, at = excluded.at, size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, scan_id = excluded.scan_id",
+            [task.path, task.folder, err.error_class, err.reason, now(),
+             result.size or None, result.mtime_ns or None, self.scan_id],
+        )
+        self.errors.append(ScanErrorInfo(task.path, err.error_class, err.reason))
+
+
+def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int) -> None:
+    """A new row and its freshly made tensor."""
+    d = result.decoded
+    image_id = db.execute(
+        f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [task.path, task.folder, result.size, result.mtime_ns, d.width, d.height, d.format,
+         result.content_hash, px_size, DECODER, now()],
+    ).lastrowid
+    db.execute("INSERT INTO tensors (image_id, px_size, tensor) VALUES (?, ?, ?)", [image_id, px_size, d.tensor])
+
+
+def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> None:
+    """A new row for a byte copy, with the facts and tensor of the row it copies."""
+    new_id = db.execute(
+        f"INSERT INTO images ({_IMAGE_COLUMNS})"
+        " SELECT ?, ?, ?, ?, width, height, format, content_hash, px_size, decoder, ? FROM images WHERE id = ?",
+        [task.path, task.folder, result.size, result.mtime_ns, now(), source_id],
+    ).lastrowid
+    db.execute("INSERT INTO tensors (image_id, px_size, tensor) SELECT ?, px_size, tensor FROM tensors"
+               " WHERE image_id = ?", [new_id, source_id])
+
+
+def delete_images(db: Database, ids: list[int]) -> None:
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        db.execute(f"DELETE FROM images WHERE id IN ({','.join('?' * len(part))})", part)

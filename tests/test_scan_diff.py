@@ -1,0 +1,57 @@
+"""The scan's diff is a pure function: file facts and rows in, decisions out (no files, no database)."""
+
+from __future__ import annotations
+
+from imgindex.scan.diff import ReadTask, Row, diff_folder
+from imgindex.scan.discover import FileFacts
+
+DECODER = "recipe-1"
+FOLDER = "/photos"
+
+
+def facts(name: str, size: int = 100, mtime_ns: int = 1) -> FileFacts:
+    return FileFacts(f"{FOLDER}/{name}", size, mtime_ns)
+
+
+def row(image_id: int, size: int = 100, mtime_ns: int = 1, decoder: str = DECODER) -> Row:
+    return Row(image_id, size, mtime_ns, decoder)
+
+
+def test_an_unchanged_file_is_not_read_and_a_new_one_is():
+    diff = diff_folder(FOLDER, [facts("a.jpg"), facts("b.jpg")], {f"{FOLDER}/a.jpg": row(1)}, {}, decoder=DECODER)
+    assert diff.to_read == (ReadTask(f"{FOLDER}/b.jpg", FOLDER, None),)
+    assert (diff.seen, diff.unchanged, diff.failed_again) == (2, 1, 0)
+    assert diff.missing == {} and diff.forget_errors == ()
+
+
+def test_size_mtime_or_decoder_changed_means_read_again_with_the_old_row():
+    rows = {f"{FOLDER}/size.jpg": row(1, size=99), f"{FOLDER}/mtime.jpg": row(2, mtime_ns=0),
+            f"{FOLDER}/recipe.jpg": row(3, decoder="recipe-0")}
+    diff = diff_folder(FOLDER, [facts("size.jpg"), facts("mtime.jpg"), facts("recipe.jpg")], rows, {},
+                       decoder=DECODER)
+    assert {(t.path.rsplit("/", 1)[1], t.old_id) for t in diff.to_read} == {("size.jpg", 1), ("mtime.jpg", 2),
+                                                                           ("recipe.jpg", 3)}
+    assert diff.unchanged == 0
+
+
+def test_a_file_that_failed_is_not_opened_again_until_it_changes():
+    failed = {f"{FOLDER}/bad.jpg": (100, 1), f"{FOLDER}/fixed.jpg": (5, 1)}
+    diff = diff_folder(FOLDER, [facts("bad.jpg"), facts("fixed.jpg")], {}, failed, decoder=DECODER)
+    assert [t.path for t in diff.to_read] == [f"{FOLDER}/fixed.jpg"]
+    assert diff.failed_again == 1 and diff.forget_errors == ()
+
+
+def test_rows_and_errors_of_files_no_longer_there_are_missing_and_forgotten():
+    rows = {f"{FOLDER}/gone.jpg": row(7), f"{FOLDER}/kept.jpg": row(8)}
+    failed = {f"{FOLDER}/gone-bad.jpg": (1, 1)}
+    diff = diff_folder(FOLDER, [facts("kept.jpg")], rows, failed, decoder=DECODER)
+    assert diff.missing == {7: f"{FOLDER}/gone.jpg"}
+    assert diff.forget_errors == (f"{FOLDER}/gone-bad.jpg",)
+    assert diff.to_read == () and diff.unchanged == 1
+
+
+def test_files_still_being_written_are_neither_read_counted_nor_missing():
+    rows = {f"{FOLDER}/copying.jpg": row(3, size=1)}
+    diff = diff_folder(FOLDER, [facts("copying.jpg", size=50)], rows, {}, decoder=DECODER,
+                       skip_paths=frozenset({f"{FOLDER}/copying.jpg"}))
+    assert diff.to_read == () and diff.seen == 0 and diff.missing == {}
