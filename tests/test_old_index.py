@@ -1,0 +1,42 @@
+"""An index made before the package was laid out by stage opens unchanged and reads the same."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from imgindex import Index
+
+DUMP = Path(__file__).parent / "data" / "index-0.1.0-before-stages.sql"
+TABLES = ("_sqlite_migrations", "settings", "images", "tensors", "scan_errors", "scans", "searches", "pairs",
+          "group_members", "search_keys", "actions", "action_runs")
+ROOT = "/tmp/oldidx/photos"  # where the pictures were when the old version indexed them
+
+
+def rows(db_path: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+    finally:
+        conn.close()
+
+
+def test_an_index_from_before_the_restructuring_opens_unchanged_and_reads_the_same(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(DUMP.read_text())
+    conn.close()
+    before = rows(db)
+    assert len(before["_sqlite_migrations"]) == 7 and len(before["images"]) == 5
+    with Index(db) as index:
+        assert index.px_size == 10 and index.count() == 5
+        assert index.result() == {f"{ROOT}/a.jpg": [[f"{ROOT}/copy of a.jpg", 0.0]],
+                                  f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
+        assert index.lower_quality() == [f"{ROOT}/copy of a.jpg", f"{ROOT}/sub/b-again.png"]
+        assert index.status().last_search["groups"] == 2
+    assert rows(db) == before  # opening applied no migration and rewrote nothing
+    with Index(db) as index:  # and the stages work on it: a new search finds the same from the stored tensors
+        found = index.search(similarity="similar", full=True, processes=1)
+        assert (found.pairs, found.groups) == (2, 2)
+        assert index.result() == {f"{ROOT}/a.jpg": [[f"{ROOT}/copy of a.jpg", 0.0]],
+                                  f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
