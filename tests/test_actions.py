@@ -27,13 +27,9 @@ import imgindex
 from imgindex import Index
 from imgindex.errors import ImgIndexError
 
-from conftest import contents, sha, write_image
+from helpers import contents, invoke, sha, write_image
 
 CLI = [sys.executable, "-m", "imgindex.cli"]
-
-
-def run_cli(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=env, timeout=120, **kwargs)
 
 
 @pytest.fixture
@@ -231,12 +227,12 @@ def test_dry_run_changes_nothing_and_lists_every_file(tmp_path, library):
     with searched(tmp_path, library):
         pass
     before = contents(library)
-    out = run_cli("move-to", dest, "--db", tmp_path / "index.db", "--dry-run")
+    out = invoke("move-to", dest, "--db", tmp_path / "index.db", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert "dry run" in out.stdout and str(library / "phone" / "IMG_0001.jpg") in out.stdout
     assert str(dest / "phone" / "IMG_0001.jpg") in out.stdout
     assert not dest.exists() and contents(library) == before
-    out = run_cli("delete", "--db", tmp_path / "index.db", "--dry-run", "--permanent")
+    out = invoke("delete", "--db", tmp_path / "index.db", "--dry-run", "--permanent")
     assert out.returncode == 0 and "PERMANENTLY" in out.stdout
     assert contents(library) == before
     with sqlite3.connect(tmp_path / "index.db") as conn:
@@ -247,14 +243,15 @@ def test_without_a_terminal_the_cli_asks_for_yes(tmp_path, library):
     with searched(tmp_path, library):
         pass
     before = contents(library)
-    out = run_cli("delete", "--db", tmp_path / "index.db", stdin=subprocess.DEVNULL)
+    out = invoke("delete", "--db", tmp_path / "index.db")  # CliRunner's stdin is no terminal
     assert out.returncode == 1
     assert "--yes" in out.stderr and "Traceback" not in out.stderr
     assert contents(library) == before
 
 
 def _run_in_terminal(args, answer: str) -> tuple[int, str]:
-    """Run the CLI on a real pseudo-terminal and type ``answer`` at its question."""
+    """Run the CLI on a real pseudo-terminal and type ``answer`` at its question (a process of its
+    own: only a real terminal makes it ask)."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen([*CLI, *map(str, args)], stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
@@ -298,20 +295,20 @@ def test_cli_round_trip_move_undo_delete_undo(tmp_path, library):
     with searched(tmp_path, library):
         pass
     before = contents(library)
-    out = run_cli("move-to", tmp_path / "dest", "--db", db, "--yes")
+    out = invoke("move-to", tmp_path / "dest", "--db", db, "--yes")
     assert out.returncode == 0 and "Moved 2 files" in out.stdout, out.stderr
-    out = run_cli("undo", "--db", db, "--yes")
+    out = invoke("undo", "--db", db, "--yes")
     assert out.returncode == 0 and "Put back 2 files" in out.stdout, out.stderr
     assert contents(library) == before
-    assert run_cli("search", "--db", db, "-q").returncode == 0
-    out = run_cli("delete", "--db", db, "--yes")
+    assert invoke("search", "--db", db, "-q").returncode == 0
+    out = invoke("delete", "--db", db, "--yes")
     assert out.returncode == 0 and "Deleted 2 files" in out.stdout, out.stderr
-    out = run_cli("undo", "--db", db, "--yes")
+    out = invoke("undo", "--db", db, "--yes")
     assert out.returncode == 0 and "Put back 2 files" in out.stdout, out.stderr
     assert contents(library) == before
-    out = run_cli("status", "--db", db)
+    out = invoke("status", "--db", db)
     assert "Last action: run 4 (undo) completed" in out.stdout and "2 done" in out.stdout
-    out = run_cli("undo", "--db", db, "--run-id", 99)
+    out = invoke("undo", "--db", db, "--run-id", 99)
     assert out.returncode == 1 and "no run 99" in out.stderr
 
 
@@ -365,7 +362,7 @@ def test_a_full_destination_fails_cleanly_and_loses_nothing(tmp_path, tiny_fs):
     before = contents(root)
     with searched(tmp_path, root):
         pass
-    out = run_cli("move-to", tiny_fs, "--db", tmp_path / "index.db", "--yes")
+    out = invoke("move-to", tiny_fs, "--db", tmp_path / "index.db", "--yes")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "No space left on device" in out.stderr
     assert contents(root) == before
@@ -387,7 +384,7 @@ def test_a_read_only_destination_fails_cleanly_and_loses_nothing(tmp_path, libra
         before = contents(library)
         with searched(tmp_path, library):
             pass
-        out = run_cli("move-to", dest, "--db", tmp_path / "index.db", "--yes")
+        out = invoke("move-to", dest, "--db", tmp_path / "index.db", "--yes")
         assert out.returncode == 1 and "Traceback" not in out.stderr
         assert "Read-only file system" in out.stderr or "Permission denied" in out.stderr
         assert contents(library) == before
@@ -421,6 +418,7 @@ def _move_150_then_signal(tmp_path, sig: int) -> tuple[Path, Path, Counter, int,
     return root, dest, before, proc.returncode, err
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_way_is_settled_from_the_journal(tmp_path):
     """SIGKILL during a move-to, then any action command: every file exists exactly once, the
     journal has no 'planned' rows, and it agrees with the disk."""
@@ -501,7 +499,7 @@ def test_difpy_api_move_to_and_delete(tmp_path, library, monkeypatch):
 def test_actions_never_create_a_missing_database(tmp_path, command):
     """(Corrupt and future databases: tests/test_hostile.py, for every command.)"""
     args = [str(tmp_path / "dest") if a == "DEST" else a for a in command]
-    out = run_cli(*args, "--db", tmp_path / "missing.db", "--yes")
+    out = invoke(*args, "--db", tmp_path / "missing.db", "--yes")
     assert out.returncode == 2 and "does not exist" in out.stderr
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "dest").exists()
 
@@ -509,7 +507,7 @@ def test_actions_never_create_a_missing_database(tmp_path, command):
 def test_no_search_yet_is_a_clear_error(tmp_path, library):
     with Index(tmp_path / "index.db") as index:
         index.scan([library], processes=1)
-    out = run_cli("delete", "--db", tmp_path / "index.db", "--yes")
+    out = invoke("delete", "--db", tmp_path / "index.db", "--yes")
     assert out.returncode == 1 and "imgindex search" in out.stderr
-    out = run_cli("move-to", library / "2019" / "loner.jpg", "--db", tmp_path / "index.db", "--yes")
+    out = invoke("move-to", library / "2019" / "loner.jpg", "--db", tmp_path / "index.db", "--yes")
     assert out.returncode in (1, 2) and "Traceback" not in out.stderr

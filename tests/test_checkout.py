@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_image
+from helpers import write_image
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,5 @@
-"""The imgindex command as a user runs it: real console script, real processes, real signals."""
+"""The imgindex command as a user runs it: in this process through click's CliRunner (helpers.invoke),
+and as a real process wherever a terminal or a signal is the point."""
 
 from __future__ import annotations
 
@@ -17,15 +18,13 @@ from PIL import Image
 
 from imgindex.cli import cli
 
+from helpers import invoke
+
 IMGINDEX = [sys.executable, "-m", "imgindex.cli"]
 
 
-def run(*args, cwd=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([*IMGINDEX, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120, **kwargs)
-
-
 def test_scan_prints_a_summary_and_fills_the_default_db(photos, tmp_path):
-    result = run("scan", photos, cwd=tmp_path)
+    result = invoke("scan", photos, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "files seen" in result.stdout and "The index holds 6 images." in result.stdout
     db = sqlite3.connect(tmp_path / "imgindex.db")
@@ -34,11 +33,12 @@ def test_scan_prints_a_summary_and_fills_the_default_db(photos, tmp_path):
 
 
 def test_quiet_scan_prints_nothing(photos, tmp_path):
-    result = run("scan", photos, "--db", tmp_path / "q.db", "--quiet", "--processes", "1")
+    result = invoke("scan", photos, "--db", tmp_path / "q.db", "--quiet", "--processes", "1")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_progress_bar_on_a_terminal(photos, tmp_path):
+    # a process of its own: stderr must be a real terminal (a pty) for the bar to show
     main, secondary = pty.openpty()
     proc = subprocess.Popen(
         [*IMGINDEX, "scan", str(photos), "--db", str(tmp_path / "p.db")],
@@ -76,7 +76,7 @@ def test_progress_bar_on_a_terminal(photos, tmp_path):
 )
 def test_bad_input_gives_a_message_not_a_traceback(photos, tmp_path, args, message):
     (tmp_path / "corrupt.db").write_bytes(b"garbage" * 1000)
-    result = run(*[a.format(tmp=tmp_path, photos=photos) for a in args], cwd=tmp_path)
+    result = invoke(*[a.format(tmp=tmp_path, photos=photos) for a in args], cwd=tmp_path)
     assert result.returncode in (1, 2)
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -141,6 +141,7 @@ def check_consistent(db: Path) -> None:
         assert orphans == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, expected_rc, status", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 130, "interrupted"), (signal.SIGKILL, -9, "running")])
 def test_interrupted_scan_leaves_a_consistent_db_and_the_next_one_finishes(slow_tree, tmp_path, sig, expected_rc, status):
     db = tmp_path / "i.db"
@@ -162,7 +163,7 @@ def test_interrupted_scan_leaves_a_consistent_db_and_the_next_one_finishes(slow_
         kept = conn.execute("SELECT count(*) FROM images").fetchone()[0]
         assert conn.execute("SELECT status FROM scans").fetchone()[0] == status
     assert 0 < kept < N_SLOW
-    result = run("scan", slow_tree, "--db", db, "--processes", "2")
+    result = invoke("scan", slow_tree, "--db", db, "--processes", "2")  # the resumed scan needs no signal
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == N_SLOW

@@ -15,7 +15,7 @@ from imgindex import Index, ImgIndexError
 from imgindex.compare import run as compare
 from imgindex.scan.decode import DECODER
 
-from conftest import best_match, write_image
+from helpers import best_match, write_image
 
 PX = 8
 
@@ -99,6 +99,7 @@ def test_search_equals_brute_force_on_stored_tensors(tmp_path_factory, seed, cou
         assert report.pairs == len(expected)
 
 
+@pytest.mark.slow
 def test_classic_and_chunked_and_workers_agree(tmp_path):
     rng = np.random.default_rng(7)
     tensors = adversarial_set(rng, 2400, px=10)

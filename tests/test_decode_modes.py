@@ -10,7 +10,7 @@ from PIL import Image
 
 from imgindex.scan.decode import decode_image, read_file
 
-from conftest import mse, photo_like
+from helpers import mse, photo_like
 
 PX = 16
 

@@ -37,7 +37,7 @@ from PIL import Image, ImageOps
 from imgindex import Index
 from imgindex.scan.decode import DRAFT_GAP, decode_path
 
-from conftest import best_match, mse
+from helpers import best_match, mse
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = sorted(DATA.glob("*.jpg"))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import invoke
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -37,8 +39,8 @@ def test_sql_examples_run_and_answer(tmp_path):
     subprocess.run([sys.executable, EXAMPLES / "make_demo_photos.py", demo, "--originals", "16", "--size", "256"],
                    capture_output=True, check=True)
     db = tmp_path / "photos.db"
-    subprocess.run([sys.executable, "-m", "imgindex.cli", "find", demo, "--db", db, "--similarity", "similar", "-q"],
-                   capture_output=True, check=True)
+    found = invoke("find", demo, "--db", db, "--similarity", "similar", "-q")
+    assert found.returncode == 0, found.stderr
     conn = sqlite3.connect(db)
     answers = {}
     for sql in sorted((EXAMPLES / "sql").glob("*.sql")):

@@ -1,6 +1,7 @@
 """The hostile-input suite: a nasty tree through scan, search, watch, move-to, undo and delete.
 
-Every step runs the real command line, as a user would, and checks three things: a clear
+Every step runs the real command line (in this process through click's CliRunner, or as a process
+of its own where the step needs one), as a user would, and checks three things: a clear
 message and never a traceback; the expected errors and matches; and the inventory of file
 contents, so that no step loses a file. Permission cases run as an unprivileged user (root
 ignores permission bits).
@@ -26,7 +27,7 @@ from PIL import Image
 
 from imgindex import Index
 
-from conftest import as_nobody, contents, inventory, photo_like, write_image
+from helpers import as_nobody, contents, invoke, inventory, photo_like, write_image
 from test_hostile_scan import png_header_bomb
 from test_watch import wait_for, watching
 
@@ -34,9 +35,13 @@ CLI = [sys.executable, "-m", "imgindex.cli"]
 WEIRD_NAMES = ["with space.jpg", "ünïcødé 写真.jpg", "new\nline.jpg", "-leading-dash.jpg"]
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    out = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300,
-                         stdin=subprocess.DEVNULL)
+def cli(*args, own_process: bool = False):
+    """``imgindex ARGS`` with no terminal on stdin, in this process unless ``own_process``."""
+    if own_process:
+        out = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL)
+    else:
+        out = invoke(*args)
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
     return out
 
@@ -114,6 +119,7 @@ EXPECTED_ERRORS = {"zero.jpg": "empty_file", "truncated.jpg": "truncated", "corr
                    "text.jpg": "not_an_image", "bomb.png": "decompression_bomb"}
 
 
+@pytest.mark.slow
 def test_nasty_tree_through_every_command_loses_nothing(tmp_path, monkeypatch):
     trash_home = tmp_path / "xdg"  # this test's own trash, so the inventory can count what is in it
     monkeypatch.setenv("XDG_DATA_HOME", str(trash_home))
@@ -162,7 +168,9 @@ def test_nasty_tree_through_every_command_loses_nothing(tmp_path, monkeypatch):
     assert not [p for p in inventory(dest) if not os.path.isdir(p)]
 
     assert cli("search", "--db", db).returncode == 0
-    out = cli("delete", "--db", db, "--yes")
+    # a process of its own: send2trash reads XDG_DATA_HOME once, when first imported, so only a fresh
+    # interpreter trashes into this test's own trash_home
+    out = cli("delete", "--db", db, "--yes", own_process=True)
     assert out.returncode == 0, out.stderr
     assert contents(root, outside, trash_home) == Counter(original.values())
     out = cli("undo", "--db", db, "--yes")

@@ -13,7 +13,7 @@ import pytest
 
 from imgindex import Index
 
-from conftest import as_nobody, inventory, write_image
+from helpers import as_nobody, inventory, write_image
 
 
 def png_header_bomb(width: int, height: int) -> bytes:

@@ -14,7 +14,7 @@ from imgindex import Index, SettingsMismatchError
 from imgindex.scan.decode import DECODER
 from imgindex.scan.reader import INLINE_BELOW
 
-from conftest import mse, tensor_of, write_image
+from helpers import mse, tensor_of, write_image
 
 
 def rows(index: Index) -> dict[str, tuple]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgindex.compare import kernel
 
-from conftest import best_match
+from helpers import best_match
 
 
 def reference(a, b, threshold, rotate, mirror, same):
@@ -130,6 +131,7 @@ def test_grid_edges_are_symmetric():
         assert list(px - edges[::-1]) == list(edges)
 
 
+@pytest.mark.slow
 def test_full_size_tensors_at_the_threshold_boundary():
     """50x50 tensors with large values, where float32 rounding is largest: pairs whose MSE is
     exactly the threshold, one step above and one step below, must all be decided exactly."""

@@ -12,8 +12,6 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,9 +22,8 @@ from imgindex.db.queries import load_tensors
 from imgindex.report.data import ReportMember, ThresholdView, histogram, histogram_cap, threshold_view
 from imgindex.report.render import GROUPS_PER_PAGE, render
 
-from conftest import best_match, inventory, photo_like, write_image
+from helpers import best_match, inventory, invoke, photo_like, write_image
 
-CLI = [sys.executable, "-m", "imgindex.cli"]
 HOSTILE = "<script>alert(1)</script>.jpg"  # a path: "<script>alert(1)</" is a folder, "script>.jpg" its file
 HOSTILE_NAME = "<img src=x onerror=alert(2)>.jpg"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -175,28 +172,25 @@ def test_limit_groups_keeps_the_most_reclaimable(library, tmp_path):
 
 
 def test_cli_report_prints_the_next_commands_and_refuses_bad_input(library, tmp_path):
-    out = subprocess.run([*CLI, "report", "--db", library["db"], "-o", tmp_path / "r.html"], capture_output=True,
-                         text=True)
+    out = invoke("report", "--db", library["db"], "-o", tmp_path / "r.html")
     assert out.returncode == 0, out.stderr
     assert f"imgindex move-to DEST --db {library['db']} --dry-run" in out.stdout
     assert "Nothing was changed" in out.stdout and (tmp_path / "r.html").stat().st_size > 10_000
-    bad = subprocess.run([*CLI, "report", "--db", library["db"], "--thumb-size", "5"], capture_output=True, text=True)
+    bad = invoke("report", "--db", library["db"], "--thumb-size", "5")
     assert bad.returncode == 2 and "--thumb-size" in bad.stderr
-    nowhere = subprocess.run([*CLI, "report", "--db", library["db"], "-o", tmp_path / "no" / "r.html"],
-                             capture_output=True, text=True)
+    nowhere = invoke("report", "--db", library["db"], "-o", tmp_path / "no" / "r.html")
     assert nowhere.returncode == 1 and "does not exist" in nowhere.stderr and "Traceback" not in nowhere.stderr
     photo = write_image(tmp_path / "IMG_0001.jpg", seed=1)
     before = photo.read_bytes()
-    clobber = subprocess.run([*CLI, "report", "--db", library["db"], "-o", photo], capture_output=True, text=True)
+    clobber = invoke("report", "--db", library["db"], "-o", photo)
     assert clobber.returncode == 1 and "not an imgindex report" in clobber.stderr
     assert photo.read_bytes() == before  # a typo in -o never costs a photo
-    again = subprocess.run([*CLI, "report", "--db", library["db"], "-o", tmp_path / "r.html", "-q"],
-                           capture_output=True, text=True)
+    again = invoke("report", "--db", library["db"], "-o", tmp_path / "r.html", "-q")
     assert again.returncode == 0  # its own earlier report is replaced
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
     empty = tmp_path / "empty.db"
     Index(empty).close()
-    none = subprocess.run([*CLI, "report", "--db", empty, "-o", tmp_path / "e.html"], capture_output=True, text=True)
+    none = invoke("report", "--db", empty, "-o", tmp_path / "e.html")
     assert none.returncode == 1 and "imgindex search" in none.stderr
 
 
@@ -229,6 +223,7 @@ def _images_decoded(driver) -> tuple[int, int]:
         "return [imgs.length, imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length];"))
 
 
+@pytest.mark.browser
 def test_the_page_in_chromium(library, browser, tmp_path):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By

@@ -6,17 +6,13 @@ import csv
 import io
 import json
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
 import imgindex
 
-from conftest import photo_like, write_image
-
-IMGINDEX = [sys.executable, "-m", "imgindex.cli"]
+from helpers import invoke, photo_like, write_image
 
 
 @pytest.fixture
@@ -36,13 +32,9 @@ def dupes(tmp_path):
     return root
 
 
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*IMGINDEX, *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
 def test_find_json_is_difpy_shaped(dupes, tmp_path):
     out = tmp_path / "out.json"
-    result = run("find", dupes, "--db", tmp_path / "i.db", "--format", "json", "-o", out, "--similarity", "20")
+    result = invoke("find", dupes, "--db", tmp_path / "i.db", "--format", "json", "-o", out, "--similarity", "20")
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     originals, copies = dupes / "originals", dupes / "copies"
@@ -61,27 +53,27 @@ def test_find_json_is_difpy_shaped(dupes, tmp_path):
 
 def test_search_duplicates_table_and_csv(dupes, tmp_path):
     db = tmp_path / "i.db"
-    assert run("scan", dupes, "--db", db, "-q").returncode == 0
-    table = run("search", "--db", db)
+    assert invoke("scan", dupes, "--db", db, "-q").returncode == 0
+    table = invoke("search", "--db", db)
     assert table.returncode == 0, table.stderr
     assert "keep" in table.stdout and "o0-copy.png" in table.stdout and "o0.png" in table.stdout
     assert "o0-q95.jpg" not in table.stdout  # not identical: not a duplicate
     # the EXIF copy is the keeper (same pixel count, larger file); o1.png is it turned back 270 degrees
     assert "keep  " + str(dupes / "copies" / "o1-turned.png") in table.stdout and "turned 270°" in table.stdout
-    rows = list(csv.DictReader(io.StringIO(run("search", "--db", db, "--format", "csv").stdout)))
+    rows = list(csv.DictReader(io.StringIO(invoke("search", "--db", db, "--format", "csv").stdout)))
     assert {r["path"].rsplit("/", 1)[1] for r in rows} == {"o0.png", "o0-copy.png", "o1.png", "o1-turned.png"}
     assert sum(r["is_keeper"] == "1" for r in rows) == 2
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM match_pairs").fetchone() == (2,)
     assert conn.execute("SELECT count(DISTINCT group_id) FROM match_groups").fetchone() == (2,)
-    no_rotate = run("search", "--db", db, "--no-rotate", "--format", "csv").stdout
+    no_rotate = invoke("search", "--db", db, "--no-rotate", "--format", "csv").stdout
     assert "o1-turned" not in no_rotate
 
 
 def test_search_before_any_scan_and_bad_similarity(tmp_path):
-    result = run("search", "--db", tmp_path / "empty.db", "--similarity", "nearly")
+    result = invoke("search", "--db", tmp_path / "empty.db", "--similarity", "nearly")
     assert result.returncode == 1 and "similarity must be" in result.stderr and "Traceback" not in result.stderr
-    result = run("search", "--db", tmp_path / "empty.db", "--in-folder")
+    result = invoke("search", "--db", tmp_path / "empty.db", "--in-folder")
     assert result.returncode == 1 and "scan some folders first" in result.stderr
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from imgindex.scan.decode import decode_path
 
-from conftest import write_image
+from helpers import invoke, write_image
 
 SETTLE = 0.4
 DEADLINE = 30.0
@@ -74,6 +74,7 @@ def paths(db: Path) -> dict[str, int]:
     return {p: i for p, i in query(db, "SELECT path, id FROM images")}
 
 
+@pytest.mark.slow
 def test_create_duplicate_modify_rename_delete(tmp_path):
     root, db = tmp_path / "photos", tmp_path / "w.db"
     write_image(root / "before.png", seed=1)  # there before the watcher starts: the catch-up finds it
@@ -119,6 +120,7 @@ def test_moved_folder_keeps_rows_and_matches(tmp_path):
         assert query(db, "SELECT sum(decoded) FROM scans") == [(4,)]  # nothing decoded twice
 
 
+@pytest.mark.slow
 def test_slow_copy_is_read_once_complete(tmp_path):
     root, db = tmp_path / "photos", tmp_path / "w.db"
     root.mkdir()
@@ -140,6 +142,7 @@ def test_slow_copy_is_read_once_complete(tmp_path):
         assert query(db, "SELECT sum(decoded) FROM scans") == [(1,)]
 
 
+@pytest.mark.slow
 def test_burst_of_500_files_is_batched_while_readers_read(tmp_path):
     root, db = tmp_path / "photos", tmp_path / "w.db"
     root.mkdir()
@@ -162,24 +165,24 @@ def test_burst_of_500_files_is_batched_while_readers_read(tmp_path):
         batches = query(db, "SELECT batches FROM watcher")[0][0]
         assert 2 <= batches <= 30, batches  # a few batches, not one per file
         assert reads > 5
-        report = subprocess.run([sys.executable, "-m", "imgindex.cli", "search", "--db", str(db), "--format", "json"],
-                                capture_output=True, text=True, timeout=60)
+        report = invoke("search", "--db", db, "--format", "json")
         assert report.returncode == 0, report.stderr
         groups = json.loads(report.stdout)
         assert len(groups) == 250 and all(len(matches) == 1 for matches in groups.values())
 
 
+@pytest.mark.slow
 def test_second_watcher_is_refused_and_sigkill_is_repaired(tmp_path):
     root, db = tmp_path / "photos", tmp_path / "w.db"
     write_image(root / "a.png", seed=1)
     with watching(root, db) as first:
+        # a process of its own: were it not refused, an in-process watcher would never return
         second = subprocess.run([sys.executable, "-m", "imgindex.cli", "watch", str(root), "--db", str(db)],
                                 capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
         assert "Another watcher" in second.stderr and str(first.pid) in second.stderr
         assert "Traceback" not in second.stderr
-        status = subprocess.run([sys.executable, "-m", "imgindex.cli", "status", "--db", str(db)],
-                                capture_output=True, text=True, timeout=60).stdout
+        status = invoke("status", "--db", db).stdout
         assert f"Watcher: running, pid {first.pid}" in status
         for i in range(40):  # a batch in progress...
             write_image(root / "more" / f"m{i}.png", seed=100 + i, size=(300, 200))
@@ -187,8 +190,7 @@ def test_second_watcher_is_refused_and_sigkill_is_repaired(tmp_path):
         first.send_signal(signal.SIGKILL)  # ...killed without warning
         first.wait()
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
-    status = subprocess.run([sys.executable, "-m", "imgindex.cli", "status", "--db", str(db)],
-                            capture_output=True, text=True, timeout=60).stdout
+    status = invoke("status", "--db", db).stdout
     assert "stopped without cleaning up" in status
     with watching(root, db) as again:  # the stale lock is replaced, the catch-up finishes the job
         wait_for(db, "SELECT count(*) FROM images", lambda r: r[0][0] == 41, proc=again)
@@ -232,6 +234,7 @@ def test_events_dropped_by_the_kernel_are_caught_up(tmp_path):
 WATCH_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (sys.platform == "linux" and os.geteuid() == 0 and os.access(WATCH_LIMIT, os.W_OK)),
                     reason="needs root to lower the kernel's inotify watch limit")
 def test_no_inotify_watches_left_falls_back_to_polling(tmp_path):

@@ -14,7 +14,7 @@ from imgindex import Index
 from imgindex.scan.reader import INLINE_BELOW
 from imgindex.workers import WorkerDied, WorkerPool
 
-from conftest import write_image
+from helpers import write_image
 
 N = INLINE_BELOW + 16
 
