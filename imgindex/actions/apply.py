@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from imgindex.actions import fileops
 from imgindex.actions.journal import finish_run, journal_planned, record_outcome, recover, settle_planned, start_run
 from imgindex.actions.plan import UNDO_KINDS
+from imgindex.db.connect import abandon_transaction
 from imgindex.db.queries import indexed_roots
 from imgindex.types import ActionOutcome, ActionPlan, ActionProgress, ActionReport, PlannedAction
 
@@ -40,6 +41,7 @@ def apply(db: Database, plan: ActionPlan, *,
         for action in plan.actions:
             run.act(action)
     except BaseException:  # Ctrl-C, SIGTERM: wherever it landed, settle this run's files from the disk
+        abandon_transaction(db)
         for (action_id,) in db.execute("SELECT id FROM actions WHERE run_id = ? AND outcome = 'planned'",
                                        [run.run_id]).fetchall():
             settle_planned(db, action_id)

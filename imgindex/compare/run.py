@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.db.connect import abandon_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
 from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError
@@ -87,6 +88,7 @@ def search(
             n_groups = write_groups(db, search_id, roots if in_folder else (), px, orientations,
                                     base_id=base.search_id if base else None, changed=set(scope.ids[is_new].tolist()))
     except BaseException as exc:
+        abandon_transaction(db)
         _finish(db, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started)
         raise
     report = SearchReport(

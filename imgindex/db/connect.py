@@ -97,3 +97,14 @@ def migrations():
     spec.loader.exec_module(module)
     sys.modules["imgindex"].migrations = module  # as the import system binds a submodule
     return module.MIGRATIONS
+
+
+def abandon_transaction(db: Database) -> None:
+    """Roll back a transaction an interrupt left open.
+
+    Ctrl-C can land between ``BEGIN`` and the block that owns it (inside sqlite-utils'
+    ``atomic``), leaving the transaction open: every later ``atomic`` would then nest in it as a
+    savepoint and never commit. Called before an interrupted run records how it ended.
+    """
+    if db.conn.in_transaction:
+        db.conn.execute("ROLLBACK")

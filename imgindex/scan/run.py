@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from imgindex.db.connect import abandon_transaction
 from imgindex.db.queries import get_setting, set_setting
 from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError, SettingsMismatchError
@@ -156,6 +157,7 @@ class _ScanRun:
         """Keep the results already read (interrupted), and record how the run ended."""
         try:
             if status == "interrupted":
+                abandon_transaction(self.db)
                 self.writer.flush()
             update_run(self.db, "scans", self.writer.scan_id,
                        {**self.writer.counts.as_row(), "finished_at": now(), "status": status})
