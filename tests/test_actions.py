@@ -88,6 +88,23 @@ def test_move_to_keeps_folders_never_overwrites_and_spares_keepers(tmp_path, lib
         assert index.db.execute("SELECT status, done FROM action_runs").fetchall() == [("completed", 2)]
 
 
+def test_a_file_where_a_destination_folder_must_be_fails_that_move_with_a_short_reason(tmp_path, library):
+    dest = tmp_path / "dups"
+    dest.mkdir()
+    (dest / "phone").write_bytes(b"a file named like the folder a move needs")
+    before = contents(library, dest)
+    with searched(tmp_path, library) as index:
+        report = index.move_to(dest)
+        assert (report.done, report.failed) == (1, 1)
+        (failed,) = [o for o in report.outcomes if o.outcome == "failed"]
+        assert failed.source == str(library / "phone" / "IMG_0001.jpg")
+        assert "a file is where this folder must be" in failed.message and len(failed.message) < 300
+        (row,) = [r for r in journal(index) if r["source"] == failed.source]
+        assert row["destination"] == str(dest / "phone" / "IMG_0001.jpg")  # no spree of " (1)" renames
+    assert contents(library, dest) == before
+    assert (dest / "phone").read_bytes() == b"a file named like the folder a move needs"
+
+
 def test_move_inside_the_root_keeps_images_indexed_under_their_new_paths(tmp_path, library):
     dest = library / "_duplicates"
     with searched(tmp_path, library) as index:

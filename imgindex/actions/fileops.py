@@ -55,7 +55,11 @@ def move_file(src: str, dst: str, expected_hash: str, tag: str) -> str:
     folder, fsync, re-read and check the hash, link it into place, then remove the source.
     Returns 'link' or 'copy'. ``tag`` names the partial file so recovery can find it.
     """
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    folder = os.path.dirname(dst)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:  # a file stands where the folder must be: no other name for dst helps
+        raise NotADirectoryError(errno.ENOTDIR, "a file is where this folder must be", folder) from None
     try:
         os.link(src, dst, follow_symlinks=False)
         method = "link"
