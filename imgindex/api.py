@@ -29,6 +29,7 @@ from imgindex.types import (
     GroupRow,
     ReportProgress,
     ReportSummary,
+    ScanErrorInfo,
     ScanProgress,
     ScanReport,
     ScanScope,
@@ -67,8 +68,7 @@ class Index:
              progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
         """Bring the index in line with ``paths``: add new files, re-read changed ones, drop gone ones.
 
-        ``processes`` defaults to the CPU count; ``progress`` is called with a ScanProgress as
-        work advances. Files that cannot be decoded are recorded in ``scan_errors``, never raised.
+        Files that cannot be decoded are recorded in ``scan_errors``, never raised.
         """
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -109,6 +109,11 @@ class Index:
     def group_rows(self, search_id: int | None = None) -> list[GroupRow]:
         """Every grouped image of the latest (or given) search, keeper first in each group."""
         return results.group_rows(self.db, search_id)
+
+    def scan_errors(self, roots: Iterable[str | os.PathLike]) -> list[ScanErrorInfo]:
+        """The files under ``roots`` that could not be read (the ``scan_errors`` rows), with why."""
+        folders = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
+        return [ScanErrorInfo(*row) for row in queries.scan_errors_under(self.db, folders)]
 
     def search_stats(self, search_id: int | None = None) -> dict:
         """The searches row of the latest (or given) search: settings, algorithm, counts, timings."""

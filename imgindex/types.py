@@ -44,6 +44,14 @@ class ScanProgress:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file left alone (by the walk or by an action plan), and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ScanErrorInfo:
     """A file (or a folder) a scan could not read, and why, as ``scan_errors`` records it."""
 
@@ -74,6 +82,7 @@ class ScanReport:
     workers: int = 0  # decoding processes started (0: decoded in this process)
     errors: tuple[ScanErrorInfo, ...] = ()
     unlisted_folders: tuple[ScanErrorInfo, ...] = ()
+    skipped_files: tuple[SkippedFile, ...] = ()  # what the walk passed over (not image files, links...), and why
 
 
 # ---------------------------------------------------------------- search
@@ -136,14 +145,6 @@ class PlannedAction:
     image_id: int | None = None
     keeper: str | None = None
     undoes: int | None = None
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file left alone (by the walk or by an action plan), and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass(frozen=True)

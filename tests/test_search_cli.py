@@ -85,7 +85,9 @@ def test_difpy_api_in_one_line(dupes):
         p.rsplit("/", 1)[1] for p in [m for ms in se.result.values() for m, _ in ms]
     )
     assert se.stats["process"]["build"]["total_files"]["count"] == 7
-    assert se.stats["process"]["search"]["matches_found"] == {"files": 4, "groups": 2, "pairs": 2}
+    # difPy's counts (matches at MSE 0, and above it), imgindex's beside them
+    assert se.stats["process"]["search"]["matches_found"] == {"duplicates": 2, "similar": 0, "files": 4, "groups": 2,
+                                                              "pairs": 2}
     nested = imgindex.search(imgindex.build(str(dupes / "originals"), str(dupes / "copies"), in_folder=True,
                                             show_progress=False, processes=1), show_progress=False, processes=1)
     assert nested.result == {}  # each folder on its own: the duplicates are across folders

@@ -1,14 +1,17 @@
 """difPy's Python API, so its users switch in one line: ``build`` then ``search``.
 
-    import imgindex
-    dif = imgindex.build("C:/Photos/", "D:/Backup/")      # was: difPy.build(...)
-    se = imgindex.search(dif, similarity="similar")       # was: difPy.search(dif, ...)
+    import imgindex as difPy                               # was: import difPy
+    dif = difPy.build("C:/Photos/", "D:/Backup/")
+    se = difPy.search(dif, similarity="similar")
     se.result, se.lower_quality, se.stats
 
-Differences that fix difPy's defects: MSE without uint8 wrap-around, all four rotations,
-groups that are connected components, a persistent index (``db=``) so the next ``build`` only
-reads what changed. With ``db=None`` the index lives in a temporary folder that is removed
-when the ``Build`` object goes away.
+``stats`` has every key of difPy 4.2.1 at difPy's path, with difPy's types and meaning (ISO
+times, ``total_files`` counting every file found, ``invalid_files`` with difPy's reasons,
+``similarity_mse``, ``matches_found`` as duplicates and similar); imgindex's own facts sit
+beside them. Where results differ on purpose (exact MSE, all four rotations, 'similar' = 6,
+groups that are connected components, moves that never replace a file, delete to the trash),
+README's "Coming from difPy" says so. With ``db=None`` the index lives in a temporary folder
+removed with the ``Build`` object; ``db=`` keeps it, so the next ``build`` reads only what changed.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from imgindex.api import Index
 from imgindex.progress import ProgressLine
 from imgindex.types import ActionReport, ScanReport, SearchReport
 
 log = logging.getLogger(__name__)
+
+UNSUPPORTED = "Unsupported file type"  # difPy's reason for a file it does not try to read
+PRESET_MSE = {"duplicates": 0, "similar": 6}  # as difPy reports them (ints); imgindex's 'similar' is 6, difPy's 5
 
 
 @dataclass
@@ -50,8 +56,19 @@ class Build:
             pass
 
 
+def _directories(given: tuple) -> list[str]:
+    """difPy's ways of naming folders: strings, or lists of them; a missing one is FileNotFoundError, as in difPy."""
+    flat = [os.fspath(d) for item in given for d in (item if isinstance(item, (list, tuple)) else [item])]
+    if not flat:
+        raise ValueError("Invalid directory parameter: no directory provided.")
+    for d in flat:
+        if not os.path.exists(d):
+            raise FileNotFoundError(f'Directory "{d}" does not exist')
+    return sorted(flat)
+
+
 def build(
-    *directories: str | os.PathLike,
+    *directories: str | os.PathLike | list,
     recursive: bool = True,
     in_folder: bool = False,
     limit_extensions: bool = True,
@@ -61,13 +78,15 @@ def build(
     db: str | os.PathLike | None = None,
 ) -> Build:
     """Index ``directories`` (difPy's ``build``). Keep ``db=`` to make the next build incremental."""
+    folders = _directories(directories)
     tempdir = tempfile.TemporaryDirectory(prefix="imgindex-") if db is None else None
     index = Index(os.path.join(tempdir.name, "imgindex.db") if tempdir else db)
-    start = time.time()
+    start = datetime.now()
     bar = ProgressLine() if show_progress else None
     try:
-        report = index.scan(list(directories), recursive=recursive, limit_extensions=limit_extensions,
-                            px_size=px_size, processes=processes, progress=bar)
+        report = index.scan(folders, recursive=recursive, limit_extensions=limit_extensions, px_size=px_size,
+                            processes=processes, progress=bar)
+        logs = {e.path: f"{e.error_class}: {e.message}" for e in index.scan_errors(report.roots)}
     except BaseException:
         index.close()
         if tempdir:
@@ -76,57 +95,67 @@ def build(
     finally:
         if bar is not None:
             bar.clear()
+    end = datetime.now()
+    logs.update((s.path, UNSUPPORTED if s.reason == "extension not an image format" else s.reason)
+                for s in report.skipped_files)
     stats = {
-        "directory": list(report.roots),
+        "directory": folders,
+        "total_files": report.seen + report.skipped,
+        "invalid_files": {"count": len(logs), "logs": logs},
         "process": {
             "build": {
-                "duration": {"start": start, "end": time.time(), "seconds_elapsed": round(report.duration, 4)},
-                "parameters": {
-                    "recursive": recursive,
-                    "in_folder": in_folder,
-                    "limit_extensions": limit_extensions,
-                    "px_size": px_size,
-                    "processes": report.workers or 1,
-                },
+                "duration": _duration(start, end),
+                "parameters": {"recursive": recursive, "in_folder": in_folder, "limit_extensions": limit_extensions,
+                               "px_size": px_size,
+                               "processes": os.cpu_count() if processes is None else processes},
+                # imgindex's own counts, beside difPy's
                 "total_files": {"count": report.seen},
-                "invalid_files": {
-                    "count": len(report.errors),
-                    "logs": {e.path: f"{e.error_class}: {e.message}" for e in report.errors},
-                },
+                "invalid_files": {"count": report.failed, "logs": {e.path: f"{e.error_class}: {e.message}"
+                                                                   for e in report.errors}},
                 "skipped_files": {"count": report.skipped},
+                "workers": report.workers,
             }
         },
     }
     return Build(index, report.roots, in_folder, report, stats, tempdir)
 
 
+def _duration(start: datetime, end: datetime) -> dict:
+    return {"start": start.isoformat(), "end": end.isoformat(),
+            "seconds_elapsed": round((end - start).total_seconds(), 4)}
+
+
 class Search:
     """What ``search`` returns: ``result``, ``lower_quality`` and ``stats`` in difPy's shapes."""
 
-    def __init__(self, dif: Build, report: SearchReport):
+    def __init__(self, dif: Build, report: SearchReport, *, start: datetime, end: datetime,
+                 similarity: str | float, chunksize: int | None):
         self.dif = dif
         self.report = report
-        self.result = dif.index.result(report.search_id)
-        self.lower_quality = dif.index.lower_quality(report.search_id)
-        search_stats = dif.index.search_stats(report.search_id)
+        index = dif.index
+        self.result = index.result(report.search_id)
+        self.lower_quality = index.lower_quality(report.search_id)
+        ours = index.search_stats(report.search_id)
+        duplicates, similar = _matches_found(self.result, dif.in_folder)
         self.stats = dict(dif.stats)
         self.stats["process"] = dict(dif.stats["process"])
         self.stats["process"]["search"] = {
-            "duration": {"seconds_elapsed": round(report.duration, 4)},
+            "duration": _duration(start, end),
             "parameters": {
-                key: search_stats[key]
-                for key in ("similarity", "threshold", "rotate", "mirror", "same_dim", "in_folder", "algorithm",
-                            "processes", "chunksize")
+                "similarity_mse": _similarity_mse(similarity, report.threshold),
+                "rotate": ours["rotate"],
+                "same_dim": ours["same_dim"],
+                "processes": ours["processes"],
+                "chunksize": chunksize,
+                # imgindex's own, beside difPy's
+                "similarity": ours["similarity"], "threshold": ours["threshold"], "mirror": ours["mirror"],
+                "in_folder": ours["in_folder"], "algorithm": ours["algorithm"], "chunksize_used": ours["chunksize"],
             },
             "files_searched": report.images,
-            "matches_found": {"files": len(self.lower_quality) + len(self._keepers()), "groups": report.groups,
+            "matches_found": {"duplicates": duplicates, "similar": similar,
+                              "files": len(self.lower_quality) + report.groups, "groups": report.groups,
                               "pairs": report.pairs},
         }
-
-    def _keepers(self) -> list[str]:
-        if self.dif.in_folder:
-            return [k for nested in self.result.values() for k in nested]
-        return list(self.result)
 
     def move_to(self, destination: str | os.PathLike) -> ActionReport:
         """Move ``lower_quality`` under ``destination``, keeping folders; journaled, undoable, never overwriting.
@@ -143,7 +172,7 @@ class Search:
     def delete(self, silent_del: bool = False, *, permanent: bool = False) -> ActionReport | None:
         """Send ``lower_quality`` to the system trash (asks first unless ``silent_del``); ``permanent`` skips the trash."""
         plan = self.dif.index.plan_delete(permanent=permanent)
-        if not silent_del:
+        if not silent_del and plan.actions:
             where = "PERMANENTLY" if permanent else "to the trash"
             answer = input(f"Delete {len(plan.actions)} lower-quality images {where}? (y/n) ")
             if answer.strip().lower() not in ("y", "yes"):
@@ -159,6 +188,20 @@ class Search:
                 log.warning("%s: %s (%s)", outcome.source, outcome.outcome, outcome.message)
 
 
+def _matches_found(result: dict, in_folder: bool) -> tuple[int, int]:
+    """difPy's counts: matches listed in the result at MSE 0 (duplicates) and above it (similar)."""
+    groups = [g for nested in result.values() for g in nested.values()] if in_folder else list(result.values())
+    mses = [mse for matches in groups for _path, mse in matches]
+    return sum(m == 0 for m in mses), sum(m > 0 for m in mses)
+
+
+def _similarity_mse(similarity, threshold: float):
+    """As difPy reports it: an int for the presets, the float of any number given."""
+    if isinstance(similarity, str) and similarity.strip().lower() in PRESET_MSE:
+        return PRESET_MSE[similarity.strip().lower()]
+    return threshold
+
+
 def search(
     dif: Build,
     similarity: str | float = "duplicates",
@@ -172,6 +215,7 @@ def search(
 ) -> Search:
     """Find duplicates (``similarity='duplicates'``), near-duplicates ('similar') or pairs within an MSE."""
     bar = ProgressLine() if show_progress else None
+    start = datetime.now()
     try:
         report = dif.index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
                                   in_folder=dif.in_folder, roots=dif.directories, processes=processes,
@@ -179,4 +223,5 @@ def search(
     finally:
         if bar is not None:
             bar.clear()
-    return Search(dif, report)
+    return Search(dif, report, start=start, end=datetime.now(), similarity=similarity, chunksize=chunksize)
+

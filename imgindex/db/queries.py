@@ -4,6 +4,7 @@ few lookups (latest search, scanned roots) that would otherwise be written once 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,3 +142,13 @@ def px_size(db: Database) -> int | None:
     """The tensor size this index was built with (None before the first scan)."""
     value = get_setting(db, "px_size")
     return None if value is None else int(value)
+
+
+def scan_errors_under(db: Database, roots: list[str]) -> list[tuple[str, str, str]]:
+    """(path, error_class, message) of every file under ``roots`` that could not be read, as it is now."""
+    out = []
+    for root in roots:
+        prefix = root.rstrip(os.sep) + os.sep
+        out += db.execute("SELECT path, error_class, message FROM scan_errors WHERE folder = ? OR"
+                          " substr(folder, 1, ?) = ? ORDER BY path", [root, len(prefix), prefix]).fetchall()
+    return out

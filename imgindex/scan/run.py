@@ -26,7 +26,7 @@ from imgindex.scan.decode import DECODER
 from imgindex.scan.diff import Row, diff_folder
 from imgindex.scan.reader import reader
 from imgindex.scan.writer import IndexWriter
-from imgindex.types import ScanErrorInfo, ScanProgress, ScanReport, ScanScope
+from imgindex.types import ScanErrorInfo, ScanProgress, ScanReport, ScanScope, SkippedFile
 from imgindex.workers import resolve_processes
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class _ScanRun:
         self.total: int | None = None
         self.visited: set[str] = set()
         self.unlisted: list[ScanErrorInfo] = []
+        self.skipped: list[SkippedFile] = []
         options = {"recursive": scope.recursive, "limit_extensions": limit_extensions, "px_size": px_size,
                    "processes": processes, "decoder": DECODER}
         scan_id = start_run(db, "scans", {"started_at": now(), "status": "running",
@@ -141,6 +142,7 @@ class _ScanRun:
         diff = diff_folder(folder, listing.files, rows, failed, decoder=DECODER, skip_paths=self.scope.skip_paths)
         counts = self.writer.counts
         counts.skipped += len(listing.skipped)
+        self.skipped.extend(listing.skipped)
         counts.seen += diff.seen
         counts.unchanged += diff.unchanged
         counts.failed += diff.failed_again
@@ -204,7 +206,7 @@ class _ScanRun:
             updated=c.updated, moved=c.moved, reused=c.reused, unchanged=c.unchanged, removed=c.removed,
             skipped=c.skipped, failed=c.failed, vanished=c.vanished, decoded=c.decoded,
             duration=time.monotonic() - self.started, workers=self.reader.workers_started,
-            errors=tuple(self.writer.errors), unlisted_folders=tuple(self.unlisted),
+            errors=tuple(self.writer.errors), unlisted_folders=tuple(self.unlisted), skipped_files=tuple(self.skipped),
         )
 
 
