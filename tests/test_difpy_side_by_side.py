@@ -224,3 +224,54 @@ def test_the_command_line_writes_difpys_three_files_with_difpys_keys(tmp_path):
     bad = subprocess.run([*commands["imgindex"], "-D", str(root), "-mv", str(tmp_path / "m"), "-d", "True"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "mutually exclusive" in bad.stderr
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The code blocks of difPy's own README, as its 4.2.1 wheel ships it."""
+    import importlib.metadata
+    import re
+
+    text = importlib.metadata.distribution("difPy").read_text("METADATA")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.slow
+def test_the_scripts_and_command_lines_of_difpys_readme_run_unchanged(tmp_path):
+    """Every Python block of difPy's README that is code (not printed output), one after the other with
+    only the import changed and its example paths pointed at a fixture tree; then its CLI lines."""
+    import ast
+    import shlex
+    import subprocess
+    import sys
+
+    root = make_tree(tmp_path / "lib")
+    paths = {"C:/Path/to/Folder/": root / "folder1", "C:/Path/to/FolderA/": root / "folder1",
+             "C:/Path/to/FolderB/": root / "folder2", "C:/Path/to/FolderC/": root / "folder1" / "subfolder",
+             "C:/Path/to/Folder_A/": root / "folder1", "C:/Path/to/Folder_B/": root / "folder2",
+             "C:/Path/to/Folder_C/": root / "folder1" / "subfolder", "C:/Path/to/Destination/": tmp_path / "moved"}
+    code, cli_lines = [], []
+    for block in readme_blocks("python"):
+        cli_lines += [line for line in block.splitlines() if line.startswith("python dif.py")]
+        try:
+            ast.parse(block)
+        except SyntaxError:
+            continue  # a block that shows output ("> Output: ...")
+        if "(" in block and "*directory" not in block and "difpy_obj" not in block:  # not a signature
+            code.append(block.replace(",...]", "]"))  # the README's "and so on"
+    script = "\n".join(code).replace("import difPy", "import imgindex as difPy")
+    for placeholder, path in paths.items():
+        script = script.replace(placeholder, str(path))
+    assert "difPy.build(" in script and "move_to(" in script and "delete(" in script
+    run = subprocess.run([sys.executable, "-c", script], input="y\n", capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "moved").is_dir()
+    assert len(cli_lines) == 3
+    for k, line in enumerate(cli_lines):
+        args = [str(paths.get(a, a)) for a in shlex.split(line.split("#")[0])[2:]]
+        where = tmp_path / f"cli-{k}"  # the working folder: pictures in it, the three files land there
+        shutil.copytree(root / "folder2", where)
+        cli = subprocess.run([sys.executable, "-m", "imgindex.cli", "difpy", *args],
+                             capture_output=True, text=True, timeout=120, cwd=where)
+        assert cli.returncode == 0, (line, cli.stderr)
+        assert len(list(where.glob("difPy_*"))) == 3

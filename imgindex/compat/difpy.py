@@ -157,12 +157,12 @@ class Search:
                               "pairs": report.pairs},
         }
 
-    def move_to(self, destination: str | os.PathLike) -> ActionReport:
-        """Move ``lower_quality`` under ``destination``, keeping folders; journaled, undoable, never overwriting.
+    def move_to(self, destination_path: str | os.PathLike) -> ActionReport:
+        """Move ``lower_quality`` under ``destination_path``, keeping folders; journaled, undoable, never overwriting.
 
         ``lower_quality`` then lists the files' new paths (difPy does the same).
         """
-        report = self.dif.index.move_to(destination)
+        report = self.dif.index.move_to(destination_path)
         self._after(report)
         self.lower_quality = [o.destination for o in report.outcomes if o.outcome == "done"] + [
             o.source for o in report.outcomes if o.outcome != "done"
