@@ -163,6 +163,7 @@ def test_in_folder_nests_by_folder_like_difpy(runs, tmp_path):
         assert groups(ours.result[os.path.abspath(folder)]) == groups(theirs.result[folder])
     assert (ours.stats["process"]["search"]["matches_found"]["duplicates"]
             == theirs.stats["process"]["search"]["matches_found"]["duplicates"] == 3)
+    assert len(ours.lower_quality) == len(theirs.lower_quality) == 3  # one keeper per group, in both
 
 
 @pytest.mark.slow
