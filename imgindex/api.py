@@ -19,6 +19,7 @@ from imgindex.db import queries
 from imgindex.db.connect import connect
 from imgindex.db.queries import VectorChunk
 from imgindex.db.status import status as read_status
+from imgindex.scan.formats import skipped_kind  # noqa: F401 (for compat: the walk's reasons)
 from imgindex.scan.run import PX_SIZE_RANGE, scan as run_scan  # noqa: F401 (PX_SIZE_RANGE: for the CLI)
 from imgindex.compare import results
 from imgindex.compare.run import search as run_search

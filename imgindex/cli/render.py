@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import shlex
+from collections import Counter
 from datetime import datetime
 
 import click
@@ -46,7 +47,7 @@ def scan_summary(report: ScanReport, db_path, images: int, file=None) -> None:
         ("moved/renamed", report.moved, "recognised by content, not decoded again"),
         ("unchanged", report.unchanged, "not opened"),
         ("removed", report.removed, "no longer on disk"),
-        ("skipped", report.skipped, "not image files, symlinks, special files"),
+        ("skipped", report.skipped, skipped_kinds(report)),
         ("failed", report.failed, "see the scan_errors table" if report.failed else ""),
         ("decoded", report.decoded, ""),
     ]
@@ -59,6 +60,12 @@ def scan_summary(report: ScanReport, db_path, images: int, file=None) -> None:
         for err in report.errors[:SHOWN_ERRORS]:
             echo(f"  {err.path}: {err.message}")
     echo(f"The index holds {images:,} images.")
+
+
+def skipped_kinds(report: ScanReport) -> str:
+    """What the skipped files were, by kind, most first: a folder of videos is never "clean" by silence."""
+    kinds = Counter(s.reason for s in report.skipped_files)
+    return "; ".join(f"{n:,} {reason}" for reason, n in kinds.most_common()) or "not image files, symlinks, special files"
 
 
 def search_summary(report: SearchReport) -> None:

@@ -22,13 +22,14 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from imgindex.api import Index
+from imgindex.api import Index, skipped_kind
 from imgindex.progress import ProgressLine
 from imgindex.types import ActionReport, ScanReport, SearchReport
 
 log = logging.getLogger(__name__)
 
 UNSUPPORTED = "Unsupported file type"  # difPy's reason for a file it does not try to read
+NOT_READ = {skipped_kind(name) for name in ("x.txt", "x.mov", "x.dng")}  # the walk's reasons for the same
 PRESET_MSE = {"duplicates": 0, "similar": 6}  # as difPy reports them (ints); imgindex's 'similar' is 6, difPy's 5
 
 
@@ -96,8 +97,7 @@ def build(
         if bar is not None:
             bar.clear()
     end = datetime.now()
-    logs.update((s.path, UNSUPPORTED if s.reason == "extension not an image format" else s.reason)
-                for s in report.skipped_files)
+    logs.update((s.path, UNSUPPORTED if s.reason in NOT_READ else s.reason) for s in report.skipped_files)
     stats = {
         "directory": folders,
         "total_files": report.seen + report.skipped,

@@ -33,6 +33,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from imgindex.errors import DecodeError
+from imgindex.scan import formats
+
+formats.heif_problem()  # register pillow-heif's opener in this process (workers too)
 
 DECODER = "pil-draft-bicubic-v1"
 DRAFT_GAP = 3  # DCT scaling stops at >= 3x the target: 1.7 ms for a 1024-px JPEG, MSE < 1 to a full decode
@@ -190,8 +193,21 @@ def read_file(
             return FileResult(**facts, decoded=decode_image(fp, px_size))
         except DecodeError as exc:
             return FileResult(**facts, error=exc)
+        except UnidentifiedImageError as exc:
+            return FileResult(**facts, error=_unsupported(path, fp) or classify_error(path, exc))
         except Exception as exc:  # every decoder failure becomes a recorded, typed error
             return FileResult(**facts, error=classify_error(path, exc))
+
+
+def _unsupported(path: str, fp) -> DecodeError | None:
+    """A HEIF file this process cannot read (pillow-heif missing or broken): say so, with the fix."""
+    problem = formats.heif_problem()
+    if problem is None:
+        return None
+    fp.seek(0)
+    if not formats.is_heif(fp.read(12)):
+        return None
+    return DecodeError(path, "unsupported_format", formats.INSTALL_HEIF.format(why=problem))
 
 
 def classify_error(path: str, exc: BaseException) -> DecodeError:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-from PIL import Image
 
 from imgindex.errors import ScanRootError
+from imgindex.scan.formats import image_extensions, skipped_kind
 from imgindex.types import SkippedFile
 
 
@@ -39,13 +37,6 @@ class FolderListing:
     files: list[FileFacts] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)  # links, special files...: counted, never read
     error: str | None = None
-
-
-@lru_cache(maxsize=1)
-def image_extensions() -> frozenset[str]:
-    """Lower-case extensions (with the dot) of the formats this Pillow can open."""
-    Image.init()
-    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
 def normalise_root(root: str | os.PathLike) -> str:
@@ -136,7 +127,7 @@ def _kind(entry: os.DirEntry, extensions: frozenset[str] | None) -> str:
         if not entry.is_file(follow_symlinks=False):
             return "not a regular file"
         if extensions is not None and os.path.splitext(entry.name)[1].lower() not in extensions:
-            return "extension not an image format"
+            return skipped_kind(entry.name)
         return "file"
     except OSError as exc:
         return f"cannot stat: {exc.strerror or exc}"

@@ -1,0 +1,179 @@
+"""HEIC/HEIF and AVIF are first-class images: read by content, upright, deep colour and alpha handled,
+one group with their JPEG and PNG copies; broken ones recorded; videos and RAW counted as skipped.
+
+Fixtures are the real photos of tests/data and two real HEIC files from the pillow-heif project
+(tests/data/SOURCES.md), re-encoded here with pillow-heif's and Pillow's own encoders."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import Image
+
+from imgindex import Index
+from imgindex.scan.decode import decode_path, thumbnail_jpeg
+
+from helpers import invoke, mse
+
+DATA = Path(__file__).parent / "data"
+PHOTO = DATA / "kingfisher.jpg"  # 640x360, real
+# EXIF orientation -> what to do to the upright picture to get the pixels a camera would store
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+          7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+TOLERANCE = 4.6  # MSE: README's p95 for a JPEG re-encode at quality 50; lossy HEIC copies stay under it
+
+
+def tensor(path) -> np.ndarray:
+    return np.frombuffer(decode_path(str(path), 50).tensor, np.uint8).reshape(50, 50, 3)
+
+
+def save_heif(image: Image.Image, path: Path, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="HEIF", quality=options.pop("quality", 90), **options)
+    return path
+
+
+def test_a_heic_in_every_orientation_decodes_upright_like_its_jpeg(tmp_path):
+    upright = Image.open(PHOTO).convert("RGB")
+    reference = tensor(PHOTO)
+    for orientation, stored in STORED.items():
+        pixels = upright if stored is None else upright.transpose(stored)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = save_heif(pixels, tmp_path / f"o{orientation}.heic", exif=exif.tobytes())
+        got = tensor(path)
+        assert mse(got, reference) < TOLERANCE, orientation  # applied exactly once...
+        wrong = [mse(np.asarray(Image.fromarray(got).transpose(t)), reference) for t in STORED.values() if t]
+        assert min(wrong) > 10 * TOLERANCE  # ...and not twice: every other turn is far off
+        assert decode_path(str(path), 50).width == 640
+
+
+def test_deep_colour_heifs_decode_as_their_8_bit_picture(tmp_path):
+    upright = np.asarray(Image.open(PHOTO).convert("RGB"))
+    reference = tensor(PHOTO)
+    for bits in (10, 12):
+        pillow_heif.options.SAVE_HDR_TO_12_BIT = bits == 12
+        try:
+            deep = pillow_heif.from_bytes(mode="RGB;16", size=(upright.shape[1], upright.shape[0]),
+                                          data=(upright.astype(np.uint16) * 257).tobytes())
+            deep.save(tmp_path / f"deep{bits}.heic", quality=95)
+        finally:
+            pillow_heif.options.SAVE_HDR_TO_12_BIT = False
+        assert Image.open(tmp_path / f"deep{bits}.heic").info["bit_depth"] == bits
+        assert mse(tensor(tmp_path / f"deep{bits}.heic"), reference) < TOLERANCE
+
+
+def test_alpha_is_composited_on_white_as_for_png(tmp_path):
+    rgba = Image.open(PHOTO).convert("RGBA")
+    alpha = np.zeros((360, 640), np.uint8)
+    alpha[:, 320:] = 255  # the left half transparent
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(tmp_path / "a.png")
+    save_heif(rgba, tmp_path / "a.heic", quality=95)
+    got, png = tensor(tmp_path / "a.heic"), tensor(tmp_path / "a.png")
+    assert mse(got, png) < TOLERANCE and got[:, :20].min() > 240  # white where transparent
+
+
+def test_real_heic_files_decode_their_primary_image(tmp_path):
+    three = pillow_heif.open_heif(DATA / "zPug_3.heic")
+    assert len(three) == 3
+    primary = three[three.primary_index].to_pillow()
+    primary.save(tmp_path / "primary.png")
+    assert (decode_path(str(DATA / "zPug_3.heic"), 50).width, decode_path(str(DATA / "zPug_3.heic"), 50).height) \
+        == primary.size
+    assert mse(tensor(DATA / "zPug_3.heic"), tensor(tmp_path / "primary.png")) == 0
+    big_thumbnail = decode_path(str(DATA / "invalid_id.heic"), 50)  # its thumbnail (1227 px) is not used
+    assert (big_thumbnail.width, big_thumbnail.height, big_thumbnail.format) == (564, 870, "HEIF")
+
+
+def test_heic_avif_png_and_jpeg_copies_are_one_group_and_names_do_not_decide(tmp_path):
+    root = tmp_path / "phone"
+    root.mkdir()
+    upright = Image.open(PHOTO).convert("RGB")
+    shutil.copy2(PHOTO, root / "IMG_0001.jpg")
+    save_heif(upright, root / "IMG_0001.HEIC")
+    upright.save(root / "IMG_0001.avif", quality=90)
+    upright.save(root / "export.png")
+    save_heif(upright, root / "heic-named.jpg", quality=80)  # a HEIC called .jpg
+    shutil.copy2(DATA / "cat.jpg", root / "jpeg-named.heic")  # a JPEG called .heic
+    with Index(tmp_path / "i.db") as index:
+        report = index.scan([root], processes=1)
+        assert (report.added, report.failed) == (6, 0)
+        formats = dict(index.db.execute("SELECT path, format FROM images").fetchall())
+        assert formats[str(root / "heic-named.jpg")] == "HEIF" and formats[str(root / "jpeg-named.heic")] == "JPEG"
+        assert formats[str(root / "IMG_0001.avif")] == "AVIF"
+        index.search(similarity="similar", processes=1)
+        (group,) = {tuple(sorted(m for m, _ in ms) + [k]) for k, ms in index.result().items()}
+        assert sorted(Path(p).name for p in group) == ["IMG_0001.HEIC", "IMG_0001.avif", "IMG_0001.jpg",
+                                                       "export.png", "heic-named.jpg"]
+
+
+def test_broken_heic_and_avif_files_are_recorded_not_indexed(tmp_path):
+    root = tmp_path / "bad"
+    root.mkdir()
+    good = save_heif(Image.open(PHOTO).convert("RGB"), tmp_path / "good.heic").read_bytes()
+    Image.open(PHOTO).convert("RGB").save(tmp_path / "good.avif")
+    avif = (tmp_path / "good.avif").read_bytes()
+    (root / "empty.heic").write_bytes(b"")
+    (root / "truncated.heic").write_bytes(good[: len(good) // 3])
+    (root / "corrupt.heic").write_bytes(good[:40] + bytes(len(good) - 40))
+    (root / "truncated.avif").write_bytes(avif[: len(avif) // 3])
+    (root / "ok.heic").write_bytes(good)
+    with Index(tmp_path / "i.db") as index:
+        report = index.scan([root], processes=1)
+        assert report.status == "completed" and report.added == 1
+        errors = dict(index.db.execute("SELECT path, error_class FROM scan_errors").fetchall())
+    assert set(errors) == {str(root / n) for n in ("empty.heic", "truncated.heic", "corrupt.heic", "truncated.avif")}
+    assert errors[str(root / "empty.heic")] == "empty_file"
+    assert all(c in ("truncated", "corrupt", "not_an_image") for c in errors.values() if c != "empty_file")
+
+
+def test_without_pillow_heif_heic_files_are_reported_with_the_fix_and_the_scan_goes_on(tmp_path):
+    root = tmp_path / "phone"
+    save_heif(Image.open(PHOTO).convert("RGB"), root / "IMG_0002.heic")
+    shutil.copy2(DATA / "cat.jpg", root / "cat.jpg")
+    script = ("import sys; sys.modules['pillow_heif'] = None\n"  # as if it were not installed
+              "from imgindex import Index\n"
+              f"with Index({str(tmp_path / 'i.db')!r}) as ix:\n"
+              f"    r = ix.scan([{str(root)!r}], processes=1)\n"
+              "    print(r.status, r.added)\n"
+              "    print(ix.db.execute('SELECT error_class, message FROM scan_errors').fetchall())\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    status, rows = run.stdout.splitlines()
+    assert status == "completed 1"
+    assert "unsupported_format" in rows and "pip install pillow-heif" in rows
+
+
+def test_videos_and_raw_files_are_counted_as_skipped_by_kind(tmp_path):
+    root = tmp_path / "camera"
+    root.mkdir()
+    shutil.copy2(PHOTO, root / "IMG_0003.jpg")
+    for name in ("IMG_0003.MOV", "clip.mp4", "IMG_0004.CR2", "notes.txt"):
+        (root / name).write_bytes(b"\x00" * 32)
+    ran = invoke("scan", str(root), "--db", str(tmp_path / "i.db"))
+    assert ran.returncode == 0
+    (line,) = [line for line in ran.stdout.splitlines() if line.strip().startswith("skipped")]
+    assert "2 video (not read)" in line and "1 RAW camera file" in line and "1 extension not an image format" in line
+
+
+def test_the_report_can_show_a_heic(tmp_path):
+    path = save_heif(Image.open(PHOTO).convert("RGB"), tmp_path / "a.heic")
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(str(path), 128)))
+    assert thumb.format == "JPEG" and max(thumb.size) == 128
+
+
+@pytest.mark.parametrize("name", ["zPug_3.heic", "invalid_id.heic"])
+def test_the_real_files_are_the_ones_sources_md_lists(name):
+    import hashlib
+
+    digest = hashlib.sha256((DATA / name).read_bytes()).hexdigest()
+    assert digest in (DATA / "SOURCES.md").read_text()
