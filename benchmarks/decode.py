@@ -3,8 +3,10 @@
 
     python benchmarks/decode.py [--corpus DIR] [--n-large 40] [--px-size 50] [--processes N]
 
-Two sets: the real photos of ../shared/corpora/real-photos (JPEG and PNG, 320-2560 px; or any
---corpus folder), and generated 12-megapixel JPEGs (4000x3000, quality 90). Two decoders:
+Sets: the real photos of ../shared/corpora/real-photos (JPEG and PNG, 320-2560 px; or any
+--corpus folder), generated 12-megapixel JPEGs (4000x3000, quality 90), the same pictures as
+12-MP HEICs (pillow-heif, quality 90) and as 3-MP AVIFs (Pillow, quality 80), and the real phone
+HEICs of ../shared/corpora/phone-heic when present. Two decoders:
 "full" decodes every pixel and resizes, the way difPy does (open, convert to RGB, bicubic
 resize); "imgindex" is imgindex.decode (JPEG DCT scaling with the box draft() returns, then
 one resize, EXIF orientation applied). Each with 1 process and with --processes, after a warm-up
@@ -92,10 +94,23 @@ def large_jpegs(folder: Path, n: int) -> list[str]:
     return paths
 
 
+def encoded(folder: Path, n: int, fmt: str, size: tuple[int, int], **options) -> list[str]:
+    """The first ``n`` generated pictures saved as ``fmt`` (HEIF, AVIF) at ``size``; cached."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"large{i:03d}.{fmt.lower()}"
+        if not path.exists():
+            photo_like(500 + i, *size).save(path, format=fmt, **options)
+        paths.append(str(path))
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--n-large", type=int, default=40)
+    parser.add_argument("--n-heic", type=int, default=12, help="12-MP HEICs to make (encoding takes ~1 s each)")
     parser.add_argument("--px-size", type=int, default=50)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
@@ -109,6 +124,16 @@ def main() -> None:
     large_dir = Path(tempfile.gettempdir()) / "imgindex-bench" / "large-12mp"
     print(f"generating {args.n_large} 12-MP JPEGs in {large_dir} (cached)...", flush=True)
     sets[f"12-MP JPEGs ({args.n_large})"] = (large_jpegs(large_dir, args.n_large), large_dir)
+    bench = Path(tempfile.gettempdir()) / "imgindex-bench"
+    print(f"encoding {args.n_heic} 12-MP HEICs and AVIFs in {bench} (cached)...", flush=True)
+    sets[f"12-MP HEICs ({args.n_heic})"] = (encoded(bench / "heic-12mp", args.n_heic, "HEIF", (4000, 3000),
+                                                    quality=90), bench / "heic-12mp")
+    sets[f"3-MP AVIFs ({args.n_heic})"] = (encoded(bench / "avif-3mp", args.n_heic, "AVIF", (2000, 1500),
+                                                   quality=80), bench / "avif-3mp")
+    phone = DEFAULT_CORPUS.parent / "phone-heic"
+    if phone.is_dir():
+        heics = sorted(str(p) for p in phone.glob("*.heic"))
+        sets[f"real phone HEICs ({len(heics)})"] = (heics, phone)
     rows = []
     for label, (paths, folder) in sets.items():
         for path in paths:  # warm the page cache

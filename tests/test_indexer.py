@@ -247,3 +247,24 @@ def test_failed_file_is_recorded_not_retried_and_forgotten_when_fixed(index, tmp
     bad.unlink()
     index.scan([root], processes=1)
     assert index.db.execute("SELECT count(*) FROM scan_errors").fetchone()[0] == 0
+
+
+def test_a_few_large_files_are_worth_starting_workers(tmp_path):
+    """Work is counted in file sizes, not files: six 3-MB pictures (HEICs from a phone are this size)
+    fan out to the worker processes, where six small ones would be decoded in this process."""
+    import numpy as np
+    from PIL import Image
+
+    from imgindex.scan.reader import WORK_BYTES
+
+    big, small = tmp_path / "big", tmp_path / "small"
+    rng = np.random.default_rng(3)
+    for k in range(6):
+        big.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (1000, 1000, 3), dtype=np.uint8)).save(big / f"{k}.png")
+        write_image(small / f"{k}.png", seed=k)
+    assert all((big / f"{k}.png").stat().st_size > 5 * WORK_BYTES for k in range(6))
+    with Index(tmp_path / "a.db") as index:
+        assert index.scan([big], processes=2).workers == 2
+    with Index(tmp_path / "b.db") as index:
+        assert index.scan([small], processes=2).workers == 0

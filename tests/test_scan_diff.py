@@ -19,7 +19,7 @@ def row(image_id: int, size: int = 100, mtime_ns: int = 1, decoder: str = DECODE
 
 def test_an_unchanged_file_is_not_read_and_a_new_one_is():
     diff = diff_folder(FOLDER, [facts("a.jpg"), facts("b.jpg")], {f"{FOLDER}/a.jpg": row(1)}, {}, decoder=DECODER)
-    assert diff.to_read == (ReadTask(f"{FOLDER}/b.jpg", FOLDER, None),)
+    assert diff.to_read == (ReadTask(f"{FOLDER}/b.jpg", FOLDER, None, 100),)
     assert (diff.seen, diff.unchanged, diff.failed_again) == (2, 1, 0)
     assert diff.missing == {} and diff.forget_errors == ()
 

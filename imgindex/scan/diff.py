@@ -34,6 +34,7 @@ class ReadTask:
     path: str
     folder: str
     old_id: int | None  # the row this path had, if any
+    size: int = 0  # bytes on disk at the walk: how much work reading it will be
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def diff_folder(
         elif row is None and failed.get(facts.path) == (facts.size, facts.mtime_ns):
             failed_again += 1
         else:
-            to_read.append(ReadTask(facts.path, folder, None if row is None else row.image_id))
+            to_read.append(ReadTask(facts.path, folder, None if row is None else row.image_id, facts.size))
     missing = {row.image_id: path for path, row in rows.items() if path not in present}
     forget = tuple(path for path in failed if path not in present)
     return FolderDiff(tuple(to_read), seen, unchanged, failed_again, missing, forget)

@@ -24,7 +24,7 @@ from imgindex.errors import ImgIndexError, SettingsMismatchError
 from imgindex.scan import discover
 from imgindex.scan.decode import DECODER
 from imgindex.scan.diff import Row, diff_folder
-from imgindex.scan.reader import reader
+from imgindex.scan.reader import reader, work
 from imgindex.scan.writer import IndexWriter
 from imgindex.types import ScanErrorInfo, ScanProgress, ScanReport, ScanScope, SkippedFile
 from imgindex.workers import resolve_processes
@@ -110,7 +110,7 @@ class _ScanRun:
                                  limit_extensions=self.limit_extensions, flat_roots=self.scope.flat)
             for listing in walk:
                 for task in self._diff(listing):
-                    self.reader.submit(task)
+                    self.reader.submit(task, work(task))
                     self._take(self.reader.ready())
                 self._take(self.reader.ready())
                 self.writer.maybe_flush()
