@@ -177,3 +177,17 @@ def test_the_real_files_are_the_ones_sources_md_lists(name):
 
     digest = hashlib.sha256((DATA / name).read_bytes()).hexdigest()
     assert digest in (DATA / "SOURCES.md").read_text()
+
+
+def test_a_heic_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    """Pillow refuses an image over twice MAX_IMAGE_PIXELS at open, from the size in the header, for
+    HEIF too: here the limit is lowered so that a 640x360 HEIC stands for a 200-megapixel one."""
+    path = save_heif(Image.open(PHOTO).convert("RGB"), tmp_path / "p" / "huge.heic")
+    script = ("import PIL.Image; PIL.Image.MAX_IMAGE_PIXELS = 10_000\n"
+              "from imgindex import Index\n"
+              f"with Index({str(tmp_path / 'i.db')!r}) as ix:\n"
+              f"    r = ix.scan([{str(path.parent)!r}], processes=1)\n"
+              "    print(r.status, [(e.error_class) for e in r.errors])\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "completed ['decompression_bomb']"
