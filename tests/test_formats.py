@@ -191,3 +191,25 @@ def test_a_heic_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "completed ['decompression_bomb']"
+
+
+def test_jpeg_xl_with_the_extra_is_a_picture_and_without_it_is_skipped_with_the_hint(tmp_path):
+    import pillow_jxl  # noqa: F401  (the [jxl] extra, installed by the test extra)
+
+    root = tmp_path / "jxl"
+    root.mkdir()
+    shutil.copy2(PHOTO, root / "photo.jpg")
+    Image.open(PHOTO).convert("RGB").save(root / "photo.jxl", quality=90, lossless_jpeg=False)
+    with Index(tmp_path / "i.db") as index:
+        assert index.scan([root], processes=1).added == 2
+        index.search(similarity="similar", processes=1)
+        assert sorted(Path(p).name for k, ms in index.result().items() for p in [k, *(m for m, _ in ms)]) == [
+            "photo.jpg", "photo.jxl"]
+    script = ("import sys; sys.modules['pillow_jxl'] = None\n"  # as without the extra
+              "from imgindex import Index\n"
+              f"with Index({str(tmp_path / 'j.db')!r}) as ix:\n"
+              f"    r = ix.scan([{str(root)!r}], processes=1)\n"
+              "    print(r.added, [s.reason for s in r.skipped_files])\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1 [\"JPEG XL (not read: pip install 'imgindex[jxl]')\"]"

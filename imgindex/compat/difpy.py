@@ -29,7 +29,7 @@ from imgindex.types import ActionReport, ScanReport, SearchReport
 log = logging.getLogger(__name__)
 
 UNSUPPORTED = "Unsupported file type"  # difPy's reason for a file it does not try to read
-NOT_READ = {skipped_kind(name) for name in ("x.txt", "x.mov", "x.dng")}  # the walk's reasons for the same
+NOT_READ = {skipped_kind(name) for name in ("x.txt", "x.mov", "x.dng", "x.jxl")}  # the walk's reasons for the same
 PRESET_MSE = {"duplicates": 0, "similar": 6}  # as difPy reports them (ints); imgindex's 'similar' is 6, difPy's 5
 
 

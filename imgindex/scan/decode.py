@@ -36,6 +36,7 @@ from imgindex.errors import DecodeError
 from imgindex.scan import formats
 
 formats.heif_problem()  # register pillow-heif's opener in this process (workers too)
+formats.jxl_available()  # and pillow-jxl-plugin's, where the [jxl] extra is installed
 
 DECODER = "pil-draft-bicubic-v1"
 DRAFT_GAP = 3  # DCT scaling stops at >= 3x the target: 1.7 ms for a 1024-px JPEG, MSE < 1 to a full decode

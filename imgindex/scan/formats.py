@@ -1,5 +1,6 @@
-"""Which files are pictures: the formats this Pillow opens, HEIC/HEIF through pillow-heif, and the
-kinds of files a photo folder also holds (videos, RAW, sidecars) that are counted, not read.
+"""Which files are pictures: the formats this Pillow opens, HEIC/HEIF through pillow-heif, JPEG XL
+through pillow-jxl-plugin (the optional extra ``imgindex[jxl]``), and the kinds of files a photo
+folder also holds (videos, RAW) that are counted, not read.
 
 pillow-heif registers its opener with Pillow here, once per process (the scan's workers too), so
 ``Image.open`` reads HEIC/HEIF by content, whatever the file is called. When pillow-heif is
@@ -19,6 +20,7 @@ HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"
 VIDEO_EXTENSIONS = frozenset({".mov", ".mp4", ".m4v", ".avi", ".3gp", ".mkv", ".webm", ".mts", ".m2ts", ".wmv"})
 RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"})
 INSTALL_HEIF = "HEIC/HEIF needs pillow-heif, which could not be loaded ({why}): pip install pillow-heif"
+JXL_EXTENSIONS = frozenset({".jxl"})
 
 
 @lru_cache(maxsize=1)
@@ -34,9 +36,20 @@ def heif_problem() -> str | None:
 
 
 @lru_cache(maxsize=1)
+def jxl_available() -> bool:
+    """Register pillow-jxl-plugin (``pip install imgindex[jxl]``) with Pillow when it is installed."""
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL opener on import)
+    except Exception:  # not installed, or a broken build: .jxl files are skipped with the install hint
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
 def image_extensions() -> frozenset[str]:
     """Lower-case extensions (with the dot) of the files a scan reads: what this Pillow opens, and HEIF."""
     heif_problem()
+    jxl_available()
     Image.init()
     opened = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
     return frozenset(opened | HEIF_EXTENSIONS)
@@ -49,6 +62,8 @@ def skipped_kind(name: str) -> str:
         return "video (not read)"
     if ext in RAW_EXTENSIONS:
         return "RAW camera file (not read by this version)"
+    if ext in JXL_EXTENSIONS:
+        return "JPEG XL (not read: pip install 'imgindex[jxl]')"
     return "extension not an image format"
 
 
