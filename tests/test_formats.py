@@ -213,3 +213,21 @@ def test_jpeg_xl_with_the_extra_is_a_picture_and_without_it_is_skipped_with_the_
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "1 [\"JPEG XL (not read: pip install 'imgindex[jxl]')\"]"
+
+
+@pytest.mark.slow
+def test_a_heic_dropped_into_a_watched_folder_joins_its_jpeg_within_seconds(tmp_path):
+    import time
+
+    from test_watch import wait_for, watching
+
+    root, db = tmp_path / "photos", tmp_path / "w.db"
+    root.mkdir()
+    shutil.copy2(PHOTO, root / "IMG_0007.jpg")
+    with watching(root, db, "--similarity", "similar") as proc:
+        started = time.monotonic()
+        save_heif(Image.open(PHOTO).convert("RGB"), tmp_path / "IMG_0007.HEIC")
+        shutil.move(tmp_path / "IMG_0007.HEIC", root / "IMG_0007.HEIC")  # as a phone sync drops it in
+        pairs = wait_for(db, "SELECT path_a, path_b FROM match_pairs", lambda r: len(r) == 1, proc=proc)
+        assert {Path(p).name for p in pairs[0]} == {"IMG_0007.jpg", "IMG_0007.HEIC"}
+        assert time.monotonic() - started < 15

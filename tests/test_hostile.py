@@ -64,6 +64,9 @@ def odd_images(folder: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     photo_like(35, (64, 48)).transpose(Image.Transpose.ROTATE_90).save(folder / "exif-rotated.jpg", exif=exif)
+    photo_like(36, (64, 48)).save(folder / "phone.heic", format="HEIF", quality=90)
+    photo_like(37, (64, 48)).save(folder / "heic-named.jpg", format="HEIF", quality=90)  # decoded by content
+    photo_like(38, (64, 48)).save(folder / "web.avif", quality=80)
 
 
 def build_nasty(base: Path) -> Path:
@@ -94,6 +97,11 @@ def build_nasty(base: Path) -> Path:
     (bad / "corrupt.png").write_bytes(corrupt_png())
     (bad / "text.jpg").write_text("I am a text file with an image extension\n")
     (bad / "bomb.png").write_bytes(png_header_bomb(40000, 40000))
+    heic, avif = (root / "odd" / "phone.heic").read_bytes(), (root / "odd" / "web.avif").read_bytes()
+    (bad / "zero.heic").write_bytes(b"")
+    (bad / "truncated.heic").write_bytes(heic[: len(heic) // 2])
+    (bad / "corrupt.heic").write_bytes(heic[:40] + bytes(len(heic) - 40))
+    (bad / "truncated.avif").write_bytes(avif[: len(avif) // 2])
     os.symlink(root / "missing-target.jpg", root / "broken-link.jpg")
     (root / "loop").mkdir()
     os.symlink(root, root / "loop" / "back-to-root")
@@ -116,7 +124,8 @@ def corrupt_png() -> bytes:
 
 
 EXPECTED_ERRORS = {"zero.jpg": "empty_file", "truncated.jpg": "truncated", "corrupt.png": "corrupt",
-                   "text.jpg": "not_an_image", "bomb.png": "decompression_bomb"}
+                   "text.jpg": "not_an_image", "bomb.png": "decompression_bomb", "zero.heic": "empty_file",
+                   "truncated.heic": "truncated", "corrupt.heic": "not_an_image", "truncated.avif": "not_an_image"}
 
 
 @pytest.mark.slow

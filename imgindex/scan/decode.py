@@ -222,7 +222,7 @@ def classify_error(path: str, exc: BaseException) -> DecodeError:
     if isinstance(exc, UnidentifiedImageError):
         return DecodeError(path, "not_an_image", "not an image Pillow can read (unknown or damaged format)")
     text = str(exc)
-    if "truncated" in text.lower() or isinstance(exc, EOFError):
+    if "truncated" in text.lower() or "end of file" in text.lower() or isinstance(exc, EOFError):
         return DecodeError(path, "truncated", f"the image is truncated (incomplete file): {text}")
     if isinstance(exc, MemoryError):
         return DecodeError(path, "too_large", "not enough memory to decode this image")
