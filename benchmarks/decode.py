@@ -128,6 +128,24 @@ def heif_thumbnail_check(paths: list[str], px: int) -> tuple[float, float, float
     return float(np.median(errors)), float(np.max(errors)), len(errors) / seconds, len(errors)
 
 
+def heic_large_worker_rss(folder: Path, width: int, height: int) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one fresh process decoding a large HEIC into a tensor, as a worker does.
+
+    pillow-heif's encoder writes one HEVC picture, not the tiled grid phones write, and libde265
+    cannot decode one that large (6000x4000 fails here): 20 MP (5472x3648) is measured instead."""
+    from _common import measure
+
+    path = folder / f"{width}x{height}.heic"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        photo_like(999, width, height).save(path, format="HEIF", quality=90)
+    run = measure([sys.executable, "-c", "import sys; from imgindex.scan.decode import read_file; "
+                   "r = read_file(sys.argv[1], 50); sys.exit(0 if r.decoded else 1)", str(path)])
+    if run.returncode != 0:
+        raise SystemExit(f"decoding {path} failed: {run.stderr}")
+    return run.peak_rss_mb, run.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -136,6 +154,7 @@ def main() -> None:
     parser.add_argument("--px-size", type=int, default=50)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
+    parser.add_argument("--heic-large", action="store_true", help="also: peak RSS of a process decoding a 20-MP HEIC")
     args = parser.parse_args()
     sets = {}
     if args.corpus.is_dir():
@@ -156,6 +175,9 @@ def main() -> None:
     if phone.is_dir():
         heics = sorted(str(p) for p in phone.glob("*.heic"))
         sets[f"real phone HEICs ({len(heics)})"] = (heics, phone)
+    if args.heic_large:
+        rss, seconds = heic_large_worker_rss(bench / "heic-large", 5472, 3648)
+        print(f"  20-MP HEIC in a fresh process: peak RSS {rss:.0f} MB, {seconds:.1f} s (start-up included)", flush=True)
     rows = []
     for label, (paths, folder) in sets.items():
         for path in paths:  # warm the page cache
