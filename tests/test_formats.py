@@ -35,6 +35,16 @@ def tensor(path) -> np.ndarray:
     return np.frombuffer(decode_path(str(path), 50).tensor, np.uint8).reshape(50, 50, 3)
 
 
+def scan_in_a_fresh_interpreter(prelude: str, db: Path, root: Path, show: str) -> str:
+    """Scan ``root`` in a new Python that first runs ``prelude`` (a module hidden, a limit lowered);
+    what it prints of ``show``, an expression of the report ``r`` and the index ``ix``."""
+    script = (f"{prelude}\nfrom imgindex import Index\nwith Index({str(db)!r}) as ix:\n"
+              f"    r = ix.scan([{str(root)!r}], processes=1)\n    print({show})\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
 def save_heif(image: Image.Image, path: Path, **options) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="HEIF", quality=options.pop("quality", 90), **options)
@@ -140,17 +150,10 @@ def test_without_pillow_heif_heic_files_are_reported_with_the_fix_and_the_scan_g
     root = tmp_path / "phone"
     save_heif(Image.open(PHOTO).convert("RGB"), root / "IMG_0002.heic")
     shutil.copy2(DATA / "cat.jpg", root / "cat.jpg")
-    script = ("import sys; sys.modules['pillow_heif'] = None\n"  # as if it were not installed
-              "from imgindex import Index\n"
-              f"with Index({str(tmp_path / 'i.db')!r}) as ix:\n"
-              f"    r = ix.scan([{str(root)!r}], processes=1)\n"
-              "    print(r.status, r.added)\n"
-              "    print(ix.db.execute('SELECT error_class, message FROM scan_errors').fetchall())\n")
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    status, rows = run.stdout.splitlines()
-    assert status == "completed 1"
-    assert "unsupported_format" in rows and "pip install pillow-heif" in rows
+    shown = scan_in_a_fresh_interpreter("import sys; sys.modules['pillow_heif'] = None",  # as if not installed
+                                        tmp_path / "i.db", root, "r.status, r.added, ix.scan_errors([r.roots[0]])")
+    assert shown.startswith("completed 1 ")
+    assert "unsupported_format" in shown and "pip install pillow-heif" in shown
 
 
 def test_videos_and_raw_files_are_counted_as_skipped_by_kind(tmp_path):
@@ -183,14 +186,9 @@ def test_a_heic_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
     """Pillow refuses an image over twice MAX_IMAGE_PIXELS at open, from the size in the header, for
     HEIF too: here the limit is lowered so that a 640x360 HEIC stands for a 200-megapixel one."""
     path = save_heif(Image.open(PHOTO).convert("RGB"), tmp_path / "p" / "huge.heic")
-    script = ("import PIL.Image; PIL.Image.MAX_IMAGE_PIXELS = 10_000\n"
-              "from imgindex import Index\n"
-              f"with Index({str(tmp_path / 'i.db')!r}) as ix:\n"
-              f"    r = ix.scan([{str(path.parent)!r}], processes=1)\n"
-              "    print(r.status, [(e.error_class) for e in r.errors])\n")
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "completed ['decompression_bomb']"
+    shown = scan_in_a_fresh_interpreter("import PIL.Image; PIL.Image.MAX_IMAGE_PIXELS = 10_000", tmp_path / "i.db",
+                                        path.parent, "r.status, [e.error_class for e in r.errors]")
+    assert shown == "completed ['decompression_bomb']"
 
 
 def test_jpeg_xl_with_the_extra_is_a_picture_and_without_it_is_skipped_with_the_hint(tmp_path):
@@ -205,14 +203,9 @@ def test_jpeg_xl_with_the_extra_is_a_picture_and_without_it_is_skipped_with_the_
         index.search(similarity="similar", processes=1)
         assert sorted(Path(p).name for k, ms in index.result().items() for p in [k, *(m for m, _ in ms)]) == [
             "photo.jpg", "photo.jxl"]
-    script = ("import sys; sys.modules['pillow_jxl'] = None\n"  # as without the extra
-              "from imgindex import Index\n"
-              f"with Index({str(tmp_path / 'j.db')!r}) as ix:\n"
-              f"    r = ix.scan([{str(root)!r}], processes=1)\n"
-              "    print(r.added, [s.reason for s in r.skipped_files])\n")
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "1 [\"JPEG XL (not read: pip install 'imgindex[jxl]')\"]"
+    shown = scan_in_a_fresh_interpreter("import sys; sys.modules['pillow_jxl'] = None",  # as without the extra
+                                        tmp_path / "j.db", root, "r.added, [s.reason for s in r.skipped_files]")
+    assert shown == "1 [\"JPEG XL (not read: pip install 'imgindex[jxl]')\"]"
 
 
 @pytest.mark.slow
