@@ -145,6 +145,7 @@ class PlannedAction:
     image_id: int | None = None
     keeper: str | None = None
     undoes: int | None = None
+    companion_of: str | None = None  # a sidecar (XMP edits): acted on only if this picture is, just before
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ class _Run:
         self.outcomes: list[ActionOutcome] = []
         self.reindex: set[str] = set()
         self.keepers: dict[str, str | None] = {}
+        self.done: set[str] = set()  # sources acted on in this run: a sidecar follows only those
         self.taken = {a.destination for a in plan.actions if a.destination}
         self.started = time.monotonic()
         self.bytes_done = 0
@@ -92,6 +93,8 @@ class _Run:
             return f"cannot be checked ({exc.strerror or exc}): left alone"
 
     def _problem(self, action: PlannedAction) -> str | None:
+        if action.companion_of is not None and action.companion_of not in self.done:
+            return f"its picture {action.companion_of} was left alone, so its sidecar stays with it"
         if action.keeper is not None:
             reason = self.keepers.get(action.keeper, "")
             if reason == "":
@@ -128,6 +131,7 @@ class _Run:
             log.warning("%s %s failed: %s", action.kind, action.source, message)
             return
         self.bytes_done += action.size
+        self.done.add(action.source)
         self._settle(action_id, action, destination, "done", None)
 
     def _settle(self, action_id, action, destination, outcome, message) -> None:

@@ -75,6 +75,8 @@ def record_outcome(db: Database, action_id: int, action: PlannedAction, destinat
 def follow_in_index(db: Database, roots: list[str], action: PlannedAction, destination: str | None,
                     reindex: set[str]) -> None:
     """Give a moved image its new path (or drop it when it left the indexed roots); drop deleted ones."""
+    if action.image_id is None:
+        return  # a sidecar: never in the index
     old_path = action.source
     new_path = destination if action.kind in ("move", "move-back", "restore") else None
     if new_path is not None and any(under(new_path, r) for r in roots):

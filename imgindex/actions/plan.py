@@ -2,7 +2,8 @@
 
 Only ``lower_quality`` images of the latest search are planned; moves keep folders relative to
 the scanned root (under DEST/<root name>/ with several roots) and never plan over a file that
-is there (``name (1).ext``). Undo plans the journal's done actions of a run, newest first.
+is there (``name (1).ext``). A picture's XMP sidecar goes where the picture goes: losing the
+edits of a RAW is losing work. Undo plans the journal's done actions of a run, newest first.
 """
 
 from __future__ import annotations
@@ -33,29 +34,63 @@ def plan_move_to(db: Database, destination: str | os.PathLike) -> ActionPlan:
     acting_roots = {_root_of(path, roots) for _, path, *_ in rows if not under(path, dest)}
     labelled = len(acting_roots) > 1
     labels = _root_labels(sorted(acting_roots)) if labelled else {}
-    actions, skipped, taken = [], [], set()
+    actions, skipped, taken, claimed = [], [], set(), set()
+    acting = {path for _, path, *_ in rows if not under(path, dest)}
     for image_id, path, size, mtime_ns, content_hash, keeper in rows:
         if under(path, dest):
             skipped.append(SkippedFile(path, f"already inside {dest}"))
             continue
         root = _root_of(path, roots)
-        relative = os.path.relpath(path, root)
-        target = os.path.join(dest, labels[root], relative) if labelled else os.path.join(dest, relative)
-        target = fileops.free_name(target, taken)
-        taken.add(target)
-        actions.append(PlannedAction("move", path, target, content_hash, size, mtime_ns, image_id, keeper))
+        for source in [path, *sidecars(path, acting, claimed)]:
+            relative = os.path.relpath(source, root)
+            target = os.path.join(dest, labels[root], relative) if labelled else os.path.join(dest, relative)
+            target = fileops.free_name(target, taken)
+            taken.add(target)
+            if source == path:
+                actions.append(PlannedAction("move", path, target, content_hash, size, mtime_ns, image_id, keeper))
+            else:
+                actions.append(_sidecar_action("move", source, target, keeper, path))
     return ActionPlan("move-to", tuple(actions), tuple(skipped), search_id, destination=dest)
+
+
+def sidecars(path: str, acting: set[str], claimed: set[str]) -> list[str]:
+    """The XMP sidecars that belong to ``path``: 'name.ext.xmp', and 'name.xmp' unless another file
+    called 'name.*' stays in the folder (a RAW and its JPEG share one). ``claimed`` avoids planning
+    one sidecar twice."""
+    folder, name = os.path.split(path)
+    stem = os.path.splitext(name)[0]
+    try:
+        siblings = os.listdir(folder)
+    except OSError:
+        return []
+    found = [s for s in siblings if s.lower() == name.lower() + ".xmp"]
+    sharing = [s for s in siblings if os.path.splitext(s)[0] == stem and s != name and not s.lower().endswith(".xmp")]
+    if all(os.path.join(folder, s) in acting for s in sharing):
+        found += [s for s in siblings if s.lower() == stem.lower() + ".xmp"]
+    out = []
+    for s in found:
+        full = os.path.join(folder, s)
+        if full not in claimed and fileops.is_regular(full):
+            claimed.add(full)
+            out.append(full)
+    return out
+
+
+def _sidecar_action(kind: str, source: str, destination: str | None, keeper: str, picture: str) -> PlannedAction:
+    st = os.lstat(source)
+    return PlannedAction(kind, source, destination, fileops.file_hash(source), st.st_size, st.st_mtime_ns, None,
+                         keeper, companion_of=picture)
 
 
 def plan_delete(db: Database, *, permanent: bool = False) -> ActionPlan:
     """Delete every lower_quality image of the latest search: to the trash, or for good with ``permanent``."""
     search_id, rows = _lower_quality_rows(db)
     kind = "delete" if permanent else "trash"
-    actions = tuple(
-        PlannedAction(kind, path, None, content_hash, size, mtime_ns, image_id, keeper)
-        for image_id, path, size, mtime_ns, content_hash, keeper in rows
-    )
-    return ActionPlan("delete", actions, (), search_id, permanent=permanent)
+    actions, claimed, acting = [], set(), {path for _, path, *_ in rows}
+    for image_id, path, size, mtime_ns, content_hash, keeper in rows:
+        actions.append(PlannedAction(kind, path, None, content_hash, size, mtime_ns, image_id, keeper))
+        actions += [_sidecar_action(kind, s, None, keeper, path) for s in sidecars(path, acting, claimed)]
+    return ActionPlan("delete", tuple(actions), (), search_id, permanent=permanent)
 
 
 def plan_undo(db: Database, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:

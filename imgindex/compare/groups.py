@@ -3,8 +3,10 @@
 A group is a connected component of the match graph: if a~b and b~c, all three are one group
 even when a and c are not within the threshold of each other. (difPy let the first "primary"
 claim an image, so one picture could appear under several keys or drop out of its group.)
-The keeper is the image with the most pixels; ties go to the larger file, then to the
-smaller path (so the choice is deterministic). The other members are ``lower_quality``.
+The keeper is a camera RAW file if the group has one (the camera's JPEG is a rendering of it:
+never keep the JPEG and act on the RAW), else the image with the most pixels; ties go to the
+larger file, then to the smaller path (so the choice is deterministic). The other members are
+``lower_quality``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from imgindex.scan.formats import is_raw
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,8 @@ def components(image_a: np.ndarray, image_b: np.ndarray) -> list[np.ndarray]:
 
 
 def keeper_order(member: Member) -> tuple:
-    """Sort key: most pixels first, then the larger file, then the smaller path."""
-    return (-member.width * member.height, -member.size, member.path)
+    """Sort key: RAW first, then most pixels, then the larger file, then the smaller path."""
+    return (not is_raw(member.path), -member.width * member.height, -member.size, member.path)
 
 
 def make_groups(components_: Iterable[np.ndarray], members: dict[int, Member]) -> list[Group]:

@@ -1,6 +1,7 @@
 """Which files are pictures: the formats this Pillow opens, HEIC/HEIF through pillow-heif, JPEG XL
-through pillow-jxl-plugin (the optional extra ``imgindex[jxl]``), and the kinds of files a photo
-folder also holds (videos, RAW) that are counted, not read.
+through pillow-jxl-plugin (the extra ``imgindex[jxl]``), camera RAW through rawpy (the extra
+``imgindex[raw]``), and the kinds of files a photo folder also holds (videos) that are counted,
+not read.
 
 pillow-heif registers its opener with Pillow here, once per process (the scan's workers too), so
 ``Image.open`` reads HEIC/HEIF by content, whatever the file is called. When pillow-heif is
@@ -46,13 +47,28 @@ def jxl_available() -> bool:
 
 
 @lru_cache(maxsize=1)
+def raw_available() -> bool:
+    """rawpy (LibRaw) is installed: ``pip install imgindex[raw]``."""
+    try:
+        import rawpy  # noqa: F401
+    except Exception:  # not installed, or a broken build: RAW files are skipped with the install hint
+        return False
+    return True
+
+
+def is_raw(path: str) -> bool:
+    """A camera RAW file, by its extension (LibRaw reads it; Pillow would take a DNG for a TIFF preview)."""
+    return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS
+
+
+@lru_cache(maxsize=1)
 def image_extensions() -> frozenset[str]:
-    """Lower-case extensions (with the dot) of the files a scan reads: what this Pillow opens, and HEIF."""
+    """Lower-case extensions (with the dot) of the files a scan reads: what this Pillow opens, HEIF, RAW."""
     heif_problem()
     jxl_available()
     Image.init()
     opened = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    return frozenset(opened | HEIF_EXTENSIONS)
+    return frozenset(opened | HEIF_EXTENSIONS | (RAW_EXTENSIONS if raw_available() else frozenset()))
 
 
 def skipped_kind(name: str) -> str:
@@ -61,7 +77,7 @@ def skipped_kind(name: str) -> str:
     if ext in VIDEO_EXTENSIONS:
         return "video (not read)"
     if ext in RAW_EXTENSIONS:
-        return "RAW camera file (not read by this version)"
+        return "RAW camera file (not read: pip install 'imgindex[raw]')"
     if ext in JXL_EXTENSIONS:
         return "JPEG XL (not read: pip install 'imgindex[jxl]')"
     return "extension not an image format"

@@ -1,0 +1,165 @@
+"""Camera RAW files (the extra imgindex[raw], rawpy/LibRaw): indexed upright, kept over their JPEG,
+moved, trashed and put back together with their XMP sidecars; broken ones recorded.
+
+The DNGs are real photos (tests/data) written as Bayer mosaics with pidng, a DNG writer."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import rawpy
+from PIL import Image
+
+from imgindex import Index
+from imgindex.scan.decode import decode_path
+
+from helpers import contents, mse
+
+DATA = Path(__file__).parent / "data"
+
+
+def make_dng(rgb: np.ndarray, path: Path, orientation: int = 1) -> Path:
+    """A DNG whose sensor saw ``rgb`` (RGGB mosaic, 12-bit), with an Orientation tag."""
+    from pidng.core import RAW2DNG, DNGTags, Tag
+    from pidng.defs import CFAPattern, CalibrationIlluminant, DNGVersion, PhotometricInterpretation
+
+    h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+    values = rgb[:h, :w].astype(np.uint16) * 16
+    bayer = np.zeros((h, w), np.uint16)
+    bayer[0::2, 0::2], bayer[0::2, 1::2] = values[0::2, 0::2, 0], values[0::2, 1::2, 1]
+    bayer[1::2, 0::2], bayer[1::2, 1::2] = values[1::2, 0::2, 1], values[1::2, 1::2, 2]
+    tags = DNGTags()
+    for tag, value in [(Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.TileWidth, w), (Tag.TileLength, h),
+                       (Tag.Orientation, orientation), (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16),
+                       (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+                       (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, CFAPattern.RGGB), (Tag.BlackLevel, 0),
+                       (Tag.WhiteLevel, 4095), (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+                       (Tag.ColorMatrix1, [[1, 1], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]]),
+                       (Tag.AsShotNeutral, [[1, 1], [1, 1], [1, 1]]), (Tag.Make, "imgindex"), (Tag.Model, "test"),
+                       (Tag.DNGVersion, DNGVersion.V1_4), (Tag.DNGBackwardVersion, DNGVersion.V1_2)]:
+        tags.set(tag, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = RAW2DNG()
+    writer.options(tags, path="", compress=False)
+    writer.convert(bayer, filename=str(path.with_suffix("")))
+    return path
+
+
+def photo(name: str = "kingfisher.jpg") -> np.ndarray:
+    return np.asarray(Image.open(DATA / name).convert("RGB"))
+
+
+def tensor(path) -> np.ndarray:
+    return np.frombuffer(decode_path(str(path), 50).tensor, np.uint8).reshape(50, 50, 3)
+
+
+def rendering(dng: Path) -> Image.Image:
+    """What a camera's own JPEG of the shot looks like: LibRaw's rendering of the same data."""
+    with rawpy.imread(str(dng)) as raw:
+        return Image.fromarray(raw.postprocess(use_camera_wb=True, output_bps=8))
+
+
+def test_a_dng_is_read_upright_whatever_its_orientation_tag(tmp_path):
+    upright = make_dng(photo(), tmp_path / "upright.dng")
+    reference = tensor(upright)
+    turns = {6: Image.Transpose.ROTATE_90, 3: Image.Transpose.ROTATE_180, 8: Image.Transpose.ROTATE_270}
+    for orientation, stored in turns.items():
+        pixels = np.asarray(Image.fromarray(photo()).transpose(stored))
+        path = make_dng(pixels, tmp_path / f"o{orientation}.dng", orientation)
+        decoded = decode_path(str(path), 50)
+        assert (decoded.width, decoded.height, decoded.format) == (640, 360, "DNG")
+        assert mse(tensor(path), reference) < 4.6, orientation
+
+
+def test_a_raw_keeps_over_its_larger_jpeg_and_their_shared_sidecar_stays(tmp_path):
+    shot = tmp_path / "camera"
+    dng = make_dng(photo(), shot / "IMG_0001.dng")
+    rendering(dng).resize((1280, 720), Image.Resampling.BICUBIC).save(shot / "IMG_0001.jpg", quality=92)
+    (shot / "IMG_0001.xmp").write_text("<x:xmpmeta>the edits of IMG_0001</x:xmpmeta>")
+    before = contents(shot)
+    with Index(tmp_path / "i.db") as index:
+        index.scan([shot], processes=1)
+        index.search(similarity="similar", same_dim=False, processes=1)
+        assert list(index.result()) == [str(dng)]  # the RAW keeps, though the JPEG has four times the pixels
+        report = index.move_to(tmp_path / "dups")
+        assert [Path(o.source).name for o in report.outcomes if o.outcome == "done"] == ["IMG_0001.jpg"]
+    assert (shot / "IMG_0001.xmp").exists()  # it is the RAW's too, and the RAW stays
+    assert contents(shot, tmp_path / "dups") == before
+
+
+def test_a_moved_or_trashed_raw_takes_its_sidecars_and_undo_brings_them_back(tmp_path):
+    root = tmp_path / "photos"
+    make_dng(photo("cat.jpg"), root / "a" / "IMG_0002.dng")
+    (root / "b").mkdir()
+    shutil.copy2(root / "a" / "IMG_0002.dng", root / "b" / "IMG_0002.dng")  # b's copy is lower quality (path)
+    (root / "b" / "IMG_0002.xmp").write_text("<x:xmpmeta>edits</x:xmpmeta>")
+    (root / "b" / "IMG_0002.dng.xmp").write_text("<x:xmpmeta>darktable edits</x:xmpmeta>")
+    before = contents(root)
+    dest = tmp_path / "dups"
+    with Index(tmp_path / "i.db") as index:
+        index.scan([root], processes=1)
+        index.search(processes=1)
+        moved = index.move_to(dest)
+        assert sorted(Path(o.destination).name for o in moved.outcomes if o.outcome == "done") == [
+            "IMG_0002.dng", "IMG_0002.dng.xmp", "IMG_0002.xmp"]
+        assert sorted(p.name for p in (dest / "b").iterdir()) == ["IMG_0002.dng", "IMG_0002.dng.xmp", "IMG_0002.xmp"]
+        assert contents(root, dest) == before
+        index.undo()
+        assert contents(root) == before and not any(dest.rglob("*.xmp"))
+        index.search(processes=1)
+        trashed = index.delete()
+        assert trashed.done == 3 and not any((root / "b").iterdir())
+        index.undo()
+    assert contents(root) == before
+
+
+def test_a_sidecar_stays_with_a_picture_that_is_left_alone(tmp_path):
+    root = tmp_path / "photos"
+    make_dng(photo("castle.jpg"), root / "a" / "IMG_0003.dng")
+    (root / "b").mkdir()
+    shutil.copy2(root / "a" / "IMG_0003.dng", root / "b" / "IMG_0003.dng")
+    (root / "b" / "IMG_0003.xmp").write_text("<x:xmpmeta>edits</x:xmpmeta>")
+    with Index(tmp_path / "i.db") as index:
+        index.scan([root], processes=1)
+        index.search(processes=1)
+        plan = index.plan_move_to(tmp_path / "dups")
+        with open(root / "b" / "IMG_0003.dng", "r+b") as fp:  # changed after the search: left alone
+            fp.seek(-1, 2)
+            fp.write(b"\x01")
+        report = index.apply(plan)
+    assert report.done == 0 and report.skipped == 2
+    assert "was left alone" in [o.message for o in report.outcomes if o.source.endswith(".xmp")][0]
+    assert (root / "b" / "IMG_0003.xmp").exists()
+
+
+def test_broken_raw_files_are_recorded_not_indexed(tmp_path):
+    root = tmp_path / "raw"
+    good = make_dng(photo(), tmp_path / "good.dng").read_bytes()
+    root.mkdir()
+    (root / "empty.dng").write_bytes(b"")
+    (root / "not-raw.cr2").write_text("not a raw file")
+    (root / "truncated.dng").write_bytes(good[: len(good) // 3])
+    with Index(tmp_path / "i.db") as index:
+        report = index.scan([root], processes=1)
+        errors = dict(index.db.execute("SELECT path, error_class FROM scan_errors").fetchall())
+    assert report.status == "completed" and report.added == 0
+    # LibRaw tells a truncated RAW from a text file no better than "Input/output error": both corrupt
+    assert {Path(p).name: c for p, c in errors.items()} == {"empty.dng": "empty_file", "not-raw.cr2": "corrupt",
+                                                            "truncated.dng": "corrupt"}
+
+
+def test_without_rawpy_raw_files_are_skipped_with_the_install_hint(tmp_path):
+    root = tmp_path / "raw"
+    make_dng(photo(), root / "IMG_0004.dng")
+    script = ("import sys; sys.modules['rawpy'] = None\n"
+              "from imgindex import Index\n"
+              f"with Index({str(tmp_path / 'i.db')!r}) as ix:\n"
+              f"    r = ix.scan([{str(root)!r}], processes=1)\n"
+              "    print(r.added, [s.reason for s in r.skipped_files])\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "0 [\"RAW camera file (not read: pip install 'imgindex[raw]')\"]"
