@@ -5,8 +5,8 @@
 
 Sets: the real photos of ../shared/corpora/real-photos (JPEG and PNG, 320-2560 px; or any
 --corpus folder), generated 12-megapixel JPEGs (4000x3000, quality 90), the same pictures as
-12-MP HEICs (pillow-heif, quality 90) and as 3-MP AVIFs (Pillow, quality 80), and the real phone
-HEICs of ../shared/corpora/phone-heic when present. Two decoders:
+12-MP HEICs (pillow-heif, quality 90), as 3-MP AVIFs (Pillow, quality 80) and as 12-MP DNGs
+(pidng; read with rawpy), and the real phone HEICs of ../shared/corpora/phone-heic when present. Two decoders:
 "full" decodes every pixel and resizes, the way difPy does (open, convert to RGB, bicubic
 resize); "imgindex" is imgindex.decode (JPEG DCT scaling with the box draft() returns, then
 one resize, EXIF orientation applied). Each with 1 process and with --processes, after a warm-up
@@ -17,6 +17,7 @@ read of every file so the disk is not what is measured. Also the MSE between the
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -37,6 +38,12 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "r
 
 
 def full_decode(path: str, px: int) -> bytes:
+    if path.endswith(".dng"):  # Pillow reads no RAW: LibRaw's full-size rendering
+        import rawpy
+
+        with rawpy.imread(path) as raw:
+            im = Image.fromarray(raw.postprocess(use_camera_wb=True, output_bps=8))
+        return np.asarray(im.resize((px, px), Image.Resampling.BICUBIC)).tobytes()
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB").resize((px, px), Image.Resampling.BICUBIC)).tobytes()
 
@@ -62,7 +69,8 @@ def throughput(name: str, paths: list[str], px: int, processes: int) -> float:
         _decode_many((name, paths, px))
     else:
         chunks = [paths[i :: processes * 4] for i in range(processes * 4)]
-        with ProcessPoolExecutor(processes) as pool:
+        # fresh interpreters: forking after the AVIF/HEIF decoders started their threads can deadlock
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_decode_many, [(name, c, px) for c in chunks if c]))
     return len(paths) / (time.perf_counter() - start)
 
@@ -146,6 +154,21 @@ def heic_large_worker_rss(folder: Path, width: int, height: int) -> tuple[float,
     return run.peak_rss_mb, run.seconds
 
 
+def dngs(folder: Path, n: int, width: int, height: int) -> list[str]:
+    """The first ``n`` generated pictures as DNGs (a 12-bit RGGB mosaic, written with pidng); cached."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_raw import make_dng  # the tests' DNG writer: one recipe for fixtures and benchmark
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"large{i:03d}.dng"
+        if not path.exists():
+            make_dng(np.asarray(photo_like(500 + i, width, height)), path)
+        paths.append(str(path))
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -171,6 +194,10 @@ def main() -> None:
                                                     quality=90, thumbnails=[320]), bench / "heic-12mp")
     sets[f"3-MP AVIFs ({args.n_heic})"] = (encoded(bench / "avif-3mp", args.n_heic, "AVIF", (2000, 1500),
                                                    quality=80), bench / "avif-3mp")
+    try:
+        sets[f"12-MP DNGs ({args.n_heic})"] = (dngs(bench / "dng-12mp", args.n_heic, 4000, 3000), bench / "dng-12mp")
+    except ImportError as exc:
+        print(f"no DNGs: {exc} (pip install 'imgindex[raw]' pidng)")
     phone = DEFAULT_CORPUS.parent / "phone-heic"
     if phone.is_dir():
         heics = sorted(str(p) for p in phone.glob("*.heic"))

@@ -163,3 +163,15 @@ def test_without_rawpy_raw_files_are_skipped_with_the_install_hint(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "0 [\"RAW camera file (not read: pip install 'imgindex[raw]')\"]"
+
+
+def test_the_report_shows_a_raw_as_a_jpeg_thumbnail(tmp_path):
+    import io
+
+    from imgindex.scan.decode import thumbnail_jpeg
+
+    dng = make_dng(photo(), tmp_path / "IMG_0005.dng")
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(str(dng), 128)))
+    assert thumb.format == "JPEG" and thumb.size == (128, 72)
+    small = np.asarray(thumb.resize((50, 50)))
+    assert mse(small, tensor(dng)) < mse(small[::-1, ::-1], tensor(dng)) / 5  # the same picture, upright

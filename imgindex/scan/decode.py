@@ -120,26 +120,34 @@ def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedI
 
 
 def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
-    """LibRaw's demosaic (camera white balance, sRGB, its own turn applied), then the one resize.
+    """A camera RAW file's tensor: LibRaw's rendering (``_raw_rgb``), then the one resize."""
+    picture = _raw_rgb(fp, px_size)
+    small = _resize(picture, px_size, None)
+    width, height = picture.info["sensor_size"]
+    return DecodedImage(tensor=np.asarray(small, dtype=np.uint8).tobytes(), width=width, height=height,
+                        format=raw_format)
 
-    Half size (2x2 blocks as pixels) when that is still HALF_SIZE_FROM times the tensor: four times
+
+def _raw_rgb(fp, px_size: int) -> Image.Image:
+    """LibRaw's demosaic (camera white balance, sRGB, its own turn applied), as a Pillow image whose
+    ``info['sensor_size']`` is the full size, turned as LibRaw turns it.
+
+    Half size (2x2 blocks as pixels) when that is still HALF_SIZE_FROM times ``px_size``: four times
     less to demosaic, and its colour planes, a sensor pixel apart, stay far below a tensor pixel.
     The embedded JPEG preview is not used: how a camera renders it differs from camera to camera.
     """
     import rawpy
 
     with rawpy.imread(fp) as raw:
-        if raw.sizes.width * raw.sizes.height > Image.MAX_IMAGE_PIXELS * 2:
-            raise Image.DecompressionBombError(f"{raw.sizes.width}x{raw.sizes.height} pixels")
         width, height = raw.sizes.width, raw.sizes.height  # before postprocess, which halves them
+        if width * height > Image.MAX_IMAGE_PIXELS * 2:
+            raise Image.DecompressionBombError(f"{width}x{height} pixels")
         if raw.sizes.flip in (5, 6):  # LibRaw turns it a quarter
             width, height = height, width
-        # half size bins each 2x2 colour block: fine for a sensor, a colour shift for a small DNG
         half = min(width, height) // 2 >= HALF_SIZE_FROM * px_size
-        rgb = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
-    small = _resize(Image.fromarray(rgb), px_size, None)
-    tensor = np.asarray(small, dtype=np.uint8)
-    return DecodedImage(tensor=tensor.tobytes(), width=width, height=height, format=raw_format)
+        picture = Image.fromarray(raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8))
+    picture.info["sensor_size"] = (width, height)
+    return picture
 
 
 def _orientation(im: Image.Image) -> int:
@@ -284,7 +292,15 @@ def thumbnail_jpeg(path: str, size: int, quality: int = 75) -> bytes:
     """A JPEG at most ``size`` px on its longer side, upright (EXIF applied), alpha on white: for the report.
 
     Raises OSError or a Pillow error for a file that cannot be read; callers show it as such.
+    A browser shows no RAW: those are demosaiced by LibRaw, as for their tensor.
     """
+    if _raw_format(path) is not None:
+        with open(path, "rb") as fp:
+            small = _raw_rgb(fp, size)
+        small.thumbnail((size, size), RESAMPLE)
+        out = io.BytesIO()
+        small.save(out, "JPEG", quality=quality, optimize=True)
+        return out.getvalue()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as im:
