@@ -34,14 +34,14 @@ def plan_move_to(db: Database, destination: str | os.PathLike) -> ActionPlan:
     acting_roots = {_root_of(path, roots) for _, path, *_ in rows if not under(path, dest)}
     labelled = len(acting_roots) > 1
     labels = _root_labels(sorted(acting_roots)) if labelled else {}
-    actions, skipped, taken, claimed = [], [], set(), set()
-    acting = {path for _, path, *_ in rows if not under(path, dest)}
+    actions, skipped, taken = [], [], set()
+    found = Sidecars({path for _, path, *_ in rows if not under(path, dest)})
     for image_id, path, size, mtime_ns, content_hash, keeper in rows:
         if under(path, dest):
             skipped.append(SkippedFile(path, f"already inside {dest}"))
             continue
         root = _root_of(path, roots)
-        for source in [path, *sidecars(path, acting, claimed)]:
+        for source in [path, *found.of(path)]:
             relative = os.path.relpath(source, root)
             target = os.path.join(dest, labels[root], relative) if labelled else os.path.join(dest, relative)
             target = fileops.free_name(target, taken)
@@ -53,27 +53,44 @@ def plan_move_to(db: Database, destination: str | os.PathLike) -> ActionPlan:
     return ActionPlan("move-to", tuple(actions), tuple(skipped), search_id, destination=dest)
 
 
-def sidecars(path: str, acting: set[str], claimed: set[str]) -> list[str]:
-    """The XMP sidecars that belong to ``path``: 'name.ext.xmp', and 'name.xmp' unless another file
-    called 'name.*' stays in the folder (a RAW and its JPEG share one). ``claimed`` avoids planning
-    one sidecar twice."""
-    folder, name = os.path.split(path)
-    stem = os.path.splitext(name)[0]
-    try:
-        siblings = os.listdir(folder)
-    except OSError:
-        return []
-    found = [s for s in siblings if s.lower() == name.lower() + ".xmp"]
-    sharing = [s for s in siblings if os.path.splitext(s)[0] == stem and s != name and not s.lower().endswith(".xmp")]
-    if all(os.path.join(folder, s) in acting for s in sharing):
-        found += [s for s in siblings if s.lower() == stem.lower() + ".xmp"]
-    out = []
-    for s in found:
-        full = os.path.join(folder, s)
-        if full not in claimed and fileops.is_regular(full):
-            claimed.add(full)
-            out.append(full)
-    return out
+class Sidecars:
+    """Finds the XMP sidecars of the files a plan acts on; each folder is listed once per plan."""
+
+    def __init__(self, acting: set[str]):
+        self.acting = acting  # every picture the plan acts on
+        self.claimed: set[str] = set()  # sidecars already planned, with an earlier picture
+        self.folders: dict[str, dict[str, list[str]]] = {}  # folder -> lower-case stem -> its names
+
+    def of(self, path: str) -> list[str]:
+        """'name.ext.xmp', and 'name.xmp' unless another file called 'name.*' stays in the folder (a
+        RAW and its JPEG share one)."""
+        folder, name = os.path.split(path)
+        by_stem = self._listing(folder)
+        stem = os.path.splitext(name)[0]
+        found = [s for s in by_stem.get(name.lower(), []) if s.lower() == name.lower() + ".xmp"]
+        named = by_stem.get(stem.lower(), [])
+        sharing = [s for s in named if os.path.splitext(s)[0] == stem and s != name and not s.lower().endswith(".xmp")]
+        if all(os.path.join(folder, s) in self.acting for s in sharing):
+            found += [s for s in named if s.lower() == stem.lower() + ".xmp"]
+        out = []
+        for s in found:
+            full = os.path.join(folder, s)
+            if full not in self.claimed and fileops.is_regular(full):
+                self.claimed.add(full)
+                out.append(full)
+        return out
+
+    def _listing(self, folder: str) -> dict[str, list[str]]:
+        if folder not in self.folders:
+            by_stem: dict[str, list[str]] = {}
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = []
+            for n in names:
+                by_stem.setdefault(os.path.splitext(n)[0].lower(), []).append(n)
+            self.folders[folder] = by_stem
+        return self.folders[folder]
 
 
 def _sidecar_action(kind: str, source: str, destination: str | None, keeper: str, picture: str) -> PlannedAction:
@@ -86,10 +103,10 @@ def plan_delete(db: Database, *, permanent: bool = False) -> ActionPlan:
     """Delete every lower_quality image of the latest search: to the trash, or for good with ``permanent``."""
     search_id, rows = _lower_quality_rows(db)
     kind = "delete" if permanent else "trash"
-    actions, claimed, acting = [], set(), {path for _, path, *_ in rows}
+    actions, found = [], Sidecars({path for _, path, *_ in rows})
     for image_id, path, size, mtime_ns, content_hash, keeper in rows:
         actions.append(PlannedAction(kind, path, None, content_hash, size, mtime_ns, image_id, keeper))
-        actions += [_sidecar_action(kind, s, None, keeper, path) for s in sidecars(path, acting, claimed)]
+        actions += [_sidecar_action(kind, s, None, keeper, path) for s in found.of(path)]
     return ActionPlan("delete", tuple(actions), (), search_id, permanent=permanent)
 
 
