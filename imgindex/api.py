@@ -21,12 +21,18 @@ from imgindex.db.queries import VectorChunk
 from imgindex.db.status import status as read_status
 from imgindex.scan.formats import skipped_kind  # noqa: F401 (for compat: the walk's reasons)
 from imgindex.scan.run import PX_SIZE_RANGE, scan as run_scan  # noqa: F401 (PX_SIZE_RANGE: for the CLI)
-from imgindex.compare import results
-from imgindex.compare.run import search as run_search
+from imgindex.compare import profile, results
+from imgindex.compare.profile import Profile
+from imgindex.compare.run import regroup, regroup_if_stale, search as run_search
+from imgindex.decide import commands as decide
+from imgindex.decide import record as decide_record
+from imgindex.scan.discover import under
 from imgindex.types import (
     ActionPlan,
     ActionProgress,
     ActionReport,
+    Decision,
+    DecisionReport,
     GroupRow,
     ReportProgress,
     ReportSummary,
@@ -66,16 +72,21 @@ class Index:
 
     def scan(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, *, recursive: bool = True,
              limit_extensions: bool = True, px_size: int = 50, processes: int | None = None,
+             reference: Iterable[str | os.PathLike] = (),
              progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
         """Bring the index in line with ``paths``: add new files, re-read changed ones, drop gone ones.
 
-        Files that cannot be decoded are recorded in ``scan_errors``, never raised.
+        Files that cannot be decoded are recorded in ``scan_errors``, never raised. ``reference``
+        folders are scanned too (when not under ``paths``) and become the index's reference folders.
         """
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        scope = ScanScope(tuple(os.path.expanduser(os.fspath(p)) for p in paths), recursive=recursive)
-        return self.scan_scope(scope, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
-                               progress=progress)
+        paths = [_expand(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        reference = [_expand(r) for r in reference]
+        extra = [r for r in reference if not any(under(os.path.abspath(r), os.path.abspath(p)) for p in paths)]
+        scope = ScanScope(tuple(paths + extra), recursive=recursive)
+        report = self.scan_scope(scope, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
+                                 progress=progress)
+        self.add_reference(reference, regroup=False)
+        return report
 
     def scan_scope(self, scope: ScanScope, *, limit_extensions: bool = True, px_size: int = 50,
                    processes: int | None = None, progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
@@ -85,19 +96,25 @@ class Index:
 
     # ---------------------------------------------------------------- searching and results
 
-    def search(self, *, similarity: str | float = "duplicates", rotate: bool = True, mirror: bool = False,
-               same_dim: bool = True, in_folder: bool = False, roots: Iterable[str | os.PathLike] = (),
-               processes: int | None = None, chunksize: int | None = None, full: bool = False,
+    def search(self, *, similarity: str | float | None = None, rotate: bool | None = None,
+               mirror: bool | None = None, same_dim: bool | None = None, keep: str | None = None,
+               prefer_folders: Iterable[str] | None = None, reference: Iterable[str | os.PathLike] = (),
+               in_folder: bool = False, roots: Iterable[str | os.PathLike] = (), processes: int | None = None,
+               chunksize: int | None = None, full: bool = False, save_profile: bool = False,
                progress: Callable[[SearchProgress], None] | None = None) -> SearchReport:
         """Find matching pairs among indexed images (those under ``roots``, or all) and group them.
 
-        Incremental by default: after a scan, only images added or moved since the last search
-        with the same settings are compared (against all). ``full=True`` starts over.
+        Settings left at None come from the index's search profile (set by the first search;
+        ``save_profile=True`` makes this run's settings the profile). ``reference`` folders are
+        added to the index's (see ``add_reference``). Incremental by default: only images added
+        or moved since the last search with the same settings are compared. ``full`` starts over.
         """
+        self.add_reference(reference, regroup=False)
         return run_search(self.db, str(self.path), similarity=similarity, rotate=rotate, mirror=mirror,
-                          same_dim=same_dim, in_folder=in_folder,
-                          roots=tuple(os.path.expanduser(os.fspath(r)) for r in roots), processes=processes,
-                          chunksize=chunksize, full=full, progress=progress)
+                          same_dim=same_dim, keep=keep, prefer_folders=None if prefer_folders is None else
+                          tuple(prefer_folders), in_folder=in_folder, roots=tuple(_expand(r) for r in roots),
+                          processes=processes, chunksize=chunksize, full=full, save_profile=save_profile,
+                          progress=progress)
 
     def result(self, search_id: int | None = None) -> dict:
         """difPy's shape, {keeper_path: [[match_path, mse], ...]}, of the latest (or given) search."""
@@ -120,16 +137,67 @@ class Index:
         """The searches row of the latest (or given) search: settings, algorithm, counts, timings."""
         return results.search_stats(self.db, search_id)
 
+    # ---------------------------------------------------------------- deciding (the groups follow at once)
+
+    def ignore(self, paths: Iterable[str | os.PathLike], *, note: str | None = None) -> DecisionReport:
+        """Every two of these images are different photos: never reported as a pair again (kept by content)."""
+        return self._regrouped(decide.ignore(self.db, paths, note=note))
+
+    def ignore_group(self, group_id: int, *, note: str | None = None) -> DecisionReport:
+        """Every two members of a group of the latest search are different photos."""
+        return self.ignore(decide.group_paths(self.db, group_id), note=note)
+
+    def unignore(self, paths: Iterable[str | os.PathLike] = (), *, decision_ids: Iterable[int] = ()) -> DecisionReport:
+        """Take back 'not duplicates' among these images (or the decisions with these ids)."""
+        return self._regrouped(decide.unignore(self.db, paths, decision_ids=decision_ids))
+
+    def keep(self, paths: Iterable[str | os.PathLike], *, note: str | None = None) -> DecisionReport:
+        """Pin images as keepers of whatever group they are in, until ``unkeep``; never acted on."""
+        return self._regrouped(decide.keep(self.db, paths, note=note))
+
+    def unkeep(self, paths: Iterable[str | os.PathLike]) -> DecisionReport:
+        return self._regrouped(decide.unkeep(self.db, paths))
+
+    def add_reference(self, folders: Iterable[str | os.PathLike], *, regroup: bool = True) -> DecisionReport | None:
+        """Reference folders: their images are kept, never moved or deleted, not compared with each other."""
+        folders = list(folders)
+        report = decide.add_reference(self.db, folders) if folders else None
+        return self._regrouped(report) if report and regroup else report
+
+    def remove_reference(self, folders: Iterable[str | os.PathLike]) -> DecisionReport:
+        return self._regrouped(decide.remove_reference(self.db, folders))
+
+    def decisions(self, kind: str | None = None) -> list[Decision]:
+        """The decisions in force ('not-duplicates', 'keep', 'reference', or all), oldest first."""
+        return decide_record.listing(self.db, kind)
+
+    @property
+    def profile(self) -> Profile | None:
+        """The search profile (None before the first search)."""
+        return profile.load(self.db)
+
+    def configure(self, *, save: bool = True, **settings) -> Profile:
+        """Change the search profile: similarity, rotate, mirror, same_dim, keep, prefer_folders."""
+        chosen, _ = profile.resolve(self.db, profile.given(**settings), save_profile=save)
+        self._regrouped(None)
+        return chosen
+
+    def _regrouped(self, report: DecisionReport | None) -> DecisionReport | None:
+        groups = regroup(self.db)
+        return report and dataclasses.replace(report, groups=groups)
+
     # ---------------------------------------------------------------- acting
 
     def plan_move_to(self, destination: str | os.PathLike) -> ActionPlan:
         """What ``move_to`` would do: each lower_quality image of the latest search and its new path."""
         journal.recover(self.db)
+        regroup_if_stale(self.db)
         return plan.plan_move_to(self.db, destination)
 
     def plan_delete(self, *, permanent: bool = False) -> ActionPlan:
         """What ``delete`` would do: each lower_quality image of the latest search."""
         journal.recover(self.db)
+        regroup_if_stale(self.db)
         return plan.plan_delete(self.db, permanent=permanent)
 
     def plan_undo(self, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:
@@ -194,3 +262,7 @@ class Index:
     def vectors(self, *, chunk_size: int = 4096, min_id: int = 0) -> Iterator[VectorChunk]:
         """Stream stored tensors in id order, ``chunk_size`` at a time."""
         return queries.iter_vector_chunks(self.db.conn, chunk_size=chunk_size, min_id=min_id)
+
+
+def _expand(path: str | os.PathLike) -> str:
+    return os.path.expanduser(os.fspath(path))

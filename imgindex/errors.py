@@ -42,3 +42,7 @@ class ActionError(ImgIndexError):
 
 class WatchLockError(ImgIndexError):
     """Another watcher is running on this index."""
+
+
+class DecisionError(ImgIndexError):
+    """A review decision cannot be recorded (a path not in the index, a bad reference folder...)."""

@@ -111,6 +111,8 @@ class SearchReport:
     groups: int
     duration: float
     workers: int = 0  # comparison processes started (0: compared in this process)
+    set_aside: int = 0  # pairs found but not reported: decided not duplicates, or both in reference folders
+    off_profile: tuple[str, ...] = ()  # settings this run took that differ from the index's profile
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class GroupRow:
     height: int
     size: int
     root: str | None
+    keep_reason: str | None = None  # why it is kept: 'rule', 'pinned', 'reference'; None: lower quality
 
 
 # ---------------------------------------------------------------- actions
@@ -291,3 +294,30 @@ class BatchReport:
     pairs: int
     groups: int
     duration: float
+
+
+# ---------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One review decision, as recorded (``decisions`` table)."""
+
+    id: int
+    kind: str  # 'not-duplicates' | 'keep' | 'reference'
+    paths: tuple[str, ...]  # the images' paths when decided; a reference: its folder
+    created_at: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionReport:
+    """What a decision command changed, and what the user should know about it."""
+
+    command: str
+    added: tuple[Decision, ...] = ()
+    removed: tuple[Decision, ...] = ()
+    replaced: tuple[Decision, ...] = ()  # earlier decisions the new ones replace (the later wins)
+    unchanged: tuple[Decision, ...] = ()  # already decided so
+    notes: tuple[str, ...] = ()
+    groups: int | None = None  # groups of the latest search with the decisions applied (None: no search yet)

@@ -263,3 +263,78 @@ def actions(db: Database) -> None:
         CREATE INDEX actions_outcome ON actions(outcome);
         """
     )
+
+
+@MIGRATIONS(name="0008_decisions")
+def decisions(db: Database) -> None:
+    """Review decisions, keyed by content so they survive renames, moves and rescans; the views apply them."""
+    db.executescript(
+        """
+        -- kind 'not-duplicates': hash_a < hash_b, the two images are distinct photos
+        -- kind 'keep': hash_a is a pinned keeper (path_a: the copy pinned, when byte copies exist)
+        -- kind 'reference': path_a is a reference folder (its images are kept, never acted on)
+        -- a decision taken back or replaced keeps its row, with revoked_at (and replaced_by) set
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('not-duplicates', 'keep', 'reference')),
+            hash_a TEXT,
+            hash_b TEXT,
+            path_a TEXT,
+            path_b TEXT,
+            created_at TEXT NOT NULL,
+            note TEXT,
+            revoked_at TEXT,
+            replaced_by INTEGER REFERENCES decisions(id)
+        );
+        CREATE INDEX decisions_pairs ON decisions(hash_a, hash_b)
+            WHERE kind = 'not-duplicates' AND revoked_at IS NULL;
+        CREATE INDEX decisions_active ON decisions(kind, hash_a) WHERE revoked_at IS NULL;
+        -- why a member is kept: 'rule' (the keeper rule chose it), 'pinned', 'reference'; NULL: acted on
+        ALTER TABLE group_members ADD COLUMN keep_reason TEXT;
+        UPDATE group_members SET keep_reason = 'rule' WHERE is_keeper = 1;
+        ALTER TABLE searches ADD COLUMN reference TEXT;
+        ALTER TABLE searches ADD COLUMN keep_rule TEXT;
+        ALTER TABLE searches ADD COLUMN decisions_version INTEGER;
+        ALTER TABLE searches ADD COLUMN set_aside INTEGER;
+        CREATE VIEW reference_images AS
+            SELECT i.id AS image_id, i.path, r.path_a AS reference, r.id AS decision_id
+            FROM decisions r
+            JOIN images i ON i.folder = r.path_a
+                OR substr(i.folder, 1, length(rtrim(r.path_a, '/')) + 1) = rtrim(r.path_a, '/') || '/'
+            WHERE r.kind = 'reference' AND r.revoked_at IS NULL;
+        CREATE VIEW decided_images AS
+            SELECT d.id AS decision_id, d.kind, i.id AS image_id, i.path, d.created_at, d.note
+            FROM decisions d JOIN images i ON i.content_hash = d.hash_a
+            WHERE d.revoked_at IS NULL AND d.kind IN ('not-duplicates', 'keep')
+            UNION ALL
+            SELECT d.id, d.kind, i.id, i.path, d.created_at, d.note
+            FROM decisions d JOIN images i ON i.content_hash = d.hash_b
+            WHERE d.revoked_at IS NULL AND d.kind = 'not-duplicates'
+            UNION ALL
+            SELECT r.decision_id, 'reference', r.image_id, r.path, d.created_at, d.note
+            FROM reference_images r JOIN decisions d ON d.id = r.decision_id;
+        -- pairs set aside by decisions (not duplicates; both in reference folders) are not shown
+        DROP VIEW match_pairs;
+        CREATE VIEW match_pairs AS
+            SELECT a.path AS path_a, b.path AS path_b, p.mse, p.rotation, p.mirrored, p.found_at,
+                   p.image_a, p.image_b, p.search_id
+            FROM pairs p
+            JOIN images a ON a.id = p.image_a
+            JOIN images b ON b.id = p.image_b
+            WHERE p.search_id = (SELECT id FROM latest_search)
+              AND NOT EXISTS (
+                  SELECT 1 FROM decisions d
+                  WHERE d.kind = 'not-duplicates' AND d.revoked_at IS NULL
+                    AND d.hash_a = min(a.content_hash, b.content_hash)
+                    AND d.hash_b = max(a.content_hash, b.content_hash))
+              AND NOT (p.image_a IN (SELECT image_id FROM reference_images)
+                       AND p.image_b IN (SELECT image_id FROM reference_images));
+        DROP VIEW match_groups;
+        CREATE VIEW match_groups AS
+            SELECT g.group_id, i.path, g.is_keeper, i.width, i.height, i.size, i.folder, i.format,
+                   g.mse_to_keeper, g.rotation, g.mirrored, g.root, g.image_id, g.search_id, g.keep_reason
+            FROM group_members g
+            JOIN images i ON i.id = g.image_id
+            WHERE g.search_id = (SELECT id FROM latest_search);
+        """
+    )

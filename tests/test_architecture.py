@@ -22,7 +22,9 @@ ALLOWED = {
                         "imgindex.compare", "imgindex.humanize"},
     # the watcher drives scans and searches through the facade it is given, never the stages
     "imgindex.watch": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan.discover"},
+    "imgindex.decide": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan.discover"},
     "imgindex.api": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan", "imgindex.compare",
+                     "imgindex.decide",
                      "imgindex.actions", "imgindex.report", "imgindex.watch"},
     "imgindex.progress": {"imgindex.types", "imgindex.humanize"},
     "imgindex.compat": {"imgindex.api", "imgindex.types", "imgindex.errors", "imgindex.progress"},

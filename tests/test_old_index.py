@@ -1,4 +1,5 @@
-"""An index made before the package was laid out by stage opens unchanged and reads the same."""
+"""An index made before the package was laid out by stage (and before decisions) opens, is upgraded
+by exactly the decisions migration, keeps every row, and reads the same."""
 
 from __future__ import annotations
 
@@ -34,7 +35,14 @@ def test_an_index_from_before_the_restructuring_opens_unchanged_and_reads_the_sa
                                   f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
         assert index.lower_quality() == [f"{ROOT}/copy of a.jpg", f"{ROOT}/sub/b-again.png"]
         assert index.status().last_search["groups"] == 2
-    assert rows(db) == before  # opening applied no migration and rewrote nothing
+    after = rows(db)
+    assert [m[2] for m in after["_sqlite_migrations"][7:]] == ["0008_decisions"]  # the one migration since
+    for table in set(TABLES) - {"_sqlite_migrations", "group_members", "searches"}:
+        assert after[table] == before[table], table
+    # new columns at the end, old values kept; a keeper's reason is 'rule', an image to act on has none
+    assert [r[:-1] for r in after["group_members"]] == before["group_members"]
+    assert {r[3]: r[-1] for r in after["group_members"]} == {1: "rule", 0: None}
+    assert [r[: len(before["searches"][0])] for r in after["searches"]] == before["searches"]
     with Index(db) as index:  # and the stages work on it: a new search finds the same from the stored tensors
         found = index.search(similarity="similar", full=True, processes=1)
         assert (found.pairs, found.groups) == (2, 2)

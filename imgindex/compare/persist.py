@@ -1,8 +1,9 @@
 """Write a search's results: carried-over pairs, groups (with keepers and exact MSE to the keeper).
 
 Pairs themselves are written as they are found (``execute.PairWriter``). Groups are the
-connected components of this search's pairs; a group of the base search with the same
-members, the same keeper and no image added or moved since is taken over as it is.
+connected components of this search's pairs minus those set aside by decisions (not
+duplicates; both in reference folders); a group of the base search with the same members and
+keepers and no image added or moved since is taken over as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.db import decisions
 from imgindex.db.queries import load_tensors
 from imgindex.scan.discover import under
 from imgindex.compare import groups as groups_
@@ -21,8 +23,8 @@ from imgindex.compare import kernel
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-_MEMBER_INSERT = ("INSERT INTO group_members (search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,"
-                  " mirrored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_MEMBERS = "search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored, keep_reason"
+_MEMBER_INSERT = f"INSERT INTO group_members ({_MEMBERS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> int:
@@ -43,50 +45,62 @@ def carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> in
 
 
 def write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: int,
-                  orientations: tuple[int, ...], *, base_id: int | None = None, changed: set[int] = frozenset(),
-                  batch: int = 4096) -> int:
-    """Connected components of this search's pairs, keepers, and each member's exact MSE to its keeper.
+                 orientations: tuple[int, ...], policy: groups_.Policy, *, base_id: int | None = None,
+                 changed: set[int] = frozenset(), batch: int = 4096) -> tuple[int, int]:
+    """(groups, pairs set aside): connected components of the search's pairs that decisions leave,
+    keepers, and each member's exact MSE to its keeper.
 
-    A group of the base search with the same members, the same keeper and no image added or
-    moved since is taken over as it is; only the others cost tensor reads.
+    Replaces the search's groups in one transaction (a regroup after a decision does that in
+    place). A group of the base search with the same members and the same keepers and no
+    image added or moved since is taken over as it is; only the others cost tensor reads.
     """
-    pairs = np.array(db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id]).fetchall(),
-                     dtype=np.int64).reshape(-1, 2)
+    total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
+    pairs = np.array(decisions.unignored_pairs(db, search_id), dtype=np.int64).reshape(-1, 2)
+    if policy.reference and len(pairs):  # the archive is trusted: two reference images never make a pair
+        ref = np.array(sorted(decisions.reference_ids(db)), dtype=np.int64)
+        pairs = pairs[~(np.isin(pairs[:, 0], ref) & np.isin(pairs[:, 1], ref))]
     comps = groups_.components(pairs[:, 0], pairs[:, 1])
-    made = groups_.make_groups(comps, _members(db, [int(i) for c in comps for i in c]))
+    made = groups_.make_groups(comps, _members(db, [int(i) for c in comps for i in c]), policy)
     known = _group_rows(db, base_id) if base_id is not None else {}
     fresh, kept = [], []
     for g in made:
         ids = frozenset(m.image_id for m in (g.keeper, *g.others))
         old = known.get(ids)
-        if old is not None and old[0][0] == g.keeper.image_id and not ids & changed:
+        if old is not None and not ids & changed and {r[0]: (r[1], r[6]) for r in old} == _kept_as(g):
             kept.extend((search_id, g.group_id, *row) for row in old)
         else:
             fresh.append(g)
     with db.atomic():
+        db.execute("DELETE FROM group_members WHERE search_id = ?", [search_id])
         db.conn.executemany(_MEMBER_INSERT, kept)
-    start = 0
-    while start < len(fresh):  # groups in batches: one query loads the tensors of a whole batch
-        end, size = start, 0
-        while end < len(fresh) and (end == start or size + 1 + len(fresh[end].others) <= batch):
-            size += 1 + len(fresh[end].others)
-            end += 1
-        rows = _member_rows(db, search_id, fresh[start:end], roots, px_size, orientations)
-        with db.atomic():
-            db.conn.executemany(_MEMBER_INSERT, rows)
-        start = end
-    return len(made)
+        start = 0
+        while start < len(fresh):  # groups in batches: one query loads the tensors of a whole batch
+            end, size = start, 0
+            while end < len(fresh) and (end == start or size + 1 + len(fresh[end].others) <= batch):
+                size += 1 + len(fresh[end].others)
+                end += 1
+            db.conn.executemany(_MEMBER_INSERT, _member_rows(db, search_id, fresh[start:end], roots, px_size,
+                                                             orientations))
+            start = end
+    return len(made), total - len(pairs)
+
+
+def _kept_as(group: groups_.Group) -> dict[int, tuple[int, str | None]]:
+    """image id -> (is_keeper, keep_reason) of every member."""
+    return {m.image_id: (int(m is group.keeper), group.reasons.get(m.image_id))
+            for m in (group.keeper, *group.others)}
 
 
 def _members(db: Database, member_ids: list[int]) -> dict[int, groups_.Member]:
     """The facts the keeper choice needs, for every image in a group."""
     members = {}
     for start in range(0, len(member_ids), 20000):
-        for image_id, width, height, size, path in db.execute(
-            "SELECT id, width, height, size, path FROM images WHERE id IN (SELECT value FROM json_each(?))",
+        for row in db.execute(
+            "SELECT id, width, height, size, path, mtime_ns, format, content_hash FROM images"
+            " WHERE id IN (SELECT value FROM json_each(?))",
             [json.dumps(member_ids[start : start + 20000])],
         ):
-            members[image_id] = groups_.Member(image_id, width, height, size, path)
+            members[row[0]] = groups_.Member(*row)
     return members
 
 
@@ -99,7 +113,7 @@ def _member_rows(db: Database, search_id: int, batch: list[groups_.Group], roots
     rows = []
     for g in batch:
         root = next((r for r in roots if under(os.path.dirname(g.keeper.path), r)), None)
-        rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None))
+        rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None, g.reasons[g.keeper.image_id]))
         keeper = np.repeat(tensors[g.keeper.image_id][None], len(g.others), axis=0)
         others = np.stack([tensors[m.image_id] for m in g.others])
         ssd = np.stack([kernel.exact_ssd(keeper, others, o) for o in orientations], axis=1)
@@ -107,15 +121,16 @@ def _member_rows(db: Database, search_id: int, batch: list[groups_.Group], roots
             k = int(np.argmin(row))
             t = kernel.ORIENTATIONS[orientations[k]]
             rows.append((search_id, g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation,
-                         int(t.mirrored)))
+                         int(t.mirrored), g.reasons.get(m.image_id)))
     return rows
 
 
 def _group_rows(db: Database, search_id: int) -> dict[frozenset, list[tuple]]:
-    """A search's groups by member set: rows (image_id, is_keeper, root, mse, rotation, mirrored), keeper first."""
+    """A search's groups by member set: rows (image_id, is_keeper, root, mse, rotation, mirrored, keep_reason),
+    keeper first."""
     by_group: dict[int, list[tuple]] = {}
     for group_id, *row in db.execute(
-        "SELECT group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored FROM group_members"
+        "SELECT group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored, keep_reason FROM group_members"
         " WHERE search_id = ? ORDER BY group_id, is_keeper DESC",
         [search_id],
     ):
@@ -123,13 +138,14 @@ def _group_rows(db: Database, search_id: int) -> dict[frozenset, list[tuple]]:
     return {frozenset(r[0] for r in rows): rows for rows in by_group.values()}
 
 
-def copy_groups(db: Database, search_id: int, base_id: int) -> int:
-    """Nothing was added or removed since the base search: its groups are this search's."""
+def copy_groups(db: Database, search_id: int, base_id: int) -> tuple[int, int]:
+    """(groups, pairs set aside): nothing changed since the base search, so its groups are this search's."""
     with db.atomic():
         db.execute(
-            "INSERT INTO group_members (search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,"
-            " mirrored) SELECT ?, group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored"
-            " FROM group_members WHERE search_id = ?",
+            f"INSERT INTO group_members ({_MEMBERS}) SELECT ?, group_id, image_id, is_keeper, root, mse_to_keeper,"
+            " rotation, mirrored, keep_reason FROM group_members WHERE search_id = ?",
             [search_id, base_id],
         )
-    return db.execute("SELECT count(DISTINCT group_id) FROM group_members WHERE search_id = ?", [search_id]).fetchone()[0]
+    groups = db.execute("SELECT count(DISTINCT group_id) FROM group_members WHERE search_id = ?", [search_id])
+    set_aside = db.execute("SELECT coalesce(set_aside, 0) FROM searches WHERE id = ?", [base_id])
+    return groups.fetchone()[0], set_aside.fetchone()[0]

@@ -7,6 +7,8 @@ involving a new image, pruned by exact lower bounds before any tensor is read.
   sums and sums of squares), so only images that could be identical meet the kernel: O(N).
 - The *classic* plan (<= CLASSIC_MAX images) cuts buckets by id; the *chunked* plan sorts by
   mean brightness and skips chunk pairs more than sqrt(threshold) apart (Jensen's inequality).
+- Images in reference folders are never compared with each other, only with the rest: a large
+  archive against a few new files costs k*n, not n^2.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class Scope:
     heights: np.ndarray
     roots: np.ndarray  # index into the roots tuple, -1 when not in_folder
     moved_at: list  # ISO time of the image's last move, or None
+    folders: list  # each image's folder
+
+    def under_any(self, folders: tuple[str, ...]) -> np.ndarray:
+        """Mask of the images under one of ``folders``."""
+        return np.array([any(under(f, r) for r in folders) for f in self.folders], dtype=bool)
 
 
 def default_chunksize(n: int, algorithm: str, processes: int) -> int:
@@ -74,6 +81,7 @@ def load_scope(db: Database, roots: tuple[str, ...], in_folder: bool) -> Scope:
         heights=np.array([r[2] for r in rows], dtype=np.int64),
         roots=np.array(root_of, dtype=np.int64),
         moved_at=[r[4] for r in rows],
+        folders=[r[3] for r in rows],
     )
 
 
@@ -143,9 +151,13 @@ def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) 
     )
 
 
-def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm) -> Iterator[Task]:
-    """Chunk-pair tasks covering every pair that involves at least one new image."""
-    buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any()]
+def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm,
+         is_reference=None) -> Iterator[Task]:
+    """Chunk-pair tasks covering every pair that involves at least one new image and at most one
+    reference image."""
+    if is_reference is None:
+        is_reference = np.zeros(len(scope.ids), dtype=bool)
+    buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
     if not buckets:
         return
     needed = np.concatenate(buckets)
@@ -153,50 +165,41 @@ def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, 
     where = {int(p): k for k, p in enumerate(needed.tolist())}
     for part in buckets:
         sub = np.array([where[int(p)] for p in part])
-        means, ids, new = keys.means[sub], scope.ids[part], is_new[part]
-        if threshold == 0:
-            yield from _plan_identical(ids, new, [keys.ikeys[k] for k in sub], chunksize)
-        elif algorithm == "chunked":
-            yield from _plan_by_brightness(ids, new, means, threshold, chunksize)
+        means, ids, new, ref = keys.means[sub], scope.ids[part], is_new[part], is_reference[part]
+        if threshold == 0:  # exact duplicates: only images sharing an identity key (O(N) to find) can be identical
+            groups: dict[bytes, list[int]] = {}
+            for position, key in enumerate(keys.ikeys[k] for k in sub):
+                groups.setdefault(key, []).append(position)
+            for m in groups.values():
+                if len(m) > 1 and new[m].any():
+                    yield from _plan_part(ids[m], new[m], ref[m], None, threshold, chunksize)
         else:
-            yield from _plan_by_id(ids, new, chunksize)
+            yield from _plan_part(ids, new, ref, means if algorithm == "chunked" else None, threshold, chunksize)
 
 
-def _plan_identical(ids: np.ndarray, new: np.ndarray, ikeys: list[bytes], chunksize: int) -> Iterator[Task]:
-    """Exact duplicates: only images sharing an identity key (O(N) to find) can be identical."""
-    groups: dict[bytes, list[int]] = {}
-    for position, key in enumerate(ikeys):
-        groups.setdefault(key, []).append(position)
-    for members in groups.values():
-        if len(members) > 1 and new[members].any():
-            yield from _plan_by_id(ids[members], new[members], chunksize)
+def _plan_part(ids: np.ndarray, new: np.ndarray, ref: np.ndarray, means: np.ndarray | None, threshold: float,
+               chunksize: int) -> Iterator[Task]:
+    """New images against all the others and each other; reference images only against the rest.
 
-
-def _plan_by_id(ids: np.ndarray, new: np.ndarray, chunksize: int) -> Iterator[Task]:
-    """id-ordered chunks: every new chunk against every old chunk, itself, and later new chunks."""
-    order = np.argsort(ids)
-    ids, new = ids[order], new[order]
-    new_chunks = _chunks(ids[new], chunksize)
-    old_chunks = _chunks(ids[~new], chunksize)
-    for i, a in enumerate(new_chunks):
-        for b in old_chunks:
-            yield Task(b, a)
-        yield Task(a, None)
-        for b in new_chunks[i + 1 :]:
-            yield Task(a, b)
-
-
-def _plan_by_brightness(ids: np.ndarray, new: np.ndarray, means: np.ndarray, threshold: float,
-                        chunksize: int) -> Iterator[Task]:
-    """Chunks cut by mean brightness; chunk pairs further apart than sqrt(threshold) are skipped.
-
-    The MSE is at least the square of the difference of the two images' means (Jensen), in
-    every orientation, so a chunk only meets the chunks within sqrt(threshold) of it: far fewer
-    tasks than all pairs, for a full search and for new images against the old ones alike.
+    With ``means`` chunks are cut by mean brightness and chunk pairs further apart than
+    sqrt(threshold) are skipped: the MSE is at least the square of the difference of the two
+    images' means (Jensen), in every orientation, so a chunk only meets the chunks within
+    sqrt(threshold) of it. Without, chunks are cut by id and every chunk pair is compared.
     """
-    reach = np.sqrt(threshold) * (1 + 1e-9) + 1e-9  # slack for the rounding of the means
-    new_chunks = _brightness_chunks(ids[new], means[new], chunksize)
-    old_chunks = _brightness_chunks(ids[~new], means[~new], chunksize)
+    if means is None:
+        reach, means = np.inf, ids.astype(np.float64)
+    else:
+        reach = np.sqrt(threshold) * (1 + 1e-9) + 1e-9  # slack for the rounding of the means
+    chunk = lambda mask: _sorted_chunks(ids[mask], means[mask], chunksize)  # noqa: E731
+    rest_new, rest_old = chunk(~ref & new), chunk(~ref & ~new)
+    yield from _pairs_of(rest_new, rest_old, reach)
+    if ref.any():
+        yield from _across(chunk(ref), rest_new, reach)
+        yield from _across(chunk(ref & new), rest_old, reach)
+
+
+def _pairs_of(new_chunks, old_chunks, reach: float) -> Iterator[Task]:
+    """Every new chunk against every old chunk in reach, itself, and the later new chunks in reach."""
     for i, (a, a_lo, a_hi) in enumerate(new_chunks):
         for b, b_lo, b_hi in old_chunks:
             if b_lo - a_hi <= reach and a_lo - b_hi <= reach:
@@ -204,22 +207,24 @@ def _plan_by_brightness(ids: np.ndarray, new: np.ndarray, means: np.ndarray, thr
         yield Task(a, None)
         for b, b_lo, _b_hi in new_chunks[i + 1 :]:
             if b_lo - a_hi > reach:
-                break  # sorted by mean: every later chunk is further still
+                break  # sorted: every later chunk is further still
             yield Task(a, b)
 
 
-def _brightness_chunks(ids: np.ndarray, means: np.ndarray, chunksize: int) -> list[tuple[tuple[int, ...], float, float]]:
-    """(ids, lowest mean, highest mean) of chunks cut from the images sorted by mean."""
+def _across(old_chunks, new_chunks, reach: float) -> Iterator[Task]:
+    """Every chunk of one side against every chunk of the other in reach; none against its own side."""
+    for a, a_lo, a_hi in new_chunks:
+        for b, b_lo, b_hi in old_chunks:
+            if b_lo - a_hi <= reach and a_lo - b_hi <= reach:
+                yield Task(b, a)
+
+
+def _sorted_chunks(ids: np.ndarray, keys: np.ndarray, chunksize: int) -> list[tuple[tuple[int, ...], float, float]]:
+    """(ids, lowest key, highest key) of chunks cut from the images sorted by key (mean brightness, or id)."""
     if len(ids) == 0:
         return []
-    order = np.argsort(means, kind="stable")
+    order = np.argsort(keys, kind="stable")
     return [
-        (tuple(ids[c].tolist()), float(means[c[0]]), float(means[c[-1]]))
+        (tuple(ids[c].tolist()), float(keys[c[0]]), float(keys[c[-1]]))
         for c in np.array_split(order, -(-len(ids) // chunksize))
     ]
-
-
-def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, ...]]:
-    if len(ids) == 0:
-        return []
-    return [tuple(c.tolist()) for c in np.array_split(ids, -(-len(ids) // size))]

@@ -35,13 +35,13 @@ def result(db: Database, search_id: int | None = None) -> dict:
 
 
 def lower_quality(db: Database, search_id: int | None = None) -> list[str]:
-    """Every grouped image but its group's keeper, in group order."""
+    """Every grouped image but those kept (the keeper, pinned images, reference images), in group order."""
     search_id = resolve_search_id(db, search_id)
     return [
         path
         for (path,) in db.execute(
             "SELECT i.path FROM group_members g JOIN images i ON i.id = g.image_id"
-            " WHERE g.search_id = ? AND g.is_keeper = 0 ORDER BY g.group_id, g.mse_to_keeper, i.path",
+            " WHERE g.search_id = ? AND g.is_keeper = 0 AND g.keep_reason IS NULL ORDER BY g.group_id, g.mse_to_keeper, i.path",
             [search_id],
         )
     ]
@@ -64,7 +64,7 @@ def group_rows(db: Database, search_id: int | None = None) -> list[GroupRow]:
     search_id = resolve_search_id(db, search_id)
     cursor = db.execute(
         "SELECT g.group_id, i.path, g.is_keeper, g.mse_to_keeper, g.rotation, g.mirrored, i.width, i.height,"
-        " i.size, g.root FROM group_members g JOIN images i ON i.id = g.image_id WHERE g.search_id = ?"
+        " i.size, g.root, g.keep_reason FROM group_members g JOIN images i ON i.id = g.image_id WHERE g.search_id = ?"
         " ORDER BY g.group_id, g.is_keeper DESC, g.mse_to_keeper, i.path",
         [search_id],
     )

@@ -46,11 +46,20 @@ class Settings:
     in_folder: bool
     roots: tuple[str, ...]
     px_size: int
+    # not deciding which pairs are found, but how they are grouped and which are compared at all
+    reference: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    prefer_folders: tuple[str, ...] = ()
 
     def as_row(self) -> dict:
         return {"similarity": self.similarity, "threshold": self.threshold, "rotate": int(self.rotate),
                 "mirror": int(self.mirror), "same_dim": int(self.same_dim), "in_folder": int(self.in_folder),
-                "roots": json.dumps(list(self.roots)), "px_size": self.px_size, "decoder": DECODER}
+                "roots": json.dumps(list(self.roots)), "px_size": self.px_size, "decoder": DECODER,
+                "reference": json.dumps(list(self.reference)), "keep_rule": self.keep_rule}
+
+    @property
+    def keep_rule(self) -> str:
+        return json.dumps({"keep": list(self.keep), "prefer_folders": list(self.prefer_folders)})
 
 
 @dataclass(frozen=True)
@@ -60,14 +69,18 @@ class Base:
     search_id: int
     max_image_id: int
     started_at: str
-    pairs: int
+    pairs: int  # every pair it found, set aside by decisions or not
+    reference: tuple[str, ...] = ()
+    keep_rule: str | None = None
+    decisions_version: int | None = None
 
 
 def base_search(db: Database, settings: Settings) -> Base | None:
     """The latest completed search with the same settings, whose pairs can be carried over."""
     row = db.execute(
         "SELECT id, max_image_id, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, decoder,"
-        " started_at, pairs FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
+        " started_at, (SELECT count(*) FROM pairs p WHERE p.search_id = searches.id), reference, keep_rule,"
+        " decisions_version FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
@@ -75,12 +88,16 @@ def base_search(db: Database, settings: Settings) -> Base | None:
     same = (row[2] == wanted["threshold"]
             and tuple(row[3:10]) == tuple(wanted[k] for k in ("rotate", "mirror", "same_dim", "in_folder", "roots",
                                                                 "px_size", "decoder")))
-    return Base(row[0], row[1] or 0, row[10], row[11] or 0) if same else None
+    if not same:
+        return None
+    return Base(row[0], row[1] or 0, row[10], row[11] or 0, tuple(json.loads(row[12] or "[]")), row[13], row[14])
 
 
 def stored_settings(db: Database, search_id: int) -> Settings:
     """The settings a recorded search ran with."""
-    row = db.execute("SELECT similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size"
-                     " FROM searches WHERE id = ?", [search_id]).fetchone()
+    row = db.execute("SELECT similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, reference,"
+                     " keep_rule FROM searches WHERE id = ?", [search_id]).fetchone()
+    rule = json.loads(row[9]) if row[9] else {}
     return Settings(row[0], float(row[1]), bool(row[2]), bool(row[3]), bool(row[4]), bool(row[5]),
-                    tuple(json.loads(row[6])), int(row[7] or 0))
+                    tuple(json.loads(row[6])), int(row[7] or 0), tuple(json.loads(row[8] or "[]")),
+                    tuple(rule.get("keep") or ()), tuple(rule.get("prefer_folders") or ()))

@@ -1,0 +1,101 @@
+"""The index's search profile: the settings every search, find and watch uses unless told otherwise.
+
+The first search stores the settings it ran with. Later commands fill in what they were not
+given from the profile; options given for one run stay that run's unless ``save`` makes them
+the profile, and the run reports which settings differ (its results replace the profile's in
+the views, which users should hear about).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from imgindex.compare.groups import DEFAULT_RULE, parse_rule
+from imgindex.compare.settings import resolve_similarity
+from imgindex.db.queries import get_setting, set_setting
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+KEY = "search_profile"
+
+
+@dataclass(frozen=True)
+class Profile:
+    similarity: str = "duplicates"
+    rotate: bool = True
+    mirror: bool = False
+    same_dim: bool = True
+    keep: tuple[str, ...] = DEFAULT_RULE
+    prefer_folders: tuple[str, ...] = ()
+
+    @property
+    def threshold(self) -> float:
+        return resolve_similarity(self.similarity)[1]
+
+
+def load(db: Database) -> Profile | None:
+    """The stored profile, or None before the first search."""
+    raw = get_setting(db, KEY)
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    data["keep"] = tuple(data.get("keep") or DEFAULT_RULE)
+    data["prefer_folders"] = tuple(data.get("prefer_folders") or ())
+    return Profile(**{k: v for k, v in data.items() if k in Profile.__dataclass_fields__})
+
+
+def save(db: Database, profile: Profile) -> None:
+    with db.atomic():
+        set_setting(db, KEY, json.dumps(dataclasses.asdict(profile)))
+
+
+def given(similarity=None, rotate=None, mirror=None, same_dim=None, keep=None, prefer_folders=None) -> dict:
+    """The settings a caller gave (None: not given), checked and in their stored form."""
+    out = {}
+    if similarity is not None:
+        out["similarity"] = resolve_similarity(similarity)[0]
+    out.update({k: bool(v) for k, v in (("rotate", rotate), ("mirror", mirror), ("same_dim", same_dim))
+                if v is not None})
+    if prefer_folders is not None:
+        out["prefer_folders"] = tuple(os.path.abspath(os.path.expanduser(os.fspath(f))) for f in prefer_folders)
+    if keep is not None or prefer_folders:
+        out["keep"] = parse_rule(keep, out.get("prefer_folders", ()))
+    return out
+
+
+def resolve(db: Database, options: dict, *, save_profile: bool = False) -> tuple[Profile, tuple[str, ...]]:
+    """(the settings to run with, the names of those that differ from the stored profile).
+
+    The first search's settings become the profile, and so do any run's with ``save_profile``.
+    """
+    stored = load(db)
+    effective = dataclasses.replace(stored or Profile(), **options)
+    if stored is None or save_profile:
+        if effective != stored:
+            save(db, effective)
+        return effective, ()
+    differs = tuple(f.name for f in dataclasses.fields(Profile)
+                    if _norm(f.name, getattr(effective, f.name)) != _norm(f.name, getattr(stored, f.name)))
+    return effective, differs
+
+
+def _norm(name: str, value):
+    return resolve_similarity(value)[1] if name == "similarity" else value
+
+
+def describe(profile: Profile) -> str:
+    """One line: 'similar (MSE 6), rotations, same dimensions; keeper: resolution,size,path'."""
+    parts = [f"{profile.similarity} (MSE {profile.threshold:g})"]
+    parts.append("rotations" if profile.rotate else "no rotations")
+    if profile.mirror:
+        parts.append("mirrored")
+    parts.append("same dimensions only" if profile.same_dim else "any dimensions")
+    keep = ",".join(profile.keep)
+    if profile.prefer_folders:
+        keep += " (preferring " + ", ".join(profile.prefer_folders) + ")"
+    return ", ".join(parts) + f"; keeper: {keep}"

@@ -1,0 +1,59 @@
+"""Reading the review decisions every stage applies: ignored pairs, pinned keepers, reference folders.
+
+Writing them (with their checks and conflicts) is ``imgindex.decide``'s job. Each change bumps
+``decisions_version``, and a search records the version its groups reflect, so a stale grouping
+is recognised without comparing anything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgindex.db.queries import get_setting, set_setting
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+ACTIVE = "revoked_at IS NULL"
+# a pair is ignored when its two content hashes are decided 'not-duplicates' (smaller hash first)
+NOT_IGNORED = (
+    "NOT EXISTS (SELECT 1 FROM decisions d WHERE d.kind = 'not-duplicates' AND d.revoked_at IS NULL"
+    " AND d.hash_a = min(a.content_hash, b.content_hash) AND d.hash_b = max(a.content_hash, b.content_hash))"
+)
+
+
+def version(db: Database) -> int:
+    """How many times the decisions changed: a search's groups reflect one version."""
+    return int(get_setting(db, "decisions_version") or 0)
+
+
+def bump_version(db: Database) -> int:
+    """Call inside the transaction that changes a decision."""
+    new = version(db) + 1
+    set_setting(db, "decisions_version", str(new))
+    return new
+
+
+def pinned(db: Database) -> dict[str, str]:
+    """Pinned content hashes and the path each was pinned at."""
+    return dict(db.execute(f"SELECT hash_a, path_a FROM decisions WHERE kind = 'keep' AND {ACTIVE}").fetchall())
+
+
+def reference_folders(db: Database) -> tuple[str, ...]:
+    """The reference folders, sorted (absolute paths)."""
+    rows = db.execute(f"SELECT path_a FROM decisions WHERE kind = 'reference' AND {ACTIVE} ORDER BY path_a")
+    return tuple(r[0] for r in rows)
+
+
+def reference_ids(db: Database) -> set[int]:
+    """Ids of the indexed images under a reference folder."""
+    return {r[0] for r in db.execute("SELECT DISTINCT image_id FROM reference_images")}
+
+
+def unignored_pairs(db: Database, search_id: int) -> list[tuple[int, int]]:
+    """A search's pairs, minus those decided 'not duplicates'."""
+    return db.execute(
+        "SELECT p.image_a, p.image_b FROM pairs p JOIN images a ON a.id = p.image_a"
+        f" JOIN images b ON b.id = p.image_b WHERE p.search_id = ? AND {NOT_IGNORED}",
+        [search_id],
+    ).fetchall()
