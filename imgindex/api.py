@@ -17,6 +17,7 @@ from imgindex.actions import apply as actions_apply
 from imgindex.actions import journal, plan
 from imgindex.db import queries
 from imgindex.db.connect import connect
+from imgindex.db.decisions import counts as decision_counts
 from imgindex.db.queries import VectorChunk
 from imgindex.db.status import status as read_status
 from imgindex.scan.formats import skipped_kind  # noqa: F401 (for compat: the walk's reasons)
@@ -179,7 +180,7 @@ class Index:
     def configure(self, *, save: bool = True, **settings) -> Profile:
         """Change the search profile: similarity, rotate, mirror, same_dim, keep, prefer_folders."""
         chosen, _ = profile.resolve(self.db, profile.given(**settings), save_profile=save)
-        self._regrouped(None)
+        regroup(self.db, keeper=chosen)  # the views follow a new keeper rule at once
         return chosen
 
     def _regrouped(self, report: DecisionReport | None) -> DecisionReport | None:
@@ -243,13 +244,18 @@ class Index:
 
     def status(self) -> Status:
         """Images, errors, the last scan and search, and whether a watcher is running (a Status)."""
-        return read_status(self.db)
+        return dataclasses.replace(read_status(self.db), profile=self.profile, decisions=decision_counts(self.db))
 
-    def watch(self, roots, *, stop, **options) -> None:
-        """Keep the index and matches current until ``stop`` (a threading.Event) is set; see Watcher."""
+    def watch(self, roots, *, stop, reference: Iterable[str | os.PathLike] = (), **options) -> None:
+        """Keep the index and matches current until ``stop`` (a threading.Event) is set; see Watcher.
+
+        ``reference`` folders are watched too, and become the index's reference folders once scanned.
+        """
         from imgindex.watch.watcher import Watcher  # watchdog's observers load only for watching
 
-        Watcher(self, roots, **options).run(stop)
+        roots, reference = [_expand(r) for r in roots], [_expand(r) for r in reference]
+        roots += [r for r in reference if not any(under(os.path.abspath(r), os.path.abspath(p)) for p in roots)]
+        Watcher(self, roots, on_start=lambda: self.add_reference(reference, regroup=False), **options).run(stop)
 
     def count(self) -> int:
         """Number of indexed images."""

@@ -278,6 +278,8 @@ class Status:
     last_search: dict | None
     watcher: WatcherStatus | None
     last_action: dict | None = None
+    profile: object | None = None  # the search profile (compare.profile.Profile), None before the first search
+    decisions: dict | None = None  # decisions in force, by kind
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ class BatchReport:
     pairs: int
     groups: int
     duration: float
+    off_profile: tuple[str, ...] = ()  # the search settings it ran with that differ from the index's profile
 
 
 # ---------------------------------------------------------------- decisions

@@ -1,8 +1,8 @@
 """Carry out an action plan, file by file, each journaled before it is touched.
 
 The rules that make losing a picture impossible:
-- every file is re-checked (size, mtime, SHA-256) right before it is touched; a changed one is
-  skipped, and so is every file of a group whose keeper is missing or changed;
+- every file is re-checked (size, mtime, SHA-256, and the decisions: never a pinned keeper or a
+  reference image) right before it is touched; a changed one is skipped, and so is every file of a group whose keeper is missing or changed;
 - a move never replaces anything (``fileops``), and a copy across devices is verified before the
   source goes;
 - the journal (``journal``) lets an interrupted run be finished or reverted from the disk.
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from imgindex.actions import fileops
 from imgindex.actions.journal import finish_run, journal_planned, record_outcome, recover, settle_planned, start_run
-from imgindex.actions.plan import UNDO_KINDS
+from imgindex.actions.plan import ACTING_KINDS, UNDO_KINDS
 from imgindex.db.connect import abandon_transaction
+from imgindex.db.decisions import Protected
 from imgindex.db.queries import indexed_roots
 from imgindex.types import ActionOutcome, ActionPlan, ActionProgress, ActionReport, PlannedAction
 
@@ -58,6 +59,7 @@ class _Run:
     def __init__(self, db: Database, plan: ActionPlan, progress):
         self.db, self.plan, self.progress = db, plan, progress
         self.roots = indexed_roots(db)
+        self.protected = Protected(db)  # decisions made since planning count: a pinned file is never touched
         self.outcomes: list[ActionOutcome] = []
         self.reindex: set[str] = set()
         self.keepers: dict[str, str | None] = {}
@@ -93,6 +95,10 @@ class _Run:
             return f"cannot be checked ({exc.strerror or exc}): left alone"
 
     def _problem(self, action: PlannedAction) -> str | None:
+        if action.kind in ACTING_KINDS and action.companion_of is None:
+            reason = self.protected.reason(action.source, action.content_hash)
+            if reason:
+                return reason
         if action.companion_of is not None and action.companion_of not in self.done:
             return f"its picture {action.companion_of} was left alone, so its sidecar stays with it"
         if action.keeper is not None:

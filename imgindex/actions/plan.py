@@ -1,6 +1,7 @@
 """Plan move-to, delete and undo: which files, and where each would go. Nothing is touched here.
 
-Only ``lower_quality`` images of the latest search are planned; moves keep folders relative to
+Only ``lower_quality`` images of the latest search are planned, never a pinned keeper or an image
+in a reference folder (re-checked against the decisions in force); moves keep folders relative to
 the scanned root (under DEST/<root name>/ with several roots) and never plan over a file that
 is there (``name (1).ext``). A picture's XMP sidecar goes where the picture goes: losing the
 edits of a RAW is losing work. Undo plans the journal's done actions of a run, newest first.
@@ -12,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from imgindex.actions import fileops
+from imgindex.db.decisions import Protected
 from imgindex.db.queries import indexed_roots, resolve_search_id
 from imgindex.errors import ActionError
 from imgindex.scan.discover import under
@@ -29,12 +31,12 @@ def plan_move_to(db: Database, destination: str | os.PathLike) -> ActionPlan:
     dest = os.path.abspath(os.path.expanduser(os.fspath(destination)))
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise ActionError(f"{dest} exists and is not a folder: give move-to a folder (it is created if missing).")
-    search_id, rows = _lower_quality_rows(db)
+    search_id, rows, skipped = _lower_quality_rows(db)
     roots = indexed_roots(db)
     acting_roots = {_root_of(path, roots) for _, path, *_ in rows if not under(path, dest)}
     labelled = len(acting_roots) > 1
     labels = _root_labels(sorted(acting_roots)) if labelled else {}
-    actions, skipped, taken = [], [], set()
+    actions, taken = [], set()
     found = Sidecars({path for _, path, *_ in rows if not under(path, dest)})
     for image_id, path, size, mtime_ns, content_hash, keeper in rows:
         if under(path, dest):
@@ -101,13 +103,13 @@ def _sidecar_action(kind: str, source: str, destination: str | None, keeper: str
 
 def plan_delete(db: Database, *, permanent: bool = False) -> ActionPlan:
     """Delete every lower_quality image of the latest search: to the trash, or for good with ``permanent``."""
-    search_id, rows = _lower_quality_rows(db)
+    search_id, rows, skipped = _lower_quality_rows(db)
     kind = "delete" if permanent else "trash"
     actions, found = [], Sidecars({path for _, path, *_ in rows})
     for image_id, path, size, mtime_ns, content_hash, keeper in rows:
         actions.append(PlannedAction(kind, path, None, content_hash, size, mtime_ns, image_id, keeper))
         actions += [_sidecar_action(kind, s, None, keeper, path) for s in found.of(path)]
-    return ActionPlan("delete", tuple(actions), (), search_id, permanent=permanent)
+    return ActionPlan("delete", tuple(actions), tuple(skipped), search_id, permanent=permanent)
 
 
 def plan_undo(db: Database, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:
@@ -150,18 +152,23 @@ def plan_undo(db: Database, *, run_id: int | None = None, action_id: int | None 
 _JOURNAL_COLUMNS = "id, kind, source, destination, content_hash, size, image_id, outcome"
 
 
-def _lower_quality_rows(db: Database) -> tuple[int, list[tuple]]:
-    """(image_id, path, size, mtime_ns, content_hash, keeper path) of each non-keeper of the latest search."""
+def _lower_quality_rows(db: Database) -> tuple[int, list[tuple], list[SkippedFile]]:
+    """(image_id, path, size, mtime_ns, content_hash, keeper path) of each member of the latest search
+    that is not kept, and the files left alone because a decision protects them now."""
     search_id = resolve_search_id(db, None)
     rows = db.execute(
         "SELECT i.id, i.path, i.size, i.mtime_ns, i.content_hash, k.path FROM group_members g"
         " JOIN images i ON i.id = g.image_id"
         " JOIN group_members gk ON gk.search_id = g.search_id AND gk.group_id = g.group_id AND gk.is_keeper = 1"
         " JOIN images k ON k.id = gk.image_id"
-        " WHERE g.search_id = ? AND g.is_keeper = 0 ORDER BY g.group_id, g.mse_to_keeper, i.path",
+        " WHERE g.search_id = ? AND g.is_keeper = 0 AND g.keep_reason IS NULL"
+        " ORDER BY g.group_id, g.mse_to_keeper, i.path",
         [search_id],
     ).fetchall()
-    return search_id, rows
+    protected = Protected(db)
+    reasons = [protected.reason(r[1], r[4]) for r in rows]
+    skipped = [SkippedFile(r[1], why) for r, why in zip(rows, reasons) if why]
+    return search_id, [r for r, why in zip(rows, reasons) if not why], skipped
 
 
 def _root_of(path: str, roots: list[str]) -> str:

@@ -13,7 +13,15 @@ import click
 from imgindex.api import Index
 from imgindex.cli import render
 from imgindex.cli.app import cli, progress_bar, user_errors
-from imgindex.cli.options import db_option, processes_option, quiet_option, scan_options, search_options, watch_options
+from imgindex.cli.options import (
+    db_option,
+    processes_option,
+    quiet_option,
+    reference_option,
+    scan_options,
+    search_options,
+    watch_options,
+)
 from imgindex.types import ScanReport, SearchReport
 
 PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
@@ -23,19 +31,21 @@ PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(file_ok
 @PATHS
 @db_option
 @scan_options
+@reference_option
 @processes_option
 @quiet_option
 @user_errors
-def scan(paths, db_path, recursive, limit_extensions, px_size, processes, quiet):
+def scan(paths, db_path, recursive, limit_extensions, px_size, reference, processes, quiet):
     """Index the images under PATHS into the database; only new, changed and removed files cost time.
 
     \b
     Examples:
       imgindex scan ~/Pictures /mnt/backup --db photos.db
       imgindex scan ~/Pictures --db photos.db --no-recursive
+      imgindex scan ~/Incoming --reference ~/Archive --db photos.db
     """
     with Index(db_path) as index:
-        report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet)
+        report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference)
         if not quiet:
             render.scan_summary(report, index.path, index.count())
 
@@ -46,19 +56,21 @@ def scan(paths, db_path, recursive, limit_extensions, px_size, processes, quiet)
 @processes_option
 @quiet_option
 @user_errors
-def search(db_path, similarity, rotate, same_dim, mirror, in_folder, chunksize, full, fmt, output, processes, quiet):
+def search(db_path, in_folder, chunksize, full, fmt, output, processes, quiet, **settings):
     """Find matching images among those indexed in the database, and write the groups.
 
-    After a scan, only images new since the last search with the same settings are compared.
-    --in-folder searches each root of the latest scan on its own.
+    Options not given are the index's search profile (set by the first search; see imgindex
+    config). After a scan, only images new since the last search with the same settings are
+    compared. --in-folder searches each root of the latest scan on its own.
 
     \b
     Examples:
       imgindex search --db photos.db
       imgindex search --db photos.db --similarity similar --format json -o matches.json
+      imgindex search --db photos.db --keep oldest,resolution --save-profile
     """
     with Index(db_path) as index:
-        report = _search(index, (), similarity, rotate, same_dim, mirror, in_folder, chunksize, full, processes, quiet)
+        report = _search(index, (), settings, in_folder, chunksize, full, processes, quiet)
         _write_result(index, report, fmt, output, quiet)
 
 
@@ -70,21 +82,22 @@ def search(db_path, similarity, rotate, same_dim, mirror, in_folder, chunksize, 
 @processes_option
 @quiet_option
 @user_errors
-def find(paths, db_path, recursive, limit_extensions, px_size, similarity, rotate, same_dim, mirror, in_folder,
-         chunksize, full, fmt, output, processes, quiet):
+def find(paths, db_path, recursive, limit_extensions, px_size, in_folder, chunksize, full, fmt, output, processes,
+         quiet, **settings):
     """Scan PATHS and search them in one go: difPy's command line, with a memory.
 
     \b
     Examples:
       imgindex find ~/Pictures
       imgindex find ~/Pictures /mnt/backup --in-folder --similarity similar --format json -o out.json
+      imgindex find ~/Incoming --reference ~/Archive
     """
+    reference = settings.pop("reference")
     with Index(db_path) as index:
-        scan_report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet)
+        scan_report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference)
         if not quiet:
             render.scan_summary(scan_report, index.path, index.count(), file=sys.stderr)
-        report = _search(index, scan_report.roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full,
-                         processes, quiet)
+        report = _search(index, scan_report.roots, settings, in_folder, chunksize, full, processes, quiet)
         _write_result(index, report, fmt, output, quiet)
 
 
@@ -98,16 +111,19 @@ def find(paths, db_path, recursive, limit_extensions, px_size, similarity, rotat
 @click.option("--log-file", type=click.Path(dir_okay=False), default=None,
               help="Append the log here instead of stderr.")
 @user_errors
-def watch(paths, db_path, similarity, rotate, same_dim, mirror, limit_extensions, px_size, processes, settle,
-          log_file):
+def watch(paths, db_path, limit_extensions, px_size, processes, settle, log_file, **settings):
     """Keep the index and matches of PATHS current: index and compare new files as they land.
 
     Catches up with what changed while it was not running, then follows file events. Logs one
     line per batch. Stops cleanly on Ctrl-C or SIGTERM after the batch in hand.
 
     \b
-    Example:
+    Search options not given are the index's search profile, read again for every batch.
+
+    \b
+    Examples:
       imgindex watch ~/Pictures --db photos.db --similarity similar
+      imgindex watch ~/Incoming --reference ~/Archive --db photos.db
     """
     stream = open(log_file, "a", encoding="utf-8", buffering=1) if log_file else sys.stderr
     handler = logging.StreamHandler(stream)
@@ -120,9 +136,9 @@ def watch(paths, db_path, similarity, rotate, same_dim, mirror, limit_extensions
         with Index(db_path) as index:
             roots = ", ".join(os.path.abspath(p) for p in paths)
             render.log_line(stream, f"watching {roots} into {index.path} (pid {os.getpid()})")
-            index.watch(paths, stop=stop, settle=settle, similarity=similarity, rotate=rotate, mirror=mirror,
-                        same_dim=same_dim, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
-                        on_batch=lambda r: render.log_line(stream, render.batch_line(r)))
+            index.watch(paths, stop=stop, settle=settle, limit_extensions=limit_extensions, px_size=px_size,
+                        processes=processes, on_batch=lambda r: render.log_line(stream, render.batch_line(r)),
+                        **settings)
             render.log_line(stream, "stopped cleanly")
     finally:
         for sig, handler_ in previous.items():
@@ -155,23 +171,24 @@ def status(db_path):
         click.echo(line)
 
 
-def _scan(index: Index, paths, recursive, limit_extensions, px_size, processes, quiet) -> ScanReport:
+def _scan(index: Index, paths, recursive, limit_extensions, px_size, processes, quiet, reference=()) -> ScanReport:
     with progress_bar(quiet) as bar:
         return index.scan(paths, recursive=recursive, limit_extensions=limit_extensions, px_size=px_size,
-                          processes=processes, progress=bar)
+                          processes=processes, reference=reference, progress=bar)
 
 
-def _search(index: Index, roots, similarity, rotate, same_dim, mirror, in_folder, chunksize, full, processes,
-            quiet) -> SearchReport:
+def _search(index: Index, roots, settings: dict, in_folder, chunksize, full, processes, quiet) -> SearchReport:
+    """``settings``: the match options (similarity, rotate, mirror, same_dim, keep, prefer_folders, reference,
+    save_profile); None where not given."""
+    settings = {**settings, "prefer_folders": settings["prefer_folders"] or None}
     with progress_bar(quiet) as bar:
-        return index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
-                            in_folder=in_folder, roots=roots, processes=processes, chunksize=chunksize, full=full,
-                            progress=bar)
+        return index.search(**settings, in_folder=in_folder, roots=roots, processes=processes, chunksize=chunksize,
+                            full=full, progress=bar)
 
 
 def _write_result(index: Index, report: SearchReport, fmt: str, output, quiet: bool) -> None:
     if not quiet:
-        render.search_summary(report)
+        render.search_summary(report, index.profile)
     if fmt == "json":
         render.write_json(index.result(report.search_id), output)
     elif fmt == "csv":

@@ -38,16 +38,32 @@ scan_options = together(
     click.option("--px-size", type=click.IntRange(*PX_SIZE_RANGE), default=50, show_default=True, help=PX_SIZE_HELP),
 )
 
-# how matches are found: search, find and watch
+# how matches are found: search, find and watch. None = not given: the index's search profile decides
+PROFILE_DEFAULT = "the index's profile, else "
+reference_option = click.option(
+    "--reference", "reference", multiple=True, type=click.Path(file_okay=False, exists=True),
+    help="A reference folder (repeatable): its images are always kept, never moved or deleted, and compared only "
+         "with the rest, never with each other. Stored with the index.")
 match_options = together(
-    click.option("--similarity", default="duplicates", show_default=True,
+    click.option("--similarity", default=None, show_default=PROFILE_DEFAULT + "duplicates",
                  help="'duplicates' (MSE 0: identical tensors), 'similar' (MSE 6, calibrated on real photos) "
                       "or an MSE threshold >= 0."),
-    click.option("--rotate/--no-rotate", default=True, show_default=True,
+    click.option("--rotate/--no-rotate", default=None, show_default=PROFILE_DEFAULT + "rotate",
                  help="Also match copies turned 90/180/270 degrees."),
-    click.option("--same-dim/--no-same-dim", default=True, show_default=True,
+    click.option("--same-dim/--no-same-dim", default=None, show_default=PROFILE_DEFAULT + "same-dim",
                  help="Only compare images of the same pixel dimensions (either orientation)."),
-    click.option("--mirror", is_flag=True, help="Also match mirrored (flipped) copies, in every rotation."),
+    click.option("--mirror/--no-mirror", default=None, show_default=PROFILE_DEFAULT + "no-mirror",
+                 help="Also match mirrored (flipped) copies, in every rotation."),
+    click.option("--keep", "keep", default=None, metavar="RULE", show_default=PROFILE_DEFAULT + "resolution,size,path",
+                 help="Which member of a group is kept: criteria in order, comma-separated, from resolution, size, "
+                      "oldest, newest, path, format (RAW > lossless > lossy), folder (see --prefer-folder). "
+                      "A RAW is always kept over its renderings; pinned and reference images over any rule."),
+    click.option("--prefer-folder", "prefer_folders", multiple=True, type=click.Path(file_okay=False),
+                 help="Keep the copy under this folder (repeatable, in order of preference)."),
+    reference_option,
+    click.option("--save-profile", is_flag=True,
+                 help="Make this command's settings the index's search profile, which later commands and the "
+                      "watcher use."),
 )
 
 # search and find

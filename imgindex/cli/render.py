@@ -17,6 +17,8 @@ from imgindex.types import (
     ActionPlan,
     ActionReport,
     BatchReport,
+    Decision,
+    DecisionReport,
     GroupRow,
     ReportSummary,
     ScanReport,
@@ -68,13 +70,20 @@ def skipped_kinds(report: ScanReport) -> str:
     return "; ".join(f"{n:,} {reason}" for reason, n in kinds.most_common()) or "not image files, symlinks, special files"
 
 
-def search_summary(report: SearchReport) -> None:
+def search_summary(report: SearchReport, profile=None) -> None:
     how = f"incremental: {report.new_images:,} new" if report.incremental else f"{report.algorithm}"
+    aside = f"; {report.set_aside:,} more set aside by decisions" if report.set_aside else ""
     click.echo(
         f"Search {report.search_id}: {report.pairs:,} matching pairs in {report.groups:,} groups among "
-        f"{report.images:,} images (MSE <= {report.threshold:g}; {how}) in {report.duration:.1f} s",
+        f"{report.images:,} images (MSE <= {report.threshold:g}; {how}{aside}) in {report.duration:.1f} s",
         err=True,
     )
+    if report.off_profile and profile is not None:
+        click.echo(
+            f"Note: this search's settings ({', '.join(report.off_profile)}) differ from the index's profile"
+            f" ({profile_line(profile)}). The match_pairs and match_groups views now show this search; the"
+            " watcher and later searches use the profile again. To keep these settings, add --save-profile"
+            " (or use imgindex config).", err=True)
 
 
 def write_json(result: dict, output) -> None:
@@ -88,15 +97,70 @@ def write_csv(rows: list[GroupRow], output) -> None:
     writer.writerows(dataclasses.asdict(row) for row in rows)
 
 
+KEPT_BECAUSE = {"rule": "", "pinned": ", pinned", "reference": ", reference folder"}
+
+
 def write_table(rows: list[GroupRow], output) -> None:
     for row in rows:
         size = f"{row.width}x{row.height}, {row.size:,} B"
+        why = KEPT_BECAUSE.get(row.keep_reason or "", "")
         if row.is_keeper:
-            output.write(f"\nGroup {row.group_id}\n  keep  {row.path}  ({size})\n")
+            output.write(f"\nGroup {row.group_id}\n  keep  {row.path}  ({size}{why})\n")
         else:
             turn = f", turned {row.rotation}°" if row.rotation else ""
             flip = ", mirrored" if row.mirrored else ""
-            output.write(f"  dup   {row.path}  ({size}; MSE {row.mse_to_keeper:.3g}{turn}{flip})\n")
+            label = "keep" if row.keep_reason else "dup "
+            output.write(f"  {label}  {row.path}  ({size}; MSE {row.mse_to_keeper:.3g}{turn}{flip}{why})\n")
+
+
+# ---------------------------------------------------------------- decisions and the profile
+
+DECISION_KINDS = {"not-duplicates": "not duplicates", "keep": "pinned keeper", "reference": "reference folder"}
+
+
+def decision_line(d: Decision) -> str:
+    note = f"  ({d.note})" if d.note else ""
+    return f"  #{d.id:<5} {DECISION_KINDS[d.kind]:<17} {d.created_at[:19]}  {'  <->  '.join(map(shown, d.paths))}{note}"
+
+
+def decision_report(report: DecisionReport | None) -> None:
+    if report is None:
+        return
+    verb = "Took back" if report.removed else "Recorded"
+    changed = report.removed or report.added
+    click.echo(f"{verb} {len(changed):,} decision{'s' * (len(changed) != 1)} (table decisions):")
+    for d in changed:
+        click.echo(decision_line(d))
+    for d in report.replaced:
+        click.echo(f"  replacing #{d.id} of {d.created_at[:19]}: {'  <->  '.join(map(shown, d.paths))}")
+    if report.unchanged:
+        click.echo(f"Already decided, unchanged ({len(report.unchanged):,}):")
+        for d in report.unchanged:
+            click.echo(decision_line(d))
+    for note in report.notes:
+        click.echo(f"Note: {note}", err=True)
+    click.echo("No search yet: the first search applies them." if report.groups is None else
+               f"The latest search's groups are updated: {report.groups:,} groups (the match_groups view).")
+
+
+def decision_list(found: list[Decision], what: str) -> None:
+    click.echo(f"{len(found):,} {what} in force:" if found else f"No {what} recorded.")
+    for d in found:
+        click.echo(decision_line(d))
+
+
+def profile_line(profile) -> str:
+    """'similar (MSE 6), rotations, same dimensions only; keeper: resolution,size,path'."""
+    parts = [f"{profile.similarity} (MSE {profile.threshold:g})", "rotations" if profile.rotate else "no rotations"]
+    parts += ["mirrored"] if profile.mirror else []
+    parts.append("same dimensions only" if profile.same_dim else "any dimensions")
+    keep = ",".join(profile.keep) + (f" preferring {', '.join(profile.prefer_folders)}" if profile.prefer_folders
+                                     else "")
+    return ", ".join(parts) + f"; keeper: {keep}"
+
+
+def profile_lines(profile) -> None:
+    click.echo("Search profile: " + (profile_line(profile) if profile else "none yet (the first search sets it)"))
 
 
 # ---------------------------------------------------------------- status and the watcher
@@ -113,6 +177,11 @@ def status_lines(st: Status, db_path) -> list[str]:
     lines.append("Matches: no search yet (imgindex search)" if not s else
                  f"Matches: search #{s['id']} ({s['similarity']}, MSE <= {s['threshold']:g}) at {s['finished_at']}: "
                  f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images")
+    if st.profile is not None:
+        lines.append("Search profile: " + profile_line(st.profile))
+    if st.decisions:
+        counts = ", ".join(f"{n:,} {DECISION_KINDS[k]}{'s' * (n != 1)}" for k, n in sorted(st.decisions.items()))
+        lines.append(f"Decisions: {counts} (imgindex decisions)")
     a = st.last_action
     if a:
         what = a["command"] + (f" {a['destination']}" if a["destination"] else "") + (
@@ -132,8 +201,10 @@ def status_lines(st: Status, db_path) -> list[str]:
 
 
 def batch_line(r: BatchReport) -> str:
+    off = f"; its {', '.join(r.off_profile)} differ from the index's profile" if r.off_profile else ""
     return (f"{r.reason}: +{r.added} new, {r.updated} changed, {r.moved} moved, {r.removed} removed, "
-            f"{r.failed} failed; {r.new_pairs} new pairs ({r.pairs} pairs in {r.groups} groups) in {r.duration:.2f} s")
+            f"{r.failed} failed; {r.new_pairs} new pairs ({r.pairs} pairs in {r.groups} groups) in {r.duration:.2f} s"
+            f"{off}")
 
 
 def log_line(stream, text: str) -> None:

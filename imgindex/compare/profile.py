@@ -86,16 +86,3 @@ def resolve(db: Database, options: dict, *, save_profile: bool = False) -> tuple
 
 def _norm(name: str, value):
     return resolve_similarity(value)[1] if name == "similarity" else value
-
-
-def describe(profile: Profile) -> str:
-    """One line: 'similar (MSE 6), rotations, same dimensions; keeper: resolution,size,path'."""
-    parts = [f"{profile.similarity} (MSE {profile.threshold:g})"]
-    parts.append("rotations" if profile.rotate else "no rotations")
-    if profile.mirror:
-        parts.append("mirrored")
-    parts.append("same dimensions only" if profile.same_dim else "any dimensions")
-    keep = ",".join(profile.keep)
-    if profile.prefer_folders:
-        keep += " (preferring " + ", ".join(profile.prefer_folders) + ")"
-    return ", ".join(parts) + f"; keeper: {keep}"

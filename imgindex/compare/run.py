@@ -24,6 +24,7 @@ from imgindex.compare import kernel, profile
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
 from imgindex.compare.persist import carry, copy_groups, write_groups
 from imgindex.compare.groups import DEFAULT_RULE, Policy
+from imgindex.compare.profile import Profile
 from imgindex.compare.plan import CLASSIC_MAX, default_chunksize, load_scope, new_mask, plan
 from imgindex.compare.settings import Settings, base_search, resolve_similarity, stored_settings
 from imgindex.types import SearchProgress, SearchReport
@@ -122,24 +123,27 @@ def _policy(db: Database, settings: Settings) -> Policy:
     return Policy(settings.keep or DEFAULT_RULE, settings.prefer_folders, decisions.pinned(db), settings.reference)
 
 
-def regroup(db: Database, search_id: int | None = None) -> int | None:
+def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | None = None) -> int | None:
     """Re-make the groups of the latest (or given) completed search under today's decisions, in place.
 
     Nothing is compared: pairs are facts about pixels; decisions only change which pairs count
-    and who is kept. Returns the number of groups, or None when there is no search yet.
+    and who is kept. ``keeper``: a profile whose keeper rule the search takes from now on.
+    Returns the number of groups, or None when there is no search yet.
     """
     search_id = search_id or db.execute("SELECT id FROM latest_search").fetchone()[0]
     if search_id is None:
         return None
     version = decisions.version(db)
     settings = dataclasses.replace(stored_settings(db, search_id), reference=decisions.reference_folders(db))
+    if keeper is not None:
+        settings = dataclasses.replace(settings, keep=keeper.keep, prefer_folders=keeper.prefer_folders)
     orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
     with db.atomic():  # readers see the old groups or the new ones, never a mix
         n_groups, set_aside = write_groups(db, search_id, settings.roots if settings.in_folder else (),
                                            settings.px_size, orientations, _policy(db, settings), base_id=search_id)
         total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
-        db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ? WHERE id = ?",
-                   [n_groups, total - set_aside, set_aside, version, search_id])
+        db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ?, keep_rule = ?"
+                   " WHERE id = ?", [n_groups, total - set_aside, set_aside, version, settings.keep_rule, search_id])
     return n_groups
 
 

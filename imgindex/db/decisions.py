@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import os
+
 from imgindex.db.queries import get_setting, set_setting
 
 if TYPE_CHECKING:
@@ -57,3 +59,27 @@ def unignored_pairs(db: Database, search_id: int) -> list[tuple[int, int]]:
         f" JOIN images b ON b.id = p.image_b WHERE p.search_id = ? AND {NOT_IGNORED}",
         [search_id],
     ).fetchall()
+
+
+def counts(db: Database) -> dict[str, int]:
+    """Decisions in force, by kind."""
+    return dict(db.execute(f"SELECT kind, count(*) FROM decisions WHERE {ACTIVE} GROUP BY kind").fetchall())
+
+
+class Protected:
+    """Why a file must never be moved or deleted, from the decisions in force when it is asked."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.folders = reference_folders(db)
+
+    def reason(self, path: str, content_hash: str | None) -> str | None:
+        folder = os.path.dirname(path)
+        ref = next((r for r in self.folders if folder == r or folder.startswith(r.rstrip(os.sep) + os.sep)), None)
+        if ref is not None:
+            return f"is in the reference folder {ref}: reference images are never moved or deleted"
+        row = self.db.execute(f"SELECT id FROM decisions WHERE kind = 'keep' AND {ACTIVE} AND hash_a = ?",
+                              [content_hash]).fetchone() if content_hash else None
+        if row is not None:
+            return f"is a pinned keeper (decision #{row[0]}; imgindex unkeep to unpin): never moved or deleted"
+        return None

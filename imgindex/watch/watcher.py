@@ -106,19 +106,23 @@ class _OverflowAlarm(logging.Handler):
 class Watcher:
     """Watch ``roots`` for ``index``; ``run(stop)`` returns after ``stop`` is set and the batch in hand is done."""
 
-    def __init__(self, index: Indexed, roots, *, settle: float = 2.0, similarity: str | float = "duplicates",
-                 rotate: bool = True, mirror: bool = False, same_dim: bool = True, limit_extensions: bool = True,
-                 px_size: int | None = None, processes: int | None = None,
-                 on_batch: Callable[[BatchReport], None] | None = None):
+    def __init__(self, index: Indexed, roots, *, settle: float = 2.0, similarity: str | float | None = None,
+                 rotate: bool | None = None, mirror: bool | None = None, same_dim: bool | None = None,
+                 keep: str | None = None, prefer_folders=None, save_profile: bool = False,
+                 limit_extensions: bool = True, px_size: int | None = None, processes: int | None = None,
+                 on_batch: Callable[[BatchReport], None] | None = None, on_start: Callable[[], object] | None = None):
+        """Search settings left at None are the index's profile's, read again for every batch.
+        ``on_start`` runs after the first scan, before the first search (reference folders are set there)."""
         if settle < 0:
             raise ImgIndexError("settle must be >= 0 seconds.")
         self.index = index
         self.roots = tuple(dict.fromkeys(discover.normalise_root(r) for r in roots))
-        self.search_options = dict(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
-                                   processes=processes)
+        self.search_options = dict(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim, keep=keep,
+                                   prefer_folders=prefer_folders, save_profile=save_profile, processes=processes)
         px_size = px_size or index.px_size or 50  # by default, whatever the index was built with
         self.scan_options = dict(limit_extensions=limit_extensions, px_size=px_size, processes=processes)
         self.on_batch = on_batch or (lambda report: None)
+        self.on_start = on_start or (lambda: None)
         db = os.fspath(index.path)
         extensions = discover.image_extensions() if limit_extensions else None
         wanted = settle_module.wanted_by(self.roots, extensions, {db, db + "-wal", db + "-shm", db + "-journal"})
@@ -227,6 +231,8 @@ class Watcher:
     def _catch_up(self, reason: str, lock: WatchLock) -> None:
         started = time.monotonic()
         scan = self.index.scan_scope(ScanScope(self.roots), **self.scan_options)
+        self.on_start()
+        self.on_start = lambda: None
         found = self.index.search(**self.search_options)
         lock.heartbeat(len(self.state.files), self._report(reason, scan, found, started))
 
@@ -236,7 +242,7 @@ class Watcher:
             moved=scan.moved if scan else 0, removed=scan.removed if scan else 0,
             failed=len(scan.errors) if scan else 0, new_pairs=found.new_pairs if found else 0,
             pairs=found.pairs if found else 0, groups=found.groups if found else 0,
-            duration=time.monotonic() - started,
+            duration=time.monotonic() - started, off_profile=found.off_profile if found else (),
         )
         self.on_batch(report)
         return report
