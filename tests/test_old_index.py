@@ -48,3 +48,18 @@ def test_an_index_from_before_the_restructuring_opens_unchanged_and_reads_the_sa
         assert (found.pairs, found.groups) == (2, 2)
         assert index.result() == {f"{ROOT}/a.jpg": [[f"{ROOT}/copy of a.jpg", 0.0]],
                                   f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
+
+
+def test_decisions_work_on_an_upgraded_index_and_outlive_reopening(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(DUMP.read_text())
+    conn.close()
+    with Index(db) as index:  # the pictures are gone from disk; decisions only need the index
+        report = index.ignore([f"{ROOT}/a.jpg", f"{ROOT}/copy of a.jpg"])
+        assert report.groups == 1
+        assert index.result() == {f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
+    with Index(db) as index:
+        assert [d.kind for d in index.decisions()] == ["not-duplicates"]
+        index.search(similarity="similar", full=True, processes=1)
+        assert index.result() == {f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}

@@ -116,6 +116,8 @@ def write_table(rows: list[GroupRow], output) -> None:
 # ---------------------------------------------------------------- decisions and the profile
 
 DECISION_KINDS = {"not-duplicates": "not duplicates", "keep": "pinned keeper", "reference": "reference folder"}
+COUNTED = {"not-duplicates": ("pair not duplicates", "pairs not duplicates"), "keep": ("pinned keeper", "pinned keepers"),
+           "reference": ("reference folder", "reference folders")}
 
 
 def decision_line(d: Decision) -> str:
@@ -180,7 +182,8 @@ def status_lines(st: Status, db_path) -> list[str]:
     if st.profile is not None:
         lines.append("Search profile: " + profile_line(st.profile))
     if st.decisions:
-        counts = ", ".join(f"{n:,} {DECISION_KINDS[k]}{'s' * (n != 1)}" for k, n in sorted(st.decisions.items()))
+        counts = ", ".join(f"{st.decisions[k]:,} {COUNTED[k][st.decisions[k] != 1]}" for k in COUNTED
+                           if st.decisions.get(k))
         lines.append(f"Decisions: {counts} (imgindex decisions)")
     a = st.last_action
     if a:
