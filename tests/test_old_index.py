@@ -55,11 +55,11 @@ def test_decisions_work_on_an_upgraded_index_and_outlive_reopening(tmp_path):
     conn = sqlite3.connect(db)
     conn.executescript(DUMP.read_text())
     conn.close()
+    pinned = {f"{ROOT}/copy of a.jpg": [[f"{ROOT}/a.jpg", 0.0]], f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
     with Index(db) as index:  # the pictures are gone from disk; decisions only need the index
-        report = index.ignore([f"{ROOT}/a.jpg", f"{ROOT}/copy of a.jpg"])
-        assert report.groups == 1
-        assert index.result() == {f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
+        assert index.keep([f"{ROOT}/copy of a.jpg"]).groups == 2
+        assert index.result() == pinned
     with Index(db) as index:
-        assert [d.kind for d in index.decisions()] == ["not-duplicates"]
+        assert [d.kind for d in index.decisions()] == ["keep"]
         index.search(similarity="similar", full=True, processes=1)
-        assert index.result() == {f"{ROOT}/b.png": [[f"{ROOT}/sub/b-again.png", 0.0]]}
+        assert index.result() == pinned
