@@ -42,13 +42,26 @@ def test_sql_examples_run_and_answer(tmp_path):
     found = invoke("find", demo, "--db", db, "--similarity", "similar", "-q")
     assert found.returncode == 0, found.stderr
     conn = sqlite3.connect(db)
+    distinct = conn.execute(  # groups of two different files (not byte copies)
+        "SELECT g.group_id, min(g.path), max(g.path) FROM match_groups g JOIN images i ON i.id = g.image_id"
+        " GROUP BY group_id HAVING count(*) = 2 AND count(DISTINCT i.content_hash) = 2 ORDER BY group_id").fetchall()
+    members, others = list(distinct[0][1:]), distinct[1][1:]
+    assert invoke("keep", *members, "--db", db).returncode == 0  # two pinned in one group: both kept
+    group = conn.execute("SELECT group_id FROM match_groups WHERE path = ?", [members[0]]).fetchone()[0]
+    assert invoke("ignore", *others, "--db", db).returncode == 0
     answers = {}
     for sql in sorted((EXAMPLES / "sql").glob("*.sql")):
         answers[sql.stem] = conn.execute(sql.read_text()).fetchall()
-    assert set(answers) == {"largest_groups", "space_reclaimable", "matches_across_folders",
-                            "pairs_since_yesterday", "never_matched"}
+    assert set(answers) == {"largest_groups", "space_reclaimable", "matches_across_folders", "pairs_since_yesterday",
+                            "never_matched", "decisions_in_force", "groups_keeping_several", "pairs_set_aside"}
     lower = conn.execute("SELECT i.size FROM group_members g JOIN images i ON i.id = g.image_id"
-                         " WHERE g.is_keeper = 0 AND g.search_id = (SELECT max(id) FROM searches)").fetchall()
+                         " WHERE g.is_keeper = 0 AND g.search_id = (SELECT max(id) FROM searches)"
+                         " AND i.path != ?", [members[1]]).fetchall()  # not the second pinned image""")
+    assert [(d[1], d[2]) for d in answers["decisions_in_force"]] == [("keep", members[0]), ("keep", members[1]),
+                                                                      ("not-duplicates", others[0]),
+                                                                      ("not-duplicates", others[1])]
+    assert [(g, n) for g, n, _ in answers["groups_keeping_several"]] == [(group, 2)]
+    assert [(a, b) for a, b, _ in answers["pairs_set_aside"]] in ([others], [others[::-1]])
     assert answers["space_reclaimable"][0] == (len(lower), sum(s for (s,) in lower) / 1e9)
     n_pairs = conn.execute("SELECT count(*) FROM match_pairs").fetchone()[0]
     assert n_pairs > 0 and len(answers["pairs_since_yesterday"]) == n_pairs  # all found just now

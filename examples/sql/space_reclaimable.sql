@@ -1,2 +1,2 @@
--- space reclaimable: the bytes of everything but the keepers
-select count(*) as files, sum(size) / 1e9 as gigabytes from match_groups where is_keeper = 0;
+-- space reclaimable: the bytes of everything not kept (keepers, pinned and reference images stay)
+select count(*) as files, sum(size) / 1e9 as gigabytes from match_groups where keep_reason is null;
