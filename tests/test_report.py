@@ -77,7 +77,7 @@ def test_summary_equals_sql(library):
     conn = sqlite3.connect(library["db"])
     assert s.groups == conn.execute("SELECT count(DISTINCT group_id) FROM match_groups").fetchone()[0] == 60
     assert s.images == conn.execute("SELECT count(*) FROM match_groups").fetchone()[0]
-    assert s.bytes_reclaimable == conn.execute("SELECT sum(size) FROM match_groups WHERE is_keeper = 0").fetchone()[0]
+    assert s.bytes_reclaimable == conn.execute("SELECT sum(size) FROM match_groups WHERE keep_reason IS NULL").fetchone()[0]
     assert s.missing == 1 and s.groups_shown == 60
     assert s.size_bytes == library["html"].stat().st_size
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -153,7 +154,7 @@ class Search:
             },
             "files_searched": report.images,
             "matches_found": {"duplicates": duplicates, "similar": similar,
-                              "files": len(self.lower_quality) + report.groups, "groups": report.groups,
+                              "files": _grouped_files(self.result, dif.in_folder), "groups": report.groups,
                               "pairs": report.pairs},
         }
 
@@ -195,6 +196,12 @@ def _matches_found(result: dict, in_folder: bool) -> tuple[int, int]:
     return sum(m == 0 for m in mses), sum(m > 0 for m in mses)
 
 
+def _grouped_files(result: dict, in_folder: bool) -> int:
+    """Every image in a group: each keeper and its matches (kept ones too, which ``lower_quality`` leaves out)."""
+    groups = [g for nested in result.values() for g in nested.items()] if in_folder else list(result.items())
+    return sum(1 + len(matches) for _keeper, matches in groups)
+
+
 def _similarity_mse(similarity, threshold: float):
     """As difPy reports it: an int for the presets, the float of any number given."""
     if isinstance(similarity, str) and similarity.strip().lower() in PRESET_MSE:
@@ -212,14 +219,23 @@ def search(
     chunksize: int | None = None,
     *,
     mirror: bool = False,
+    reference: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
 ) -> Search:
-    """Find duplicates (``similarity='duplicates'``), near-duplicates ('similar') or pairs within an MSE."""
+    """Find duplicates (``similarity='duplicates'``), near-duplicates ('similar') or pairs within an MSE.
+
+    ``reference``: a folder or a list of folders, under the built ones, whose images are always kept
+    (never in ``lower_quality``, never moved or deleted; a group's key in ``result`` unless an image
+    in it is pinned) and not compared with each other; stored with the index, as
+    ``imgindex search --reference`` does.
+    """
+    folders = [] if reference is None else [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
     bar = ProgressLine() if show_progress else None
     start = datetime.now()
     try:
+        # difPy's settings, passed every time: an index's stored search profile never changes what is compared
         report = dif.index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
                                   in_folder=dif.in_folder, roots=dif.directories, processes=processes,
-                                  chunksize=chunksize, progress=bar)
+                                  chunksize=chunksize, reference=folders, progress=bar)
     finally:
         if bar is not None:
             bar.clear()

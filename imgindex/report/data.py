@@ -36,31 +36,43 @@ class ReportMember:
     mse_to_keeper: float | None
     rotation: int | None
     mirrored: bool
+    keep_reason: str | None = None  # 'rule', 'pinned', 'reference'; None: lower quality, acted on
+
+    @property
+    def kept(self) -> bool:
+        """Never acted on: the keeper, a pinned image, an image in a reference folder (as actions/plan.py says)."""
+        return self.is_keeper or self.keep_reason is not None
 
 
 @dataclass(frozen=True)
 class ReportGroup:
     group_id: int
-    members: tuple[ReportMember, ...]  # keeper first
+    members: tuple[ReportMember, ...]  # keeper first, then the other kept members, then the lower quality
+
+    @property
+    def kept(self) -> tuple[ReportMember, ...]:
+        return tuple(m for m in self.members if m.kept)
 
     @property
     def reclaimable(self) -> int:
-        return sum(m.size for m in self.members if not m.is_keeper)
+        """The bytes that acting on this group frees: the members not kept."""
+        return sum(m.size for m in self.members if not m.kept)
 
 
 def load_groups(db: Database, search_id: int) -> list[ReportGroup]:
     """The search's groups, most bytes reclaimable first (ties: group id)."""
     rows = db.execute(
         "SELECT g.group_id, i.id, i.path, i.folder, i.width, i.height, i.size, i.format, i.content_hash, g.is_keeper,"
-        " g.mse_to_keeper, g.rotation, g.mirrored FROM group_members g JOIN images i ON i.id = g.image_id"
-        " WHERE g.search_id = ? ORDER BY g.group_id, g.is_keeper DESC, g.mse_to_keeper, i.path",
+        " g.mse_to_keeper, g.rotation, g.mirrored, g.keep_reason"
+        " FROM group_members g JOIN images i ON i.id = g.image_id WHERE g.search_id = ?"
+        " ORDER BY g.group_id, g.is_keeper DESC, g.keep_reason IS NULL, g.mse_to_keeper, i.path",
         [search_id],
     ).fetchall()
     members: dict[int, list[ReportMember]] = {}
     for gid, *fields in rows:
-        image_id, path, folder, w, h, size, fmt, digest, keeper, mse, rotation, mirrored = fields
+        image_id, path, folder, w, h, size, fmt, digest, keeper, mse, rotation, mirrored, reason = fields
         members.setdefault(gid, []).append(ReportMember(
-            image_id, path, folder, w, h, size, fmt, digest, bool(keeper), mse, rotation, bool(mirrored)))
+            image_id, path, folder, w, h, size, fmt, digest, bool(keeper), mse, rotation, bool(mirrored), reason))
     groups = [ReportGroup(gid, tuple(ms)) for gid, ms in members.items()]
     groups.sort(key=lambda g: (-g.reclaimable, g.group_id))
     return groups

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,8 @@ from imgindex.report.thumbs import MISSING, Thumb
 
 GROUPS_PER_PAGE = 50
 GENERATOR = Markup('<meta name="generator" content="imgindex report">')  # how write.is_report knows its own pages
+KEPT_LABELS = {"rule": "keeper", "pinned": "pinned keeper", "reference": "reference folder"}  # on each kept member
+KEPT_WORDS = {"rule": "keeper rule", "pinned": "pinned", "reference": "reference"}  # in a group's "2 kept: ..."
 
 
 def _text(value) -> str:
@@ -66,6 +69,7 @@ def render(stats: dict, groups: list[ReportGroup], shown: list[ReportGroup], vie
         "thumbs": [thumbs[d][0] for d in sorted(keys, key=keys.get)],
         "groups": [[g.group_id, g.reclaimable, [_member_row(m, keys, thumbs, gone) for m in g.members]]
                    for g in shown],
+        "keptNotes": {str(g.group_id): note for g in shown if (note := kept_note(g))},  # group id -> '2 kept: ...'
     }
     within = int((view.nearest <= threshold).sum())
     script = _templates.get_template("report.js").render()
@@ -83,6 +87,7 @@ def render(stats: dict, groups: list[ReportGroup], shown: list[ReportGroup], vie
         shown=len(shown),
         images=sum(len(g.members) for g in groups),
         reclaimable=human_bytes(sum(g.reclaimable for g in groups)),
+        also_kept=sum(len(g.kept) - 1 for g in groups),
         commands=commands,
         chart=chart(view, threshold),
         view=view,
@@ -97,7 +102,24 @@ def _member_row(m: ReportMember, keys: dict[str, int], thumbs: dict[str, Thumb],
     here = m.path not in gone
     why = thumbs.get(m.content_hash, (None, "not made"))[1] if here else MISSING
     return [_text(m.path), _text(m.folder), m.width, m.height, m.size, m.format or "?", int(m.is_keeper),
-            m.mse_to_keeper, m.rotation, int(m.mirrored), keys.get(m.content_hash) if here else None, why]
+            m.mse_to_keeper, m.rotation, int(m.mirrored), keys.get(m.content_hash) if here else None, why,
+            kept_label(m)]
+
+
+def kept_label(m: ReportMember) -> str | None:
+    """What a kept member's badge says ('keeper', 'pinned keeper', 'reference folder'); None: it is acted on."""
+    if not m.kept:
+        return None
+    return KEPT_LABELS.get(m.keep_reason or "rule", f"kept ({m.keep_reason})")
+
+
+def kept_note(group: ReportGroup) -> str:
+    """'2 kept: pinned, reference' when a group keeps more than its keeper; '' when it keeps only that one."""
+    kept = group.kept
+    if len(kept) < 2:
+        return ""
+    why = Counter(KEPT_WORDS.get(m.keep_reason or "rule", m.keep_reason) for m in kept)  # in member order
+    return f"{len(kept)} kept: " + ", ".join(word if n == 1 else f"{n} {word}" for word, n in why.items())
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@
   }
   function member(m) {
     var path = m[0], folder = m[1], w = m[2], h = m[3], bytes = m[4], fmt = m[5], keeper = m[6],
-        mse = m[7], rot = m[8], mirrored = m[9], thumb = m[10], why = m[11];
-    var box = el("div", keeper ? "member keeper" : "member");
+        mse = m[7], rot = m[8], mirrored = m[9], thumb = m[10], why = m[11], kept = m[12];
+    var box = el("div", keeper ? "member keeper" : kept ? "member kept" : "member");
     if (thumb !== null) {
       var img = el("img", "thumb");
       img.alt = path.split("/").pop();
@@ -31,7 +31,8 @@
     } else {
       box.appendChild(el("div", "missing", why));
     }
-    var how = keeper ? "keeper" : "MSE " + (mse === null ? "?" : mse.toFixed(3));
+    var distance = "MSE " + (mse === null ? "?" : mse.toFixed(3));
+    var how = keeper ? kept : kept ? kept + " \u00b7 " + distance : distance;
     var turn = [ROT[rot] || "", mirrored ? "mirrored" : ""].filter(Boolean).join(", ");
     box.appendChild(el("span", "badge", how + (turn ? " \u00b7 " + turn : "")));
     box.appendChild(el("div", "facts", w + "\u00d7" + h + " \u00b7 " + size(bytes) + " \u00b7 " + fmt));
@@ -49,7 +50,8 @@
       var head = el("div", "group-head");
       head.appendChild(el("b", "", "Group " + (page * per + k + 1)));
       head.appendChild(document.createTextNode(" \u00b7 " + g[2].length + " images \u00b7 " + size(g[1]) +
-                                               " reclaimable"));
+                                               " reclaimable" +
+                                               (data.keptNotes[g[0]] ? " \u00b7 " + data.keptNotes[g[0]] : "")));
       box.appendChild(head);
       var row = el("div", "members");
       g[2].forEach(function (m) { row.appendChild(member(m)); });
