@@ -24,7 +24,8 @@ from imgindex.scan.formats import skipped_kind  # noqa: F401 (for compat: the wa
 from imgindex.scan.run import PX_SIZE_RANGE, scan as run_scan  # noqa: F401 (PX_SIZE_RANGE: for the CLI)
 from imgindex.compare import profile, results
 from imgindex.compare.profile import Profile
-from imgindex.compare.run import regroup, regroup_if_stale, search as run_search
+from imgindex.compare.regroup import regroup, regroup_if_stale
+from imgindex.compare.run import search as run_search
 from imgindex.decide import commands as decide
 from imgindex.decide import record as decide_record
 from imgindex.scan.discover import under
@@ -183,9 +184,9 @@ class Index:
         regroup(self.db, keeper=chosen)  # the views follow a new keeper rule at once
         return chosen
 
-    def _regrouped(self, report: DecisionReport | None) -> DecisionReport | None:
-        groups = regroup(self.db)
-        return report and dataclasses.replace(report, groups=groups)
+    def _regrouped(self, report: DecisionReport) -> DecisionReport:
+        """The latest search's groups that the decisions touch, re-made at once (no comparing)."""
+        return dataclasses.replace(report, groups=regroup(self.db, touching=decide.touched(self.db, report)))
 
     # ---------------------------------------------------------------- acting
 

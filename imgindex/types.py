@@ -311,6 +311,7 @@ class Decision:
     paths: tuple[str, ...]  # the images' paths when decided; a reference: its folder
     created_at: str
     note: str | None = None
+    hashes: tuple[str, ...] = ()  # the content hashes it is about (none for a reference)
 
 
 @dataclass(frozen=True)

@@ -46,22 +46,38 @@ def carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> in
 
 def write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: int,
                  orientations: tuple[int, ...], policy: groups_.Policy, *, base_id: int | None = None,
-                 changed: set[int] = frozenset(), batch: int = 4096) -> tuple[int, int]:
+                 changed: set[int] = frozenset()) -> tuple[int, int]:
     """(groups, pairs set aside): connected components of the search's pairs that decisions leave,
-    keepers, and each member's exact MSE to its keeper.
+    keepers, and each member's exact MSE to its keeper; groups numbered by their keeper's path.
 
-    Replaces the search's groups in one transaction (a regroup after a decision does that in
-    place). A group of the base search with the same members and the same keepers and no
-    image added or moved since is taken over as it is; only the others cost tensor reads.
+    Replaces the search's groups in one transaction. A group of the base search with the same
+    members and the same keepers and no image added or moved since is taken over as it is;
+    only the others cost tensor reads.
     """
     total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
-    pairs = np.array(decisions.unignored_pairs(db, search_id), dtype=np.int64).reshape(-1, 2)
+    pairs = grouping_pairs(db, search_id, policy)
+    comps = groups_.components(pairs[:, 0], pairs[:, 1])
+    made = groups_.make_groups(comps, members_of(db, [int(i) for c in comps for i in c]), policy)
+    known = group_rows_of(db, base_id) if base_id is not None else {}
+    with db.atomic():
+        db.execute("DELETE FROM group_members WHERE search_id = ?", [search_id])
+        store_groups(db, search_id, made, known, changed, roots, px_size, orientations)
+    return len(made), total - len(pairs)
+
+
+def grouping_pairs(db: Database, search_id: int, policy: groups_.Policy, among: list[int] | None = None) -> np.ndarray:
+    """(n, 2) pairs of a search that make groups: not decided 'not duplicates', not two reference images."""
+    pairs = np.array(decisions.unignored_pairs(db, search_id, among), dtype=np.int64).reshape(-1, 2)
     if policy.reference and len(pairs):  # the archive is trusted: two reference images never make a pair
         ref = np.array(sorted(decisions.reference_ids(db)), dtype=np.int64)
         pairs = pairs[~(np.isin(pairs[:, 0], ref) & np.isin(pairs[:, 1], ref))]
-    comps = groups_.components(pairs[:, 0], pairs[:, 1])
-    made = groups_.make_groups(comps, _members(db, [int(i) for c in comps for i in c]), policy)
-    known = _group_rows(db, base_id) if base_id is not None else {}
+    return pairs
+
+
+def store_groups(db: Database, search_id: int, made: list[groups_.Group], known: dict, changed: set[int],
+                 roots: tuple[str, ...], px_size: int, orientations: tuple[int, ...], batch: int = 4096) -> None:
+    """Insert the group_members rows of ``made``: taken over from ``known`` where nothing changed,
+    else with each member's exact MSE to the keeper (tensors read a batch of groups at a time)."""
     fresh, kept = [], []
     for g in made:
         ids = frozenset(m.image_id for m in (g.keeper, *g.others))
@@ -70,19 +86,16 @@ def write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: 
             kept.extend((search_id, g.group_id, *row) for row in old)
         else:
             fresh.append(g)
-    with db.atomic():
-        db.execute("DELETE FROM group_members WHERE search_id = ?", [search_id])
-        db.conn.executemany(_MEMBER_INSERT, kept)
-        start = 0
-        while start < len(fresh):  # groups in batches: one query loads the tensors of a whole batch
-            end, size = start, 0
-            while end < len(fresh) and (end == start or size + 1 + len(fresh[end].others) <= batch):
-                size += 1 + len(fresh[end].others)
-                end += 1
-            db.conn.executemany(_MEMBER_INSERT, _member_rows(db, search_id, fresh[start:end], roots, px_size,
-                                                             orientations))
-            start = end
-    return len(made), total - len(pairs)
+    db.conn.executemany(_MEMBER_INSERT, kept)
+    start = 0
+    while start < len(fresh):
+        end, size = start, 0
+        while end < len(fresh) and (end == start or size + 1 + len(fresh[end].others) <= batch):
+            size += 1 + len(fresh[end].others)
+            end += 1
+        db.conn.executemany(_MEMBER_INSERT, _member_rows(db, search_id, fresh[start:end], roots, px_size,
+                                                         orientations))
+        start = end
 
 
 def _kept_as(group: groups_.Group) -> dict[int, tuple[int, str | None]]:
@@ -91,7 +104,7 @@ def _kept_as(group: groups_.Group) -> dict[int, tuple[int, str | None]]:
             for m in (group.keeper, *group.others)}
 
 
-def _members(db: Database, member_ids: list[int]) -> dict[int, groups_.Member]:
+def members_of(db: Database, member_ids: list[int]) -> dict[int, groups_.Member]:
     """The facts the keeper choice needs, for every image in a group."""
     members = {}
     for start in range(0, len(member_ids), 20000):
@@ -125,14 +138,15 @@ def _member_rows(db: Database, search_id: int, batch: list[groups_.Group], roots
     return rows
 
 
-def _group_rows(db: Database, search_id: int) -> dict[frozenset, list[tuple]]:
+def group_rows_of(db: Database, search_id: int, group_ids: list[int] | None = None) -> dict[frozenset, list[tuple]]:
     """A search's groups by member set: rows (image_id, is_keeper, root, mse, rotation, mirrored, keep_reason),
     keeper first."""
     by_group: dict[int, list[tuple]] = {}
     for group_id, *row in db.execute(
         "SELECT group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored, keep_reason FROM group_members"
-        " WHERE search_id = ? ORDER BY group_id, is_keeper DESC",
-        [search_id],
+        " WHERE search_id = ?" + ("" if group_ids is None else " AND group_id IN (SELECT value FROM json_each(?))")
+        + " ORDER BY group_id, is_keeper DESC",
+        [search_id] + ([] if group_ids is None else [json.dumps(group_ids)]),
     ):
         by_group.setdefault(group_id, []).append(tuple(row))
     return {frozenset(r[0] for r in rows): rows for rows in by_group.values()}

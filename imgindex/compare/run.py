@@ -8,7 +8,6 @@ and writes nothing (the report's view past the threshold).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import TYPE_CHECKING
@@ -23,8 +22,7 @@ from imgindex.errors import ImgIndexError
 from imgindex.compare import kernel, profile
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
 from imgindex.compare.persist import carry, copy_groups, write_groups
-from imgindex.compare.groups import DEFAULT_RULE, Policy
-from imgindex.compare.profile import Profile
+from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import CLASSIC_MAX, default_chunksize, load_scope, new_mask, plan
 from imgindex.compare.settings import Settings, base_search, resolve_similarity, stored_settings
 from imgindex.types import SearchProgress, SearchReport
@@ -102,7 +100,7 @@ def search(
             n_groups, set_aside = copy_groups(db, search_id, base.search_id)  # the same pairs: the same groups
         else:
             n_groups, set_aside = write_groups(db, search_id, roots if in_folder else (), px, orientations,
-                                               _policy(db, settings), base_id=base.search_id if base else None,
+                                               policy_of(db, settings), base_id=base.search_id if base else None,
                                                changed=set(scope.ids[is_new].tolist()))
     except BaseException as exc:
         abandon_transaction(db)
@@ -118,35 +116,6 @@ def search(
     return report
 
 
-def _policy(db: Database, settings: Settings) -> Policy:
-    """The keeper rule a search runs with, and the decisions in force now."""
-    return Policy(settings.keep or DEFAULT_RULE, settings.prefer_folders, decisions.pinned(db), settings.reference)
-
-
-def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | None = None) -> int | None:
-    """Re-make the groups of the latest (or given) completed search under today's decisions, in place.
-
-    Nothing is compared: pairs are facts about pixels; decisions only change which pairs count
-    and who is kept. ``keeper``: a profile whose keeper rule the search takes from now on.
-    Returns the number of groups, or None when there is no search yet.
-    """
-    search_id = search_id or db.execute("SELECT id FROM latest_search").fetchone()[0]
-    if search_id is None:
-        return None
-    version = decisions.version(db)
-    settings = dataclasses.replace(stored_settings(db, search_id), reference=decisions.reference_folders(db))
-    if keeper is not None:
-        settings = dataclasses.replace(settings, keep=keeper.keep, prefer_folders=keeper.prefer_folders)
-    orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
-    with db.atomic():  # readers see the old groups or the new ones, never a mix
-        n_groups, set_aside = write_groups(db, search_id, settings.roots if settings.in_folder else (),
-                                           settings.px_size, orientations, _policy(db, settings), base_id=search_id)
-        total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
-        db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ?, keep_rule = ?"
-                   " WHERE id = ?", [n_groups, total - set_aside, set_aside, version, settings.keep_rule, search_id])
-    return n_groups
-
-
 def _finish(db: Database, search_id: int, status: str, started: float, report: SearchReport | None = None,
             max_image_id: int | None = None, version: int | None = None) -> None:
     """Counts and status in one update, so ``latest_search`` never shows a half-recorded run."""
@@ -156,13 +125,6 @@ def _finish(db: Database, search_id: int, status: str, started: float, report: S
     update_run(db, "searches", search_id, {"status": status, "finished_at": now(),
                                            "duration": time.monotonic() - started, **counts,
                                            "max_image_id": max_image_id})
-
-
-def regroup_if_stale(db: Database) -> None:
-    """Before acting: make sure the latest search's groups reflect every decision made since it ran."""
-    row = db.execute("SELECT id, decisions_version FROM searches WHERE id = (SELECT id FROM latest_search)").fetchone()
-    if row is not None and row[1] != decisions.version(db):
-        regroup(db, row[0])
 
 
 def near_pairs(db: Database, db_path: str, search_id: int, cap: float, *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import json
 import os
 
 from imgindex.db.queries import get_setting, set_setting
@@ -52,13 +53,29 @@ def reference_ids(db: Database) -> set[int]:
     return {r[0] for r in db.execute("SELECT DISTINCT image_id FROM reference_images")}
 
 
-def unignored_pairs(db: Database, search_id: int) -> list[tuple[int, int]]:
-    """A search's pairs, minus those decided 'not duplicates'."""
+def unignored_pairs(db: Database, search_id: int, among: list[int] | None = None) -> list[tuple[int, int]]:
+    """A search's pairs (between images ``among``, or all), minus those decided 'not duplicates'."""
+    if among is None:
+        where, args = "", [search_id]
+    else:
+        where = " AND p.image_a IN (SELECT value FROM json_each(?)) AND p.image_b IN (SELECT value FROM json_each(?))"
+        args = [search_id, json.dumps(among), json.dumps(among)]
     return db.execute(
         "SELECT p.image_a, p.image_b FROM pairs p JOIN images a ON a.id = p.image_a"
-        f" JOIN images b ON b.id = p.image_b WHERE p.search_id = ? AND {NOT_IGNORED}",
-        [search_id],
+        f" JOIN images b ON b.id = p.image_b WHERE p.search_id = ? AND {NOT_IGNORED}{where}",
+        args,
     ).fetchall()
+
+
+def images_concerned(db: Database, hashes: set[str], folders: set[str]) -> set[int]:
+    """Ids of the images with these content hashes or under these folders: what a decision touches."""
+    found = {r[0] for r in db.execute("SELECT id FROM images WHERE content_hash IN (SELECT value FROM json_each(?))",
+                                      [json.dumps(sorted(hashes))])}
+    for folder in folders:
+        found |= {r[0] for r in db.execute(
+            "SELECT id FROM images WHERE folder = ? OR substr(folder, 1, length(?)) = ?",
+            [folder, folder.rstrip(os.sep) + os.sep, folder.rstrip(os.sep) + os.sep])}
+    return found
 
 
 def counts(db: Database) -> dict[str, int]:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from imgindex.db.decisions import images_concerned
 from imgindex.db.queries import indexed_roots
 from imgindex.decide import record
 from imgindex.errors import DecisionError
@@ -195,3 +196,11 @@ def _matched_pairs(db: Database, ids: list[int]) -> set[tuple[int, int]]:
         " AND image_a IN (SELECT value FROM json_each(?)) AND image_b IN (SELECT value FROM json_each(?))",
         [str(ids), str(ids)]).fetchall()
     return {tuple(r) for r in rows}
+
+
+def touched(db: Database, report: DecisionReport) -> set[int]:
+    """The images whose groups a decision report may change (by content hash, or under a reference folder)."""
+    changed = report.added + report.removed + report.replaced
+    hashes = {h for d in changed for h in d.hashes}
+    folders = {d.paths[0] for d in changed if d.kind == "reference"}
+    return images_concerned(db, hashes, folders)

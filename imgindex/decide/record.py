@@ -12,12 +12,16 @@ from imgindex.types import Decision
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-_COLUMNS = "id, kind, path_a, path_b, created_at, note"
+_COLUMNS = "id, kind, path_a, path_b, created_at, note, hash_a, hash_b"
 
 
 def as_decision(row: tuple) -> Decision:
-    decision_id, kind, path_a, path_b, created_at, note = row
-    return Decision(decision_id, kind, tuple(p for p in (path_a, path_b) if p is not None), created_at, note)
+    decision_id, kind, path_a, path_b, created_at, note, hash_a, hash_b = row
+    return Decision(decision_id, kind, _present(path_a, path_b), created_at, note, _present(hash_a, hash_b))
+
+
+def _present(*values) -> tuple:
+    return tuple(v for v in values if v is not None)
 
 
 def active(db: Database, kind: str, hash_a: str | None, hash_b: str | None = None,
@@ -43,7 +47,7 @@ def add(db: Database, kind: str, *, hash_a: str | None = None, hash_b: str | Non
         db.execute("UPDATE decisions SET revoked_at = ?, replaced_by = ? WHERE id = ?",
                    [created, cursor.lastrowid, replaces.id])
     stored.bump_version(db)
-    return Decision(cursor.lastrowid, kind, tuple(p for p in (path_a, path_b) if p is not None), created, note)
+    return Decision(cursor.lastrowid, kind, _present(path_a, path_b), created, note, _present(hash_a, hash_b))
 
 
 def revoke(db: Database, decision: Decision) -> None:

@@ -1,0 +1,117 @@
+"""Re-make a search's groups after decisions, in place: nothing is compared again.
+
+Pairs are facts about pixels; decisions only change which pairs count and who is kept. A
+decision touches a few images: only the groups holding them are re-made, and every other
+group keeps its rows and its number (so `imgindex ignore --group 13` after `--group 12` still
+means the group the user saw). A part split off a group gets a new number, after the highest.
+A changed keeper rule re-makes them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING
+
+from imgindex.compare import groups as groups_
+from imgindex.compare import kernel
+from imgindex.compare.groups import DEFAULT_RULE, Policy
+from imgindex.compare.persist import grouping_pairs, group_rows_of, members_of, store_groups, write_groups
+from imgindex.compare.profile import Profile
+from imgindex.compare.settings import Settings, stored_settings
+from imgindex.db import decisions
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+
+def policy_of(db: Database, settings: Settings) -> Policy:
+    """The keeper rule a search runs with, and the decisions in force now."""
+    return Policy(settings.keep or DEFAULT_RULE, settings.prefer_folders, decisions.pinned(db), settings.reference)
+
+
+def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | None = None,
+            touching: set[int] | None = None) -> int | None:
+    """Re-make the groups of the latest (or given) completed search under today's decisions.
+
+    ``touching``: only the groups holding these image ids (None: all). ``keeper``: a profile whose
+    keeper rule the search takes from now on (all groups are re-made). Returns the number of
+    groups, or None when there is no search yet.
+    """
+    search_id = search_id or db.execute("SELECT id FROM latest_search").fetchone()[0]
+    if search_id is None:
+        return None
+    version = decisions.version(db)
+    settings = dataclasses.replace(stored_settings(db, search_id), reference=decisions.reference_folders(db))
+    if keeper is not None:
+        settings = dataclasses.replace(settings, keep=keeper.keep, prefer_folders=keeper.prefer_folders)
+        touching = None
+    orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
+    roots = settings.roots if settings.in_folder else ()
+    policy = policy_of(db, settings)
+    with db.atomic():  # readers see the old groups or the new ones, never a mix
+        if touching is None:
+            write_groups(db, search_id, roots, settings.px_size, orientations, policy, base_id=search_id)
+        elif touching:
+            _regroup_around(db, search_id, touching, roots, settings.px_size, orientations, policy)
+        n_groups = db.execute("SELECT count(DISTINCT group_id) FROM group_members WHERE search_id = ?",
+                              [search_id]).fetchone()[0]
+        total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
+        shown = _counted_pairs(db, search_id)
+        db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ?, keep_rule = ?"
+                   " WHERE id = ?", [n_groups, shown, total - shown, version, settings.keep_rule, search_id])
+    return n_groups
+
+
+def regroup_if_stale(db: Database) -> None:
+    """Before acting: make sure the latest search's groups reflect every decision made since it ran."""
+    row = db.execute("SELECT id, decisions_version FROM searches WHERE id = (SELECT id FROM latest_search)").fetchone()
+    if row is not None and row[1] != decisions.version(db):
+        regroup(db, row[0])
+
+
+def _regroup_around(db: Database, search_id: int, touching: set[int], roots, px_size: int, orientations,
+                    policy: Policy) -> None:
+    """Re-make the groups holding ``touching`` (and groups these images may form now); keep the rest."""
+    ids = json.dumps(sorted(touching))
+    old = dict(db.execute("SELECT image_id, group_id FROM group_members WHERE search_id = ? AND group_id IN"
+                          " (SELECT group_id FROM group_members WHERE search_id = ? AND image_id IN"
+                          " (SELECT value FROM json_each(?)))", [search_id, search_id, ids]).fetchall())
+    among = sorted(set(old) | touching)
+    pairs = grouping_pairs(db, search_id, policy, among)
+    comps = groups_.components(pairs[:, 0], pairs[:, 1])
+    made = groups_.make_groups(comps, members_of(db, [int(i) for c in comps for i in c]), policy)
+    affected = sorted(set(old.values()))
+    known = group_rows_of(db, search_id, affected)
+    highest = db.execute("SELECT max(group_id) FROM group_members WHERE search_id = ?", [search_id]).fetchone()[0] or 0
+    made = _numbered(made, old, highest)
+    db.execute("DELETE FROM group_members WHERE search_id = ? AND group_id IN (SELECT value FROM json_each(?))",
+               [search_id, json.dumps(affected)])
+    store_groups(db, search_id, made, known, set(), roots, px_size, orientations)
+
+
+def _numbered(made: list[groups_.Group], old: dict[int, int], highest: int) -> list[groups_.Group]:
+    """Each re-made group takes the smallest old number among its members that no other took; the
+    rest get new numbers after ``highest``."""
+    taken: set[int] = set()
+    out = []
+    for g in made:
+        members = (g.keeper, *g.others)
+        candidates = sorted({old[m.image_id] for m in members if m.image_id in old} - taken)
+        if candidates:
+            number = candidates[0]
+        else:
+            highest += 1
+            number = highest
+        taken.add(number)
+        out.append(dataclasses.replace(g, group_id=number))
+    return out
+
+
+def _counted_pairs(db: Database, search_id: int) -> int:
+    """The pairs decisions leave (what match_pairs shows for the latest search)."""
+    return db.execute(
+        "SELECT count(*) FROM pairs p JOIN images a ON a.id = p.image_a JOIN images b ON b.id = p.image_b"
+        f" WHERE p.search_id = ? AND {decisions.NOT_IGNORED}"
+        " AND NOT (p.image_a IN (SELECT image_id FROM reference_images)"
+        " AND p.image_b IN (SELECT image_id FROM reference_images))", [search_id]).fetchone()[0]
