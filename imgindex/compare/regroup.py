@@ -72,7 +72,14 @@ def regroup_if_stale(db: Database) -> None:
 
 def _regroup_around(db: Database, search_id: int, touching: set[int], roots, px_size: int, orientations,
                     policy: Policy) -> None:
-    """Re-make the groups holding ``touching`` (and groups these images may form now); keep the rest."""
+    """Re-make the groups holding ``touching`` or their partners in a pair (whose pair may count now, or
+    no longer); keep the rest. Any pair whose standing a decision changes has a touched image, so no
+    pair leads from the images re-made to a group kept."""
+    given = json.dumps(sorted(touching))
+    partners = db.execute(
+        "SELECT image_a, image_b FROM pairs WHERE search_id = ? AND (image_a IN (SELECT value FROM json_each(?))"
+        " OR image_b IN (SELECT value FROM json_each(?)))", [search_id, given, given]).fetchall()
+    touching = touching | {i for pair in partners for i in pair}
     ids = json.dumps(sorted(touching))
     old = dict(db.execute("SELECT image_id, group_id FROM group_members WHERE search_id = ? AND group_id IN"
                           " (SELECT group_id FROM group_members WHERE search_id = ? AND image_id IN"
