@@ -117,3 +117,21 @@ def test_the_watcher_uses_the_profile_and_keeps_decisions_through_its_events(tmp
         assert frozenset({"b.png", "b-new.tif"}) in shown and frozenset({"b renamed.bmp", "b-new.tif"}) in shown
     watcher_searches = query(db, "SELECT DISTINCT similarity FROM searches WHERE id > 1")
     assert watcher_searches == [("similar",)]
+
+
+@pytest.mark.slow
+def test_watch_with_a_reference_folder_watches_it_and_never_pairs_it_with_itself(tmp_path, library):
+    db = tmp_path / "w.db"
+    archive, new = library / "archive", library / "new"
+    same_pixels(archive / "a-again.tif", 1)  # two copies inside the archive: trusted, never a pair
+    with watching(new, db, "--reference", archive) as proc:
+        assert query(db, "SELECT kind, path_a FROM decisions") == [("reference", str(archive))]
+        same_pixels(new / "a-new.ppm", 1)
+        rows = wait_for(db, "SELECT path, keep_reason FROM match_groups WHERE path LIKE '%a-new.ppm'",
+                        lambda r: len(r) == 1, proc=proc)
+        assert rows == [(str(new / "a-new.ppm"), None)]
+        shown = query(db, "SELECT path_a, path_b FROM match_pairs")
+        assert not any(a.startswith(str(archive)) and b.startswith(str(archive)) for a, b in shown)
+        kept = dict(query(db, "SELECT path, keep_reason FROM match_groups WHERE keep_reason IS NOT NULL"))
+        assert kept[str(archive / "a.png")] == "reference" and kept[str(archive / "a-again.tif")] == "reference"
+    assert proc.returncode == 0
