@@ -125,6 +125,7 @@ def watch(paths, db_path, limit_extensions, px_size, processes, settle, log_file
       imgindex watch ~/Pictures --db photos.db --similarity similar
       imgindex watch ~/Incoming --reference ~/Archive --db photos.db
     """
+    settings["prefer_folders"] = settings["prefer_folders"] or None  # not given: the profile's
     stream = open(log_file, "a", encoding="utf-8", buffering=1) if log_file else sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

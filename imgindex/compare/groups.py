@@ -145,11 +145,13 @@ def choose(ids: Iterable[int], members: dict[int, Member], policy: Policy) -> tu
     for m in ranked:
         if any(under(os.path.dirname(m.path), r) for r in policy.reference):
             reasons[m.image_id] = "reference"
-    for content_hash, pinned_path in policy.pinned.items():
-        copies = [m for m in ranked if m.content_hash == content_hash]
-        if copies:  # byte copies of a pinned image: the one pinned, or (moved) the best of them, is kept
-            chosen = next((m for m in copies if m.path == pinned_path), copies[0])
-            reasons[chosen.image_id] = "pinned"
+    copies: dict[str, list[Member]] = {}
+    for m in ranked:
+        if m.content_hash in policy.pinned:
+            copies.setdefault(m.content_hash, []).append(m)
+    for content_hash, same in copies.items():  # byte copies of a pinned image: the one pinned, or (moved) the best
+        chosen = next((m for m in same if m.path == policy.pinned[content_hash]), same[0])
+        reasons[chosen.image_id] = "pinned"
     strength = {"pinned": 0, "reference": 1}
     keeper = min(ranked, key=lambda m: strength.get(reasons.get(m.image_id, ""), 2))  # min: stable, rule order
     reasons.setdefault(keeper.image_id, "rule")

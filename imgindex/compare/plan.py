@@ -42,8 +42,11 @@ class Scope:
     folders: list  # each image's folder
 
     def under_any(self, folders: tuple[str, ...]) -> np.ndarray:
-        """Mask of the images under one of ``folders``."""
-        return np.array([any(under(f, r) for r in folders) for f in self.folders], dtype=bool)
+        """Mask of the images under one of ``folders`` (each distinct folder checked once)."""
+        if not folders:
+            return np.zeros(len(self.folders), dtype=bool)
+        inside = {f: any(under(f, r) for r in folders) for f in set(self.folders)}
+        return np.array([inside[f] for f in self.folders], dtype=bool)
 
 
 def default_chunksize(n: int, algorithm: str, processes: int) -> int:

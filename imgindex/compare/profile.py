@@ -63,7 +63,7 @@ def given(similarity=None, rotate=None, mirror=None, same_dim=None, keep=None, p
                 if v is not None})
     if prefer_folders is not None:
         out["prefer_folders"] = tuple(os.path.abspath(os.path.expanduser(os.fspath(f))) for f in prefer_folders)
-    if keep is not None or prefer_folders:
+    if keep is not None:
         out["keep"] = parse_rule(keep, out.get("prefer_folders", ()))
     return out
 
@@ -75,6 +75,8 @@ def resolve(db: Database, options: dict, *, save_profile: bool = False) -> tuple
     """
     stored = load(db)
     effective = dataclasses.replace(stored or Profile(), **options)
+    if effective.prefer_folders and "folder" not in effective.keep:  # preferring folders means the criterion
+        effective = dataclasses.replace(effective, keep=("folder", *effective.keep))
     if stored is None or save_profile:
         if effective != stored:
             save(db, effective)
