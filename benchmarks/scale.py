@@ -69,7 +69,7 @@ def main() -> None:
         print(f"{args.n} vectors stored ({exact} exact copies, {near} near copies planted)", flush=True)
         for similarity in ("duplicates", "similar"):
             cmd = [sys.executable, "-m", "imgindex.cli", "search", "--db", str(db), "--similarity", similarity,
-                   "--full", "--processes", str(args.processes), "--format", "csv", "-o", "/dev/null"]
+                   "--full", "--save-profile", "--processes", str(args.processes), "--format", "csv", "-o", "/dev/null"]
             if args.chunksize:
                 cmd += ["--chunksize", str(args.chunksize)]
             run = measure(cmd)
