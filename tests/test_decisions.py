@@ -141,12 +141,17 @@ def test_a_pinned_keeper_wins_survives_a_move_and_is_never_acted_on(tmp_path, in
     assert kept(index) == {"big.png": "rule"}
 
 
-def test_two_pinned_images_in_one_group_are_both_kept_and_neither_is_acted_on(tmp_path, index):
-    root = tmp_path / "photos"
+def three_copies(root, index: Index) -> None:
+    """a.png, b.bmp, c.tif: one picture in three files (other bytes, the same pixels), scanned and searched."""
     for name in ("a.png", "b.bmp", "c.tif"):
         same_pixels(root / name, 1)
     index.scan(root)
     search(index)
+
+
+def test_two_pinned_images_in_one_group_are_both_kept_and_neither_is_acted_on(tmp_path, index):
+    root = tmp_path / "photos"
+    three_copies(root, index)
     index.keep([root / "b.bmp", root / "c.tif"])
     assert kept(index) == {"b.bmp": "pinned", "c.tif": "pinned"}
     assert index.lower_quality() == [str(root / "a.png")]
@@ -176,10 +181,7 @@ def test_pinning_a_byte_copy_moves_the_pin_and_says_so(tmp_path, index):
 
 def test_a_decision_made_after_planning_is_honoured_when_applying(tmp_path, index):
     root = tmp_path / "photos"
-    for name in ("a.png", "b.bmp", "c.tif"):
-        same_pixels(root / name, 1)
-    index.scan(root)
-    search(index)
+    three_copies(root, index)
     plan = index.plan_delete()
     assert len(plan.actions) == 2
     victim = plan.actions[0].source

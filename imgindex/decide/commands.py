@@ -104,10 +104,7 @@ def unignore(db: Database, paths: Iterable[str] = (), *, decision_ids: Iterable[
         found += [old] if old else []
     if not found:
         raise DecisionError("There is no decision 'not duplicates' between these images: see imgindex ignore --list.")
-    with db.atomic():
-        for d in found:
-            record.revoke(db, d)
-    return DecisionReport("unignore", removed=tuple(found), notes=tuple(notes))
+    return _revoke_all(db, "unignore", found, notes)
 
 
 def keep(db: Database, paths: Iterable[str], *, note: str | None = None) -> DecisionReport:
@@ -135,10 +132,7 @@ def unkeep(db: Database, paths: Iterable[str]) -> DecisionReport:
     found = [d for d in (record.active(db, "keep", i.content_hash) for i in images) if d is not None]
     if not found:
         raise DecisionError("None of these images is pinned: see imgindex keep --list.")
-    with db.atomic():
-        for d in found:
-            record.revoke(db, d)
-    return DecisionReport("unkeep", removed=tuple(found), notes=tuple(notes))
+    return _revoke_all(db, "unkeep", found, notes)
 
 
 def add_reference(db: Database, folders: Iterable[str], *, note: str | None = None) -> DecisionReport:
@@ -173,11 +167,15 @@ def remove_reference(db: Database, folders: Iterable[str]) -> DecisionReport:
             now = ", ".join(d.paths[0] for d in record.listing(db, "reference")) or "none"
             raise DecisionError(f"{folder} is not a reference folder (reference folders: {now}).")
         found.append(old)
+    return _revoke_all(db, "unreference", found, ["The next search compares their images with each other."])
+
+
+def _revoke_all(db: Database, command: str, found: list, notes: list[str]) -> DecisionReport:
+    """Take these decisions back in one transaction."""
     with db.atomic():
         for d in found:
             record.revoke(db, d)
-    return DecisionReport("unreference", removed=tuple(found),
-                          notes=("The next search compares their images with each other.",))
+    return DecisionReport(command, removed=tuple(found), notes=tuple(notes))
 
 
 def _folders(folders: Iterable[str]) -> list[str]:
