@@ -159,3 +159,13 @@ def test_every_subpackage_says_what_flows_in_and_out():
         if path.name == "__init__.py" and name != "imgindex":
             doc = ast.get_docstring(ast.parse(path.read_text())) or ""
             assert len(doc) > 40, f"{name} has no docstring saying what flows in and out"
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject lists packages by hand: a new stage missing there works in an editable install and
+    breaks `pip install .` (README's first command)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py") for p in [p.parent]}
+    assert found <= listed
