@@ -190,17 +190,17 @@ class Index:
 
     # ---------------------------------------------------------------- acting
 
-    def plan_move_to(self, destination: str | os.PathLike) -> ActionPlan:
-        """What ``move_to`` would do: each lower_quality image of the latest search and its new path."""
+    def plan_move_to(self, destination: str | os.PathLike, *, groups: Iterable[int] | None = None) -> ActionPlan:
+        """What ``move_to`` would do: each lower_quality image of the latest search (of ``groups``) and its new path."""
         journal.recover(self.db)
         regroup_if_stale(self.db)
-        return plan.plan_move_to(self.db, destination)
+        return plan.plan_move_to(self.db, destination, groups)
 
-    def plan_delete(self, *, permanent: bool = False) -> ActionPlan:
-        """What ``delete`` would do: each lower_quality image of the latest search."""
+    def plan_delete(self, *, permanent: bool = False, groups: Iterable[int] | None = None) -> ActionPlan:
+        """What ``delete`` would do: each lower_quality image of the latest search (of ``groups``, or all)."""
         journal.recover(self.db)
         regroup_if_stale(self.db)
-        return plan.plan_delete(self.db, permanent=permanent)
+        return plan.plan_delete(self.db, permanent=permanent, groups=groups)
 
     def plan_undo(self, *, run_id: int | None = None, action_id: int | None = None) -> ActionPlan:
         """What ``undo`` would put back: a run's files (the latest run by default) or one action's."""

@@ -27,9 +27,11 @@ ALLOWED = {
                      "imgindex.decide",
                      "imgindex.actions", "imgindex.report", "imgindex.watch"},
     "imgindex.progress": {"imgindex.types", "imgindex.humanize"},
+    # the review app: reads the index directly, decides and acts only through the facade
+    "imgindex.serve": {"imgindex.api", "imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan.decode"},
     "imgindex.compat": {"imgindex.api", "imgindex.types", "imgindex.errors", "imgindex.progress"},
     "imgindex.cli": {"imgindex.api", "imgindex.types", "imgindex.errors", "imgindex.progress", "imgindex.humanize",
-                     "imgindex.compat"},  # compat: `imgindex difpy` is the difPy-shaped API's command line
+                     "imgindex.compat", "imgindex.serve.server"},  # compat: `imgindex difpy` is the difPy-shaped API's command line
     "imgindex._worker_main": {"imgindex.workers"},
     "imgindex.__main__": {"imgindex.cli"},
     "imgindex": set(),  # __init__ names its exports as strings and imports them on first use
@@ -38,6 +40,7 @@ ALLOWED = {
 FUNCTION_LEVEL = {
     ("imgindex.api", "imgindex.report.write"),  # Jinja2
     ("imgindex.api", "imgindex.watch.watcher"),  # watchdog's observers
+    ("imgindex.cli.serve_command", "imgindex.serve.server"),  # Starlette, uvicorn
 }
 
 

@@ -9,7 +9,9 @@ edits of a RAW is losing work. Undo plans the journal's done actions of a run, n
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from imgindex.actions import fileops
@@ -26,12 +28,13 @@ ACTING_KINDS = ("move", "trash", "delete")
 UNDO_KINDS = {"move": "move-back", "trash": "restore"}
 
 
-def plan_move_to(db: Database, destination: str | os.PathLike) -> ActionPlan:
-    """Move every lower_quality image of the latest search under DEST, keeping folders relative to its root."""
+def plan_move_to(db: Database, destination: str | os.PathLike, groups: Iterable[int] | None = None) -> ActionPlan:
+    """Move every lower_quality image of the latest search (of these ``groups``, or all) under DEST,
+    keeping folders relative to its root."""
     dest = os.path.abspath(os.path.expanduser(os.fspath(destination)))
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise ActionError(f"{dest} exists and is not a folder: give move-to a folder (it is created if missing).")
-    search_id, rows, skipped = _lower_quality_rows(db)
+    search_id, rows, skipped = _lower_quality_rows(db, groups)
     roots = indexed_roots(db)
     acting_roots = {_root_of(path, roots) for _, path, *_ in rows if not under(path, dest)}
     labelled = len(acting_roots) > 1
@@ -101,9 +104,10 @@ def _sidecar_action(kind: str, source: str, destination: str | None, keeper: str
                          keeper, companion_of=picture)
 
 
-def plan_delete(db: Database, *, permanent: bool = False) -> ActionPlan:
-    """Delete every lower_quality image of the latest search: to the trash, or for good with ``permanent``."""
-    search_id, rows, skipped = _lower_quality_rows(db)
+def plan_delete(db: Database, *, permanent: bool = False, groups: Iterable[int] | None = None) -> ActionPlan:
+    """Delete every lower_quality image of the latest search (of these ``groups``, or all): to the trash,
+    or for good with ``permanent``."""
+    search_id, rows, skipped = _lower_quality_rows(db, groups)
     kind = "delete" if permanent else "trash"
     actions, found = [], Sidecars({path for _, path, *_ in rows})
     for image_id, path, size, mtime_ns, content_hash, keeper in rows:
@@ -152,7 +156,7 @@ def plan_undo(db: Database, *, run_id: int | None = None, action_id: int | None 
 _JOURNAL_COLUMNS = "id, kind, source, destination, content_hash, size, image_id, outcome"
 
 
-def _lower_quality_rows(db: Database) -> tuple[int, list[tuple], list[SkippedFile]]:
+def _lower_quality_rows(db: Database, groups: Iterable[int] | None = None) -> tuple[int, list[tuple], list[SkippedFile]]:
     """(image_id, path, size, mtime_ns, content_hash, keeper path) of each member of the latest search
     that is not kept, and the files left alone because a decision protects them now."""
     search_id = resolve_search_id(db, None)
@@ -162,8 +166,9 @@ def _lower_quality_rows(db: Database) -> tuple[int, list[tuple], list[SkippedFil
         " JOIN group_members gk ON gk.search_id = g.search_id AND gk.group_id = g.group_id AND gk.is_keeper = 1"
         " JOIN images k ON k.id = gk.image_id"
         " WHERE g.search_id = ? AND g.is_keeper = 0 AND g.keep_reason IS NULL"
-        " ORDER BY g.group_id, g.mse_to_keeper, i.path",
-        [search_id],
+        + ("" if groups is None else " AND g.group_id IN (SELECT value FROM json_each(?))")
+        + " ORDER BY g.group_id, g.mse_to_keeper, i.path",
+        [search_id] + ([] if groups is None else [json.dumps(sorted({int(g) for g in groups}))]),
     ).fetchall()
     protected = Protected(db)
     reasons = [protected.reason(r[1], r[4]) for r in rows]

@@ -6,7 +6,7 @@ option, 130 interrupted). Imports only the API, its types and errors, and its ow
 ``decision_commands`` (ignore, keep, config...), ``render`` (tables, JSON, CSV, summaries), ``difpy_command`` (difPy's own flags).
 """
 
-from imgindex.cli import action_commands, decision_commands, difpy_command, index_commands  # noqa: F401  (they register the commands)
+from imgindex.cli import action_commands, decision_commands, difpy_command, index_commands, serve_command  # noqa: F401  (they register the commands)
 from imgindex.cli.app import cli
 
 __all__ = ["cli", "main"]

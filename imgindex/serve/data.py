@@ -1,0 +1,153 @@
+"""What the review page shows, read from the index: the latest search's groups (with why each member
+is kept and what kind of copy it is), filtered and paged, and the state the page polls.
+
+A snapshot of the groups is built once per state of the index (search, decisions, scans and
+actions) and kept, so paging and filtering cost no query.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from imgindex.db.connect import connect_readonly
+
+KINDS = ("byte copy", "same pixels", "rotated", "resized", "similar")
+
+
+@dataclass(frozen=True)
+class MemberView:
+    image_id: int
+    name: str
+    folder: str
+    width: int
+    height: int
+    size: int
+    format: str | None
+    modified: str  # ISO 8601, UTC
+    mse_to_keeper: float | None
+    rotation: int | None
+    mirrored: bool
+    is_keeper: bool
+    keep_reason: str | None  # 'rule', 'pinned', 'reference'; None: acted on
+    kind: str | None  # how it relates to the keeper (KINDS); None for the keeper
+
+
+@dataclass(frozen=True)
+class GroupView:
+    group_id: int
+    members: tuple[MemberView, ...]  # the keeper, the other kept members, then the rest
+    reclaimable: int  # bytes of the members acted on
+    kinds: tuple[str, ...]
+    decided: bool  # a member is pinned or in a reference folder, or in a pair decided 'not duplicates'
+    hashes: frozenset[str]
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        del out["hashes"]
+        return out
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    search: dict | None
+    groups: tuple[GroupView, ...]  # most reclaimable first
+
+
+class Reader:
+    """Read-only connections (one per thread) and the cached snapshot of the groups."""
+
+    def __init__(self, db_path: str):
+        self.db_path = db_path
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.snapshot: Snapshot | None = None
+
+    def conn(self) -> sqlite3.Connection:
+        if getattr(self.local, "conn", None) is None:
+            self.local.conn = connect_readonly(self.db_path)
+        return self.local.conn
+
+    def version(self) -> str:
+        """Changes whenever what the page shows may have changed."""
+        row = self.conn().execute(
+            "SELECT (SELECT id FROM latest_search), s.decisions_version, s.keep_rule, s.groups, s.pairs,"
+            " (SELECT max(id) FROM scans), (SELECT max(id) FROM actions), (SELECT count(*) FROM decisions)"
+            " FROM (SELECT 1) LEFT JOIN searches s ON s.id = (SELECT id FROM latest_search)").fetchone()
+        return "-".join("" if v is None else str(v) for v in row)
+
+    def current(self) -> Snapshot:
+        version = self.version()
+        with self.lock:
+            if self.snapshot is None or self.snapshot.version != version:
+                self.snapshot = _build(self.conn(), version)
+            return self.snapshot
+
+    def image(self, image_id: int) -> tuple | None:
+        """(path, size, mtime_ns, content_hash, format) of an indexed image."""
+        return self.conn().execute("SELECT path, size, mtime_ns, content_hash, format FROM images WHERE id = ?",
+                                   [image_id]).fetchone()
+
+
+def _build(conn: sqlite3.Connection, version: str) -> Snapshot:
+    cursor = conn.execute("SELECT id, similarity, threshold, finished_at, images, pairs, groups FROM searches"
+                          " WHERE id = (SELECT id FROM latest_search)")
+    row = cursor.fetchone()
+    if row is None:
+        return Snapshot(version, None, ())
+    search = dict(zip([d[0] for d in cursor.description], row))
+    ignored = {h for pair in conn.execute("SELECT hash_a, hash_b FROM decisions WHERE kind = 'not-duplicates'"
+                                          " AND revoked_at IS NULL") for h in pair}
+    rows = conn.execute(
+        "SELECT g.group_id, i.id, i.path, i.folder, i.width, i.height, i.size, i.format, i.mtime_ns, i.content_hash,"
+        " g.is_keeper, g.keep_reason, g.mse_to_keeper, g.rotation, g.mirrored FROM group_members g"
+        " JOIN images i ON i.id = g.image_id WHERE g.search_id = ?"
+        " ORDER BY g.group_id, g.is_keeper DESC, g.keep_reason IS NULL, g.mse_to_keeper, i.path", [search["id"]])
+    by_group: dict[int, list[tuple]] = {}
+    for gid, *fields in rows:
+        by_group.setdefault(gid, []).append(tuple(fields))
+    groups = [_group(gid, members, ignored) for gid, members in by_group.items()]
+    groups.sort(key=lambda g: (-g.reclaimable, g.group_id))
+    return Snapshot(version, search, tuple(groups))
+
+
+def _group(gid: int, rows: list[tuple], ignored: set[str]) -> GroupView:
+    keeper = rows[0]
+    members = []
+    for image_id, path, folder, w, h, size, fmt, mtime_ns, digest, is_keeper, reason, mse, rotation, mirrored in rows:
+        members.append(MemberView(
+            image_id, os.path.basename(path), folder, w, h, size, fmt,
+            datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc).isoformat(timespec="seconds"), mse, rotation,
+            bool(mirrored), bool(is_keeper), reason, None if is_keeper else _kind(keeper, w, h, digest, mse, rotation,
+                                                                                  mirrored)))
+    hashes = frozenset(r[8] for r in rows)
+    return GroupView(
+        gid, tuple(members), sum(m.size for m in members if m.keep_reason is None and not m.is_keeper),
+        tuple(k for k in KINDS if any(m.kind == k for m in members)),
+        any(m.keep_reason in ("pinned", "reference") for m in members) or bool(hashes & ignored), hashes)
+
+
+def _kind(keeper: tuple, w: int, h: int, digest: str, mse, rotation, mirrored) -> str:
+    if digest == keeper[8]:
+        return "byte copy"
+    if rotation or mirrored:
+        return "rotated"
+    if (w * h) != keeper[3] * keeper[4]:
+        return "resized"
+    return "same pixels" if mse == 0 else "similar"
+
+
+def select(snapshot: Snapshot, *, folder: str = "", min_members: int = 2, kind: str = "", decided: str = "",
+           page: int = 1, per_page: int = 20) -> tuple[int, list[GroupView]]:
+    """(how many groups pass the filters, the page asked for)."""
+    found = [g for g in snapshot.groups
+             if len(g.members) >= min_members
+             and (not folder or any(folder.lower() in m.folder.lower() for m in g.members))
+             and (not kind or kind in g.kinds)
+             and (decided == "" or g.decided == (decided == "yes"))]
+    start = (page - 1) * per_page
+    return len(found), found[start : start + per_page]

@@ -1,0 +1,239 @@
+// The review page: groups of the latest search, decisions and actions. Every text is set with
+// textContent (file names are data, never markup); every change goes through a POST with the CSRF token.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf"]').content;
+const readOnly = document.querySelector('meta[name="read-only"]').content === "yes";
+const view = { page: 1, perPage: 20, version: null, total: 0, shown: new Map(), selected: new Set(), state: null };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function status(text) { document.getElementById("status").textContent = text || ""; }
+
+function bytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+async function call(url, body) {
+  for (let attempt = 0; attempt < 30; attempt++) {
+    const options = body === undefined ? {} : {
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body),
+    };
+    const response = await fetch(url, { ...options, credentials: "same-origin" });
+    if (response.status === 503) { status("The index is busy (a scan or search is writing); retrying…"); await sleep(1000); continue; }
+    const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    return data;
+  }
+  throw new Error("The index stayed busy; try again later.");
+}
+
+function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+function filters() {
+  const form = new FormData(document.getElementById("filters"));
+  const params = new URLSearchParams();
+  for (const [k, v] of form.entries()) if (v !== "") params.set(k, v);
+  params.set("page", view.page);
+  params.set("per_page", view.perPage);
+  return params;
+}
+
+async function loadState() {
+  const state = await call("/api/state");
+  view.state = state;
+  const search = state.search;
+  document.getElementById("summary").textContent = search
+    ? `Search ${search.id} (${search.similarity}, MSE ≤ ${search.threshold}): ${state.groups} groups, ` +
+      `${state.undecided} without a decision yet.`
+    : "No search yet: run imgindex search (or find) on this index.";
+  document.getElementById("move-selected").classList.toggle("hidden", readOnly || !state.move_to);
+  return state;
+}
+
+function signature(group) { return group.members.map((m) => `${m.image_id}:${m.keep_reason}`).join(","); }
+
+async function loadGroups() {
+  const data = await call(`/api/groups?${filters()}`);
+  const before = view.shown;
+  view.version = data.version;
+  view.total = data.total;
+  view.shown = new Map(data.groups.map((g) => [g.group_id, signature(g)]));
+  const main = document.getElementById("groups");
+  main.replaceChildren(...data.groups.map((g) => groupCard(g, before.has(g.group_id) && before.get(g.group_id) !== signature(g))));
+  if (!data.groups.length) main.append(el("p", { text: "No group matches." }));
+  const pages = Math.max(1, Math.ceil(data.total / view.perPage));
+  document.getElementById("page").textContent = `page ${view.page} of ${pages} (${data.total} groups)`;
+  document.getElementById("prev").disabled = view.page <= 1;
+  document.getElementById("next").disabled = view.page >= pages;
+}
+
+function groupCard(group, changed) {
+  const keeper = group.members[0];
+  const box = el("input", { type: "checkbox", class: "select", "data-group": group.group_id });
+  box.checked = view.selected.has(group.group_id);
+  box.addEventListener("change", () => (box.checked ? view.selected.add(group.group_id) : view.selected.delete(group.group_id)));
+  const title = el("h2", {}, readOnly ? "" : box,
+    ` Group ${group.group_id}: ${group.members.length} images, ${bytes(group.reclaimable)} reclaimable` +
+    (group.kinds.length ? ` (${group.kinds.join(", ")})` : ""));
+  if (changed) title.append(" ", el("span", { class: "badge changed", text: "changed since you looked" }));
+  const buttons = el("p");
+  if (!readOnly) buttons.append(el("button", { type: "button", class: "ignore-group", text: "Not duplicates (all of them)",
+    onclick: () => decide("ignore", { group_id: group.group_id }) }));
+  const members = el("div", { class: "members" }, ...group.members.map((m) => memberCard(m, keeper)));
+  return el("section", { class: `group${changed ? " changed" : ""}`, "data-group": group.group_id }, title, buttons, members);
+}
+
+function memberCard(m, keeper) {
+  const kept = m.keep_reason !== null;
+  const label = m.is_keeper ? (m.keep_reason === "rule" ? "keeper" : `keeper (${m.keep_reason})`)
+    : kept ? `kept: ${m.keep_reason === "pinned" ? "pinned" : "reference folder"}` : "lower quality";
+  const img = el("img", { src: `/thumb/${m.image_id}?size=320`, alt: m.name, loading: "lazy" });
+  img.addEventListener("click", () => compare(keeper, m));
+  const turn = m.rotation ? `, turned ${m.rotation}°` : "";
+  const facts = [`${m.width}×${m.height}, ${bytes(m.size)}, ${m.format || "?"}`, `modified ${m.modified}`, m.folder,
+    m.is_keeper ? "" : `MSE ${Number(m.mse_to_keeper).toPrecision(3)} to the keeper${turn}${m.mirrored ? ", mirrored" : ""}` +
+      (m.kind ? ` (${m.kind})` : "")];
+  const card = el("div", { class: `member${m.is_keeper ? " keeper" : kept ? " kept" : ""}`, "data-image": m.image_id }, img,
+    el("div", {}, el("span", { class: `badge ${m.is_keeper ? "keeper" : m.keep_reason || ""}`, text: label })),
+    el("div", { class: "name", text: m.name }),
+    ...facts.filter(Boolean).map((f) => el("div", { class: "facts", text: f })));
+  if (!readOnly) {
+    const row = el("p");
+    if (m.keep_reason === "pinned") row.append(el("button", { type: "button", class: "unkeep", text: "Unpin",
+      onclick: () => decide("unkeep", { image_id: m.image_id }) }));
+    else row.append(el("button", { type: "button", class: "keep", text: "Keep this one",
+      onclick: () => decide("keep", { image_id: m.image_id }) }));
+    if (!m.is_keeper) row.append(el("button", { type: "button", class: "ignore-pair", text: "Not a duplicate of the keeper",
+      onclick: () => decide("ignore", { image_ids: [keeper.image_id, m.image_id] }) }));
+    row.append(el("button", { type: "button", class: m.keep_reason === "reference" ? "unreference" : "reference",
+      text: m.keep_reason === "reference" ? "Folder is no longer reference" : "Make its folder a reference",
+      onclick: () => decide(m.keep_reason === "reference" ? "unreference" : "reference", { image_id: m.image_id }) }));
+    card.append(row);
+  }
+  return card;
+}
+
+async function decide(what, body) {
+  try {
+    const report = await call(`/api/${what}`, body);
+    status([`Recorded (${what}).`, ...report.notes].join(" "));
+    await refresh(true);
+  } catch (error) { status(error.message); }
+}
+
+function overlay(...children) {
+  const body = document.getElementById("overlay-body");
+  body.replaceChildren(...children);
+  document.getElementById("overlay").classList.remove("hidden");
+}
+
+function compare(keeper, member) {
+  const a = el("img", { src: `/full/${keeper.image_id}`, alt: keeper.name });
+  const b = el("img", { src: `/full/${member.image_id}`, alt: member.name });
+  const pair = el("div", { class: keeper.image_id === member.image_id ? "single" : "" }, a);
+  if (keeper.image_id !== member.image_id) pair.append(b);
+  const caption = el("p", { text: keeper.image_id === member.image_id ? keeper.name : `${keeper.name}  |  ${member.name}` });
+  const tools = el("p");
+  if (keeper.image_id !== member.image_id) {
+    let timer = null;
+    tools.append(el("button", { type: "button", id: "flicker", text: "Flicker", onclick: () => {
+      if (timer) { clearInterval(timer); timer = null; b.classList.remove("hidden"); a.classList.remove("hidden"); return; }
+      b.classList.add("hidden");
+      timer = setInterval(() => { a.classList.toggle("hidden"); b.classList.toggle("hidden"); }, 500);
+    } }));
+    tools.append(el("button", { type: "button", id: "difference", text: "Difference", onclick: () => pair.append(difference(a, b)) }));
+  }
+  overlay(caption, tools, pair);
+}
+
+function difference(a, b) {
+  const width = Math.min(a.naturalWidth, 1200), height = Math.round(width * a.naturalHeight / a.naturalWidth);
+  const canvas = el("canvas", { width, height });
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(a, 0, 0, width, height);
+  const first = ctx.getImageData(0, 0, width, height);
+  ctx.drawImage(b, 0, 0, width, height);
+  const second = ctx.getImageData(0, 0, width, height);
+  for (let i = 0; i < first.data.length; i += 4) {
+    for (let c = 0; c < 3; c++) second.data[i + c] = Math.min(255, 4 * Math.abs(first.data[i + c] - second.data[i + c]));
+    second.data[i + 3] = 255;
+  }
+  ctx.putImageData(second, 0, 0);
+  return canvas;
+}
+
+async function plan(command) {
+  const groups = command === "undo" ? [] : [...view.selected];
+  if (command !== "undo" && !groups.length) { status("Select groups first (the boxes by their titles)."); return; }
+  let shown;
+  try { shown = await call("/api/plan", { command, groups, version: view.version }); } catch (error) { status(error.message); return; }
+  const verb = { trash: "Send to the trash", move: `Move under ${shown.destination}`, undo: "Put back" }[command];
+  const list = el("ul", {}, ...shown.actions.map((a) => el("li", { text: a.destination ? `${a.source} → ${a.destination}` : a.source })));
+  const skipped = el("ul", {}, ...shown.skipped.map((s) => el("li", { text: `left alone: ${s.path}: ${s.reason}` })));
+  const go = el("button", { type: "button", id: "carry-out", text: `${verb}: ${shown.files} files (${bytes(shown.bytes)})` });
+  go.disabled = shown.files === 0;
+  go.addEventListener("click", () => carryOut(shown.plan_id));
+  overlay(el("h2", { text: `Plan: ${verb.toLowerCase()}` }), el("p", {}, go), list, skipped);
+}
+
+async function carryOut(planId) {
+  try {
+    let job = await call("/api/apply", { plan_id: planId });
+    while (job.status === "running") {
+      status(`${job.command}: ${job.done} of ${job.planned} files…`);
+      await sleep(300);
+      job = (await call("/api/state")).job;
+    }
+    const counts = Object.entries(job.outcomes).map(([k, v]) => `${v} ${k}`).join(", ");
+    status(`${job.command} ${job.status}: ${counts || "nothing to do"}${job.message ? ` (${job.message})` : ""}` +
+      (job.run_id ? ` — run ${job.run_id} in the actions table.` : ""));
+    view.selected.clear();
+    document.getElementById("overlay").classList.add("hidden");
+    await refresh(true);
+  } catch (error) { status(error.message); }
+}
+
+async function refresh(force) {
+  const state = await loadState();
+  if (force || state.version !== view.version) await loadGroups();
+}
+
+function init() {
+  const kinds = document.querySelector('select[name="kind"]');
+  document.getElementById("filters").addEventListener("input", () => { view.page = 1; loadGroups().catch((e) => status(e.message)); });
+  document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+  document.getElementById("prev").addEventListener("click", () => { view.page--; loadGroups(); });
+  document.getElementById("next").addEventListener("click", () => { view.page++; loadGroups(); });
+  document.getElementById("overlay-close").addEventListener("click", () => document.getElementById("overlay").classList.add("hidden"));
+  document.getElementById("trash-selected").addEventListener("click", () => plan("trash"));
+  document.getElementById("move-selected").addEventListener("click", () => plan("move"));
+  document.getElementById("undo").addEventListener("click", () => plan("undo"));
+  document.getElementById("select-page").addEventListener("change", (e) => {
+    for (const box of document.querySelectorAll("input.select")) {
+      box.checked = e.target.checked;
+      const id = Number(box.dataset.group);
+      e.target.checked ? view.selected.add(id) : view.selected.delete(id);
+    }
+  });
+  loadState().then((state) => {
+    for (const k of state.kinds) kinds.append(el("option", { value: k, text: k }));
+    return loadGroups();
+  }).catch((e) => status(e.message));
+  setInterval(() => refresh(false).catch((e) => status(e.message)), 2000);  // live: a watcher's new groups appear
+}
+
+document.addEventListener("DOMContentLoaded", init);
