@@ -16,7 +16,7 @@ from sqlite_utils import Database
 from imgindex.actions import apply as actions_apply
 from imgindex.actions import journal, plan
 from imgindex.db import queries
-from imgindex.db.connect import connect
+from imgindex.db.connect import connect, write_transaction
 from imgindex.db.decisions import counts as decision_counts
 from imgindex.db.queries import VectorChunk
 from imgindex.db.status import status as read_status
@@ -24,7 +24,7 @@ from imgindex.scan.formats import skipped_kind  # noqa: F401 (for compat: the wa
 from imgindex.scan.run import PX_SIZE_RANGE, scan as run_scan  # noqa: F401 (PX_SIZE_RANGE: for the CLI)
 from imgindex.compare import profile, results
 from imgindex.compare.profile import Profile
-from imgindex.compare.regroup import regroup, regroup_if_stale
+from imgindex.compare.regroup import regroup as regroup_groups, regroup_if_stale
 from imgindex.compare.run import search as run_search
 from imgindex.decide import commands as decide
 from imgindex.decide import record as decide_record
@@ -143,7 +143,7 @@ class Index:
 
     def ignore(self, paths: Iterable[str | os.PathLike], *, note: str | None = None) -> DecisionReport:
         """Every two of these images are different photos: never reported as a pair again (kept by content)."""
-        return self._regrouped(decide.ignore(self.db, paths, note=note))
+        return self._decided(lambda: decide.ignore(self.db, paths, note=note))
 
     def ignore_group(self, group_id: int, *, note: str | None = None) -> DecisionReport:
         """Every two members of a group of the latest search are different photos."""
@@ -151,23 +151,24 @@ class Index:
 
     def unignore(self, paths: Iterable[str | os.PathLike] = (), *, decision_ids: Iterable[int] = ()) -> DecisionReport:
         """Take back 'not duplicates' among these images (or the decisions with these ids)."""
-        return self._regrouped(decide.unignore(self.db, paths, decision_ids=decision_ids))
+        return self._decided(lambda: decide.unignore(self.db, paths, decision_ids=decision_ids))
 
     def keep(self, paths: Iterable[str | os.PathLike], *, note: str | None = None) -> DecisionReport:
         """Pin images as keepers of whatever group they are in, until ``unkeep``; never acted on."""
-        return self._regrouped(decide.keep(self.db, paths, note=note))
+        return self._decided(lambda: decide.keep(self.db, paths, note=note))
 
     def unkeep(self, paths: Iterable[str | os.PathLike]) -> DecisionReport:
-        return self._regrouped(decide.unkeep(self.db, paths))
+        return self._decided(lambda: decide.unkeep(self.db, paths))
 
     def add_reference(self, folders: Iterable[str | os.PathLike], *, regroup: bool = True) -> DecisionReport | None:
         """Reference folders: their images are kept, never moved or deleted, not compared with each other."""
         folders = list(folders)
-        report = decide.add_reference(self.db, folders) if folders else None
-        return self._regrouped(report) if report and regroup else report
+        if not folders:
+            return None
+        return self._decided(lambda: decide.add_reference(self.db, folders), regroup=regroup)
 
     def remove_reference(self, folders: Iterable[str | os.PathLike]) -> DecisionReport:
-        return self._regrouped(decide.remove_reference(self.db, folders))
+        return self._decided(lambda: decide.remove_reference(self.db, folders))
 
     def decisions(self, kind: str | None = None) -> list[Decision]:
         """The decisions in force ('not-duplicates', 'keep', 'reference', or all), oldest first."""
@@ -181,12 +182,16 @@ class Index:
     def configure(self, *, save: bool = True, **settings) -> Profile:
         """Change the search profile: similarity, rotate, mirror, same_dim, keep, prefer_folders."""
         chosen, _ = profile.resolve(self.db, profile.given(**settings), save_profile=save)
-        regroup(self.db, keeper=chosen)  # the views follow a new keeper rule at once
+        regroup_groups(self.db, keeper=chosen)  # the views follow a new keeper rule at once
         return chosen
 
-    def _regrouped(self, report: DecisionReport) -> DecisionReport:
-        """The latest search's groups that the decisions touch, re-made at once (no comparing)."""
-        return dataclasses.replace(report, groups=regroup(self.db, touching=decide.touched(self.db, report)))
+    def _decided(self, record: Callable[[], DecisionReport], *, regroup: bool = True) -> DecisionReport:
+        """Record decisions and re-make the latest search's groups they touch (no comparing), in one
+        transaction that waits for another writer rather than failing."""
+        with write_transaction(self.db):
+            report = record()
+            touching = decide.touched(self.db, report) if regroup else set()
+            return dataclasses.replace(report, groups=regroup_groups(self.db, touching=touching) if regroup else None)
 
     # ---------------------------------------------------------------- acting
 

@@ -20,6 +20,7 @@ from imgindex.compare.persist import grouping_pairs, group_rows_of, members_of, 
 from imgindex.compare.profile import Profile
 from imgindex.compare.settings import Settings, stored_settings
 from imgindex.db import decisions
+from imgindex.db.connect import write_transaction
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -49,7 +50,7 @@ def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | Non
     orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
     roots = settings.roots if settings.in_folder else ()
     policy = policy_of(db, settings)
-    with db.atomic():  # readers see the old groups or the new ones, never a mix
+    with write_transaction(db):  # readers see the old groups or the new ones, never a mix
         if touching is None:
             write_groups(db, search_id, roots, settings.px_size, orientations, policy, base_id=search_id)
         elif touching:

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sqlite3
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -108,3 +109,25 @@ def abandon_transaction(db: Database) -> None:
     """
     if db.conn.in_transaction:
         db.conn.execute("ROLLBACK")
+
+
+@contextmanager
+def write_transaction(db: Database):
+    """A transaction that takes the write lock first (BEGIN IMMEDIATE), waiting up to the busy
+    timeout for another writer; inside one already, a no-op (``db.atomic()`` nests as savepoints).
+
+    For work that reads, then writes: a plain BEGIN would read first and then fail at once with
+    "database is locked" when another writer holds the lock (SQLite cannot wait there without
+    risking a deadlock), so a decision made while a scan writes would fail instead of waiting.
+    """
+    if db.conn.in_transaction:
+        yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
