@@ -170,6 +170,11 @@ class Index:
     def remove_reference(self, folders: Iterable[str | os.PathLike]) -> DecisionReport:
         return self._decided(lambda: decide.remove_reference(self.db, folders))
 
+    def mark_reviewed(self, group_ids: Iterable[int], *, reviewed: bool = True) -> int:
+        """Groups of the latest search looked at and accepted (kept by content: a new copy makes it new again)."""
+        with write_transaction(self.db):
+            return decide.mark_reviewed(self.db, group_ids, reviewed=reviewed)
+
     def decisions(self, kind: str | None = None) -> list[Decision]:
         """The decisions in force ('not-duplicates', 'keep', 'reference', or all), oldest first."""
         return decide_record.listing(self.db, kind)

@@ -338,3 +338,19 @@ def decisions(db: Database) -> None:
             WHERE g.search_id = (SELECT id FROM latest_search);
         """
     )
+
+
+@MIGRATIONS(name="0009_reviews")
+def reviews(db: Database) -> None:
+    """Groups a user looked at and accepted as they are, keyed by the content of their members."""
+    db.executescript(
+        """
+        -- members: SHA-256 of the sorted distinct content hashes of the group's members, joined by ','
+        -- (a rename or a move keeps the mark; a new copy joining the group makes it a new group to review)
+        CREATE TABLE reviews (
+            members TEXT PRIMARY KEY,
+            reviewed_at TEXT NOT NULL,
+            paths TEXT NOT NULL  -- JSON: the members' paths when marked, for the record
+        );
+        """
+    )

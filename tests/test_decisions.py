@@ -351,3 +351,31 @@ def test_decisions_are_plain_sql(tmp_path, index):
     assert conn.execute("SELECT path, keep_reason FROM match_groups WHERE keep_reason IS NOT NULL ORDER BY path"
                         ).fetchall() == [(str(root / "archive" / "a.png"), "reference"), (str(root / "b.bmp"), "pinned")]
     conn.close()
+
+
+def test_a_reviewed_group_stays_reviewed_through_a_rename_and_a_new_copy_makes_it_new(tmp_path, index):
+    root = tmp_path / "photos"
+    three_copies(root, index)
+    assert index.mark_reviewed([1]) == 1 and index.mark_reviewed([1]) == 0  # idempotent
+
+    def reviewed() -> bool:
+        conn = sqlite3.connect(index.path)
+        hashes = [r[0] for r in conn.execute("SELECT i.content_hash FROM match_groups g JOIN images i"
+                                             " ON i.id = g.image_id")]
+        from imgindex.db.decisions import members_key
+
+        found = conn.execute("SELECT count(*) FROM reviews WHERE members = ?", [members_key(hashes)]).fetchone()[0]
+        conn.close()
+        return found == 1
+
+    assert reviewed()
+    os.rename(root / "a.png", root / "renamed.png")
+    index.scan(root)
+    search(index)
+    assert reviewed()
+    same_pixels(root / "d.ppm", 1)
+    index.scan(root)
+    search(index)
+    assert not reviewed()  # something new to look at
+    with pytest.raises(DecisionError, match="no group 5"):
+        index.mark_reviewed([5])

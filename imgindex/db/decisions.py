@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import hashlib
 import json
 import os
 
@@ -100,3 +101,12 @@ class Protected:
         if row is not None:
             return f"is a pinned keeper (decision #{row[0]}; imgindex unkeep to unpin): never moved or deleted"
         return None
+
+
+def members_key(hashes) -> str:
+    """The key of a group in ``reviews``: the SHA-256 of its members' sorted distinct content hashes."""
+    return hashlib.sha256(",".join(sorted(set(hashes))).encode()).hexdigest()
+
+
+def reviewed_keys(db: Database) -> set[str]:
+    return {r[0] for r in db.execute("SELECT members FROM reviews")}

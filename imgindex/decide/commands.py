@@ -9,11 +9,13 @@ decision and says so.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imgindex.db.decisions import images_concerned
+from imgindex.db.decisions import images_concerned, members_key
+from imgindex.db.runs import now
 from imgindex.db.queries import indexed_roots
 from imgindex.decide import record
 from imgindex.errors import DecisionError
@@ -202,3 +204,21 @@ def touched(db: Database, report: DecisionReport) -> set[int]:
     hashes = {h for d in changed for h in d.hashes}
     folders = {d.paths[0] for d in changed if d.kind == "reference"}
     return images_concerned(db, hashes, folders)
+
+
+def mark_reviewed(db: Database, group_ids: Iterable[int], *, reviewed: bool = True) -> int:
+    """Mark groups of the latest search as looked at and accepted (or not): how many changed."""
+    changed = 0
+    with db.atomic():
+        for group_id in group_ids:
+            rows = db.execute("SELECT i.content_hash, i.path FROM match_groups g JOIN images i ON i.id = g.image_id"
+                              " WHERE g.group_id = ?", [group_id]).fetchall()
+            if not rows:
+                raise DecisionError(f"The latest search has no group {group_id}.")
+            key = members_key(r[0] for r in rows)
+            if reviewed:
+                changed += db.execute("INSERT OR IGNORE INTO reviews VALUES (?, ?, ?)",
+                                      [key, now(), json.dumps(sorted(r[1] for r in rows))]).rowcount
+            else:
+                changed += db.execute("DELETE FROM reviews WHERE members = ?", [key]).rowcount
+    return changed

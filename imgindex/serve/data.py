@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from imgindex.db.connect import connect_readonly
+from imgindex.db.decisions import members_key, reviewed_keys
 
 KINDS = ("byte copy", "same pixels", "rotated", "resized", "similar")
 
@@ -43,6 +44,7 @@ class GroupView:
     reclaimable: int  # bytes of the members acted on
     kinds: tuple[str, ...]
     decided: bool  # a member is pinned or in a reference folder, or in a pair decided 'not duplicates'
+    reviewed: bool  # marked as looked at and accepted (the reviews table)
     hashes: frozenset[str]
 
     def as_json(self) -> dict:
@@ -76,7 +78,8 @@ class Reader:
         """Changes whenever what the page shows may have changed."""
         row = self.conn().execute(
             "SELECT (SELECT id FROM latest_search), s.decisions_version, s.keep_rule, s.groups, s.pairs,"
-            " (SELECT max(id) FROM scans), (SELECT max(id) FROM actions), (SELECT count(*) FROM decisions)"
+            " (SELECT max(id) FROM scans), (SELECT max(id) FROM actions), (SELECT count(*) FROM decisions),"
+            " (SELECT count(*) FROM reviews)"
             " FROM (SELECT 1) LEFT JOIN searches s ON s.id = (SELECT id FROM latest_search)").fetchone()
         return "-".join("" if v is None else str(v) for v in row)
 
@@ -110,12 +113,13 @@ def _build(conn: sqlite3.Connection, version: str) -> Snapshot:
     by_group: dict[int, list[tuple]] = {}
     for gid, *fields in rows:
         by_group.setdefault(gid, []).append(tuple(fields))
-    groups = [_group(gid, members, ignored) for gid, members in by_group.items()]
+    reviewed = reviewed_keys(conn)
+    groups = [_group(gid, members, ignored, reviewed) for gid, members in by_group.items()]
     groups.sort(key=lambda g: (-g.reclaimable, g.group_id))
     return Snapshot(version, search, tuple(groups))
 
 
-def _group(gid: int, rows: list[tuple], ignored: set[str]) -> GroupView:
+def _group(gid: int, rows: list[tuple], ignored: set[str], reviewed: set[str]) -> GroupView:
     keeper = rows[0]
     members = []
     for image_id, path, folder, w, h, size, fmt, mtime_ns, digest, is_keeper, reason, mse, rotation, mirrored in rows:
@@ -128,7 +132,8 @@ def _group(gid: int, rows: list[tuple], ignored: set[str]) -> GroupView:
     return GroupView(
         gid, tuple(members), sum(m.size for m in members if m.keep_reason is None and not m.is_keeper),
         tuple(k for k in KINDS if any(m.kind == k for m in members)),
-        any(m.keep_reason in ("pinned", "reference") for m in members) or bool(hashes & ignored), hashes)
+        any(m.keep_reason in ("pinned", "reference") for m in members) or bool(hashes & ignored),
+        members_key(hashes) in reviewed, hashes)
 
 
 def _kind(keeper: tuple, w: int, h: int, digest: str, mse, rotation, mirrored) -> str:
@@ -142,12 +147,13 @@ def _kind(keeper: tuple, w: int, h: int, digest: str, mse, rotation, mirrored) -
 
 
 def select(snapshot: Snapshot, *, folder: str = "", min_members: int = 2, kind: str = "", decided: str = "",
-           page: int = 1, per_page: int = 20) -> tuple[int, list[GroupView]]:
+           reviewed: str = "", page: int = 1, per_page: int = 20) -> tuple[int, list[GroupView]]:
     """(how many groups pass the filters, the page asked for)."""
     found = [g for g in snapshot.groups
              if len(g.members) >= min_members
              and (not folder or any(folder.lower() in m.folder.lower() for m in g.members))
              and (not kind or kind in g.kinds)
-             and (decided == "" or g.decided == (decided == "yes"))]
+             and (decided == "" or g.decided == (decided == "yes"))
+             and (reviewed == "" or g.reviewed == (reviewed == "yes"))]
     start = (page - 1) * per_page
     return len(found), found[start : start + per_page]
