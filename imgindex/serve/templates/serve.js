@@ -4,7 +4,8 @@
 
 const csrf = document.querySelector('meta[name="csrf"]').content;
 const readOnly = document.querySelector('meta[name="read-only"]').content === "yes";
-const view = { page: 1, perPage: 20, version: null, total: 0, shown: new Map(), selected: new Set(), state: null };
+const view = { page: 1, perPage: 20, version: null, total: 0, shown: new Map(), selected: new Set(), state: null,
+  flicker: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -66,9 +67,9 @@ async function loadState() {
 
 function signature(group) { return group.members.map((m) => `${m.image_id}:${m.keep_reason}`).join(","); }
 
-async function loadGroups() {
+async function loadGroups({ ours = false } = {}) {  // ours: after the page's own decision (no "changed" badge)
   const data = await call(`/api/groups?${filters()}`);
-  const before = view.shown;
+  const before = ours ? new Map() : view.shown;
   view.version = data.version;
   view.total = data.total;
   view.shown = new Map(data.groups.map((g) => [g.group_id, signature(g)]));
@@ -117,7 +118,8 @@ function memberCard(m, keeper) {
       onclick: () => decide("unkeep", { image_id: m.image_id }) }));
     else row.append(el("button", { type: "button", class: "keep", text: "Keep this one",
       onclick: () => decide("keep", { image_id: m.image_id }) }));
-    if (!m.is_keeper) row.append(el("button", { type: "button", class: "ignore-pair", text: "Not a duplicate of the keeper",
+    if (!m.is_keeper && m.kind !== "byte copy") row.append(el("button", { type: "button", class: "ignore-pair",
+      text: "Not a duplicate of the keeper",
       onclick: () => decide("ignore", { image_ids: [keeper.image_id, m.image_id] }) }));
     row.append(el("button", { type: "button", class: m.keep_reason === "reference" ? "unreference" : "reference",
       text: m.keep_reason === "reference" ? "Folder is no longer reference" : "Make its folder a reference",
@@ -131,42 +133,76 @@ async function decide(what, body) {
   try {
     const report = await call(`/api/${what}`, body);
     status([`Recorded (${what}).`, ...report.notes].join(" "));
-    await refresh(true);
+    await refresh(true, { ours: true });
   } catch (error) { status(error.message); }
 }
 
 function overlay(...children) {
-  const body = document.getElementById("overlay-body");
-  body.replaceChildren(...children);
+  closeOverlay();
+  document.getElementById("overlay-body").replaceChildren(...children);
   document.getElementById("overlay").classList.remove("hidden");
+}
+
+function closeOverlay() {
+  if (view.flicker) { clearInterval(view.flicker); view.flicker = null; }  // no timer left toggling a closed view
+  document.getElementById("overlay").classList.add("hidden");
 }
 
 function compare(keeper, member) {
   const a = el("img", { src: `/full/${keeper.image_id}`, alt: keeper.name });
   const b = el("img", { src: `/full/${member.image_id}`, alt: member.name });
-  const pair = el("div", { class: keeper.image_id === member.image_id ? "single" : "" }, a);
+  const pair = el("div", { class: keeper.image_id === member.image_id ? "single" : "pair" }, a);
   if (keeper.image_id !== member.image_id) pair.append(b);
   const caption = el("p", { text: keeper.image_id === member.image_id ? keeper.name : `${keeper.name}  |  ${member.name}` });
   const tools = el("p");
   if (keeper.image_id !== member.image_id) {
-    let timer = null;
-    tools.append(el("button", { type: "button", id: "flicker", text: "Flicker", onclick: () => {
-      if (timer) { clearInterval(timer); timer = null; b.classList.remove("hidden"); a.classList.remove("hidden"); return; }
+    const flicker = el("button", { type: "button", id: "flicker", text: "Flicker", "aria-pressed": "false", onclick: () => {
+      if (view.flicker) {
+        clearInterval(view.flicker);
+        view.flicker = null;
+        a.classList.remove("hidden");
+        b.classList.remove("hidden");
+        flicker.setAttribute("aria-pressed", "false");
+        return;
+      }
       b.classList.add("hidden");
-      timer = setInterval(() => { a.classList.toggle("hidden"); b.classList.toggle("hidden"); }, 500);
-    } }));
-    tools.append(el("button", { type: "button", id: "difference", text: "Difference", onclick: () => pair.append(difference(a, b)) }));
+      flicker.setAttribute("aria-pressed", "true");
+      view.flicker = setInterval(() => { a.classList.toggle("hidden"); b.classList.toggle("hidden"); }, 500);
+    } });
+    const shown = el("button", { type: "button", id: "difference", text: "Difference", "aria-pressed": "false", onclick: async () => {
+      const old = pair.querySelector("canvas");
+      if (old) { old.remove(); shown.setAttribute("aria-pressed", "false"); return; }  // a second click hides it
+      try {
+        await Promise.all([a.decode(), b.decode()]);  // drawing an image not loaded yet draws nothing
+      } catch (error) {  // said in the overlay: it covers the page's status line
+        tools.append(el("span", { class: "problem", text: " This pair cannot be shown: an original is gone or changed (scan again)." }));
+        return;
+      }
+      if (!pair.querySelector("canvas")) pair.append(difference(a, b, member));
+      shown.setAttribute("aria-pressed", "true");
+    } });
+    tools.append(flicker, shown);
   }
   overlay(caption, tools, pair);
 }
 
-function difference(a, b) {
-  const width = Math.min(a.naturalWidth, 1200), height = Math.round(width * a.naturalHeight / a.naturalWidth);
-  const canvas = el("canvas", { width, height });
-  const ctx = canvas.getContext("2d");
+// |keeper - member| x4, the member drawn back in the keeper's orientation: the search found
+// member = T(keeper), T a left-right flip (mirrored) then a clockwise turn (rotation), so its
+// inverse turns counter-clockwise, then flips. Canvas transforms apply last-written first.
+function difference(a, b, member) {
+  const width = Math.min(a.naturalWidth, 1200), height = Math.max(1, Math.round(width * a.naturalHeight / a.naturalWidth));
+  const canvas = el("canvas", { width, height, title: "Difference ×4: black where the two agree" });
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.drawImage(a, 0, 0, width, height);
   const first = ctx.getImageData(0, 0, width, height);
-  ctx.drawImage(b, 0, 0, width, height);
+  const turn = member.rotation || 0;
+  ctx.save();
+  if (member.mirrored) { ctx.translate(width, 0); ctx.scale(-1, 1); }
+  ctx.translate(width / 2, height / 2);
+  ctx.rotate(-turn * Math.PI / 180);
+  const [w, h] = turn % 180 ? [height, width] : [width, height];
+  ctx.drawImage(b, -w / 2, -h / 2, w, h);
+  ctx.restore();
   const second = ctx.getImageData(0, 0, width, height);
   for (let i = 0; i < first.data.length; i += 4) {
     for (let c = 0; c < 3; c++) second.data[i + c] = Math.min(255, 4 * Math.abs(first.data[i + c] - second.data[i + c]));
@@ -176,6 +212,8 @@ function difference(a, b) {
   return canvas;
 }
 
+function files(n) { return `${n} file${n === 1 ? "" : "s"}`; }
+
 async function plan(command) {
   const groups = command === "undo" ? [] : [...view.selected];
   if (command !== "undo" && !groups.length) { status("Select groups first (the boxes by their titles)."); return; }
@@ -184,41 +222,56 @@ async function plan(command) {
   const verb = { trash: "Send to the trash", move: `Move under ${shown.destination}`, undo: "Put back" }[command];
   const list = el("ul", {}, ...shown.actions.map((a) => el("li", { text: a.destination ? `${a.source} → ${a.destination}` : a.source })));
   const skipped = el("ul", {}, ...shown.skipped.map((s) => el("li", { text: `left alone: ${s.path}: ${s.reason}` })));
-  const go = el("button", { type: "button", id: "carry-out", text: `${verb}: ${shown.files} files (${bytes(shown.bytes)})` });
+  const more = shown.files > shown.actions.length ? el("p", { text: `…and ${files(shown.files - shown.actions.length)} more.` }) : "";
+  const go = el("button", { type: "button", id: "carry-out", text: `${verb}: ${files(shown.files)} (${bytes(shown.bytes)})` });
+  const problem = el("p", { id: "plan-status", role: "status" });
   go.disabled = shown.files === 0;
-  go.addEventListener("click", () => carryOut(shown.plan_id));
-  overlay(el("h2", { text: `Plan: ${verb.toLowerCase()}` }), el("p", {}, go), list, skipped);
+  go.addEventListener("click", () => carryOut(shown.plan_id, go, problem));
+  // the title keeps the destination's own letters (a path's case matters)
+  overlay(el("h2", { text: `Plan: ${verb[0].toLowerCase()}${verb.slice(1)}` }), el("p", {}, go), problem, list, more, skipped);
 }
 
-async function carryOut(planId) {
+async function carryOut(planId, go, problem) {
+  go.disabled = true;  // a plan runs once: a second click would only be refused
+  let job;
   try {
-    let job = await call("/api/apply", { plan_id: planId });
+    job = await call("/api/apply", { plan_id: planId });
+  } catch (error) {  // the overlay covers the page's status line: say it here too
+    problem.textContent = error.message;
+    status(error.message);
+    return;
+  }
+  closeOverlay();  // the progress shows in the status line
+  // the page's 'delete' plans always go to the trash (never permanent): say so, not "delete"
+  const name = { "move-to": "Move", delete: "Trash", undo: "Undo" }[job.command] || job.command;
+  try {
     while (job.status === "running") {
-      status(`${job.command}: ${job.done} of ${job.planned} files…`);
+      status(`${name}: ${job.done} of ${files(job.planned)}…`);
       await sleep(300);
       job = (await call("/api/state")).job;
     }
     const counts = Object.entries(job.outcomes).map(([k, v]) => `${v} ${k}`).join(", ");
-    status(`${job.command} ${job.status}: ${counts || "nothing to do"}${job.message ? ` (${job.message})` : ""}` +
+    status(`${name} ${job.status}: ${counts || "nothing to do"}${job.message ? ` (${job.message})` : ""}` +
       (job.run_id ? ` — run ${job.run_id} in the actions table.` : ""));
     view.selected.clear();
-    document.getElementById("overlay").classList.add("hidden");
-    await refresh(true);
+    document.getElementById("select-page").checked = false;
+    await refresh(true, { ours: true });
   } catch (error) { status(error.message); }
 }
 
-async function refresh(force) {
+async function refresh(force, options) {
   const state = await loadState();
-  if (force || state.version !== view.version) await loadGroups();
+  if (force || state.version !== view.version) await loadGroups(options);
 }
 
 function init() {
   const kinds = document.querySelector('select[name="kind"]');
   document.getElementById("filters").addEventListener("input", () => { view.page = 1; loadGroups().catch((e) => status(e.message)); });
   document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
-  document.getElementById("prev").addEventListener("click", () => { view.page--; loadGroups(); });
-  document.getElementById("next").addEventListener("click", () => { view.page++; loadGroups(); });
-  document.getElementById("overlay-close").addEventListener("click", () => document.getElementById("overlay").classList.add("hidden"));
+  document.getElementById("prev").addEventListener("click", () => { view.page--; loadGroups().catch((e) => status(e.message)); });
+  document.getElementById("next").addEventListener("click", () => { view.page++; loadGroups().catch((e) => status(e.message)); });
+  document.getElementById("overlay-close").addEventListener("click", closeOverlay);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeOverlay(); });
   document.getElementById("trash-selected").addEventListener("click", () => plan("trash"));
   document.getElementById("move-selected").addEventListener("click", () => plan("move"));
   document.getElementById("undo").addEventListener("click", () => plan("undo"));
