@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class Server:
     host: str  # 127.0.0.1:PORT (the Host header a browser sends)
     token: str
     proc: subprocess.Popen
+    log: list  # the server's stderr lines, read as they come (a full pipe would freeze the server)
 
     def request(self, method: str, path: str, *, body=None, headers: dict | None = None, cookie: bool = True,
                 csrf: str | None = None, origin: bool = True) -> tuple[int, dict, bytes]:
@@ -68,7 +70,9 @@ def serving(db: Path, *extra: str):
         if not url.startswith("http://"):
             raise AssertionError(f"serve did not start: {url} {proc.stderr.read()}")
         base, token = url.split("/?token=")
-        server = Server(url, base, base.removeprefix("http://"), token, proc)
+        log: list[str] = []
+        threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
+        server = Server(url, base, base.removeprefix("http://"), token, proc, log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -8,7 +8,6 @@ the page, 410 for a file that changed since it was indexed, 503 while another pr
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -27,7 +27,16 @@ from imgindex.errors import ImgIndexError
 from imgindex.scan.decode import thumbnail_jpeg
 from imgindex.serve import data
 from imgindex.serve.jobs import Jobs
-from imgindex.serve.security import MAX_BODY, Secrets
+from imgindex.serve.params import (
+    BadRequest,
+    body_int,
+    body_ints,
+    json_body,
+    query_choice,
+    query_int,
+    query_text,
+)
+from imgindex.serve.security import Secrets
 
 TEMPLATES = Path(__file__).parent / "templates"
 THUMB_SIZES = (160, 320, 640, 1280)
@@ -38,10 +47,37 @@ HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", 
            "x-frame-options": "DENY"}
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+class IdConvertor(IntegerConvertor):
+    """An id in a URL: at most 19 digits (SQLite's integers), so a longer one is no route rather than a
+    ValueError from int() past Python's 4300-digit limit (a 500)."""
+
+    regex = "[0-9]{1,19}"
+
+
+register_url_convertor("id", IdConvertor())
+
+
+class ThumbCache:
+    """Thumbnails by (content hash, size), least recently used first out past ``limit`` bytes."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self.items: OrderedDict[tuple, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> bytes | None:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+            return self.items.get(key)
+
+    def put(self, key: tuple, body: bytes) -> None:
+        with self.lock:
+            self.items[key] = body
+            self.size += len(body)
+            while self.size > self.limit:
+                _, old = self.items.popitem(last=False)
+                self.size -= len(old)
 
 
 class Review:
@@ -52,9 +88,7 @@ class Review:
         self.reader = data.Reader(db_path)
         self.jobs = Jobs(db_path)
         self.write_lock = threading.Lock()
-        self.thumbs: OrderedDict[tuple, bytes] = OrderedDict()
-        self.thumb_bytes = 0
-        self.thumb_lock = threading.Lock()
+        self.thumbs = ThumbCache(64 << 20)
         env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.page = env.get_template("serve.html")
 
@@ -64,15 +98,18 @@ class Review:
         snap = self.reader.current()
         job = self.jobs.job
         return {"version": snap.version, "search": snap.search, "groups": len(snap.groups),
-                "undecided": sum(not g.decided for g in snap.groups), "read_only": self.read_only,
+                "undecided": sum(not g.decided for g in snap.groups),
+                "to_review": sum(not (g.decided or g.reviewed) for g in snap.groups),
+                "reviewed": sum(g.reviewed for g in snap.groups), "read_only": self.read_only,
                 "move_to": self.move_to, "kinds": list(data.KINDS), "job": job.as_json() if job else None}
 
     def groups(self, params) -> dict:
         snap = self.reader.current()
-        options = {"folder": _text(params, "folder", 500), "kind": _choice(params, "kind", ("", *data.KINDS)),
-                   "decided": _choice(params, "decided", ("", "yes", "no")),
-                   "min_members": _int(params, "min_members", 2, 2, 10_000), "page": _int(params, "page", 1, 1, 10**6),
-                   "per_page": _int(params, "per_page", 20, 1, 200)}
+        options = {"folder": query_text(params, "folder", 500), "kind": query_choice(params, "kind", ("", *data.KINDS)),
+                   "decided": query_choice(params, "decided", ("", "yes", "no")),
+                   "reviewed": query_choice(params, "reviewed", ("", "yes", "no")),
+                   "min_members": query_int(params, "min_members", 2, 2, 10_000), "page": query_int(params, "page", 1, 1, 10**6),
+                   "per_page": query_int(params, "per_page", 20, 1, 200)}
         total, page = data.select(snap, **options)
         return {"version": snap.version, "total": total, "page": options["page"], "per_page": options["per_page"],
                 "groups": [g.as_json() for g in page]}
@@ -86,7 +123,7 @@ class Review:
 
     def original(self, image_id: int) -> tuple[str, str | None]:
         """The path of an image that is on disk as indexed (size and mtime), and its format."""
-        row = self.reader.image(image_id)
+        row = self._row(image_id)
         if row is None:
             raise BadRequest(404, "No such image in the index.")
         path, size, mtime_ns, _digest, fmt = row
@@ -100,22 +137,14 @@ class Review:
 
     def thumbnail(self, image_id: int, size: int) -> tuple[bytes, str]:
         path, _ = self.original(image_id)
-        digest = self.reader.image(image_id)[3]
-        key = (digest, size)
-        with self.thumb_lock:
-            if key in self.thumbs:
-                self.thumbs.move_to_end(key)
-                return self.thumbs[key], digest
-        try:
-            body = thumbnail_jpeg(path, size)
-        except Exception as exc:  # unreadable now: say so, never a 500
-            raise BadRequest(410, f"This file cannot be read now: {exc}") from None
-        with self.thumb_lock:
-            self.thumbs[key] = body
-            self.thumb_bytes += len(body)
-            while self.thumb_bytes > 64 << 20:
-                _, old = self.thumbs.popitem(last=False)
-                self.thumb_bytes -= len(old)
+        digest = self._row(image_id)[3]
+        body = self.thumbs.get((digest, size))
+        if body is None:
+            try:
+                body = thumbnail_jpeg(path, size)
+            except Exception as exc:  # unreadable now: say so, never a 500
+                raise BadRequest(410, f"This file cannot be read now: {exc}") from None
+            self.thumbs.put((digest, size), body)
         return body, digest
 
     # ---------------------------------------------------------------- deciding and acting
@@ -124,25 +153,41 @@ class Review:
         self._writable()
         with self.write_lock, Index(self.db_path) as index:
             if what == "ignore" and "group_id" in body:
-                report = index.ignore_group(_body_int(body, "group_id"))
+                report = index.ignore_group(body_int(body, "group_id"))
             elif what in ("ignore", "unignore"):
-                paths = [self._path(i) for i in _body_ints(body, "image_ids", 2, 1000)]
+                paths = [self._path(i) for i in body_ints(body, "image_ids", 2, 1000)]
                 report = index.ignore(paths) if what == "ignore" else index.unignore(paths)
             elif what in ("keep", "unkeep"):
-                paths = [self._path(_body_int(body, "image_id"))]
+                paths = [self._path(body_int(body, "image_id"))]
                 report = index.keep(paths) if what == "keep" else index.unkeep(paths)
             else:  # reference, unreference: the folder of an indexed image, never a path from the client
-                folder = os.path.dirname(self._path(_body_int(body, "image_id")))
+                folder = os.path.dirname(self._path(body_int(body, "image_id")))
                 report = index.add_reference([folder]) if what == "reference" else index.remove_reference([folder])
         return {"added": len(report.added), "removed": len(report.removed), "unchanged": len(report.unchanged),
                 "notes": list(report.notes), "groups": report.groups}
+
+    def review(self, body: dict) -> dict:
+        """Mark groups looked at and accepted (or not)."""
+        self._writable()
+        reviewed = body.get("reviewed", True)
+        if not isinstance(reviewed, bool):
+            raise BadRequest(400, "reviewed must be true or false.")
+        with self.write_lock, Index(self.db_path) as index:
+            return {"changed": index.mark_reviewed(body_ints(body, "group_ids", 1, 100_000), reviewed=reviewed)}
 
     def plan(self, body: dict) -> dict:
         self._writable()
         command = body.get("command")
         if command in ("trash", "move") and body.get("version") != self.reader.version():
             raise BadRequest(409, "The groups changed since the page showed them: look again before acting.")
-        groups = None if command == "undo" or body.get("groups") == "all" else _body_ints(body, "groups", 1, 100_000)
+        if command == "undo" or body.get("groups") == "all":
+            groups = None
+        elif body.get("groups") == "reviewed":  # every group marked reviewed, as the page showed them
+            groups = [g.group_id for g in self.reader.current().groups if g.reviewed]
+            if not groups:
+                raise BadRequest(400, "No group is marked reviewed yet.")
+        else:
+            groups = body_ints(body, "groups", 1, 100_000)
         with self.write_lock, Index(self.db_path) as index:
             if command == "trash":
                 plan = index.plan_delete(groups=groups)
@@ -169,63 +214,15 @@ class Review:
         if self.read_only:
             raise BadRequest(403, "This server is read-only (imgindex serve --read-only).")
 
+    def _row(self, image_id: int) -> tuple | None:
+        # SQLite integers are 64-bit: a larger id (from a URL) is simply not in the index, not an OverflowError
+        return self.reader.image(image_id) if 0 < image_id < 2**63 else None
+
     def _path(self, image_id: int) -> str:
-        row = self.reader.image(image_id)
+        row = self._row(image_id)
         if row is None:
             raise BadRequest(404, f"No image {image_id} in the index.")
         return row[0]
-
-
-def _int(params, name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
-        raise BadRequest(400, f"{name} must be a whole number from {low} to {high}.")
-    return int(raw)
-
-
-def _text(params, name: str, longest: int) -> str:
-    value = params.get(name, "")
-    if len(value) > longest:
-        raise BadRequest(400, f"{name} is too long.")
-    return value
-
-
-def _choice(params, name: str, allowed: tuple[str, ...]) -> str:
-    value = params.get(name, "")
-    if value not in allowed:
-        raise BadRequest(400, f"{name} must be one of {', '.join(a or '(empty)' for a in allowed)}.")
-    return value
-
-
-def _body_int(body: dict, name: str) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
-        raise BadRequest(400, f"{name} must be a positive whole number.")
-    return value
-
-
-def _body_ints(body: dict, name: str, fewest: int, most: int) -> list[int]:
-    values = body.get(name)
-    if not isinstance(values, list) or not fewest <= len(values) <= most:
-        raise BadRequest(400, f"{name} must be a list of {fewest} to {most} ids.")
-    return [_body_int({name: v}, name) for v in values]
-
-
-async def _json_body(request: Request) -> dict:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise BadRequest(413, "Request too large.")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest(400, "The request body must be JSON.") from None
-    if not isinstance(body, dict):
-        raise BadRequest(400, "The request body must be a JSON object.")
-    return body
 
 
 def create_app(review: Review) -> Starlette:
@@ -263,7 +260,7 @@ def create_app(review: Review) -> Starlette:
 
     async def thumb(request: Request):
         try:
-            size = _int(request.query_params, "size", 320, 1, 10_000)
+            size = query_int(request.query_params, "size", 320, 1, 10_000)
             if size not in THUMB_SIZES:
                 raise BadRequest(400, f"size must be one of {', '.join(map(str, THUMB_SIZES))}.")
             body, digest = await run_in_threadpool(review.thumbnail, request.path_params["image_id"], size)
@@ -289,7 +286,7 @@ def create_app(review: Review) -> Starlette:
     def posting(func, *args):
         async def endpoint(request: Request):
             try:
-                body = await _json_body(request)
+                body = await json_body(request)
             except BadRequest as exc:
                 return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=HEADERS)
             return await guarded(func, *args, body)
@@ -299,10 +296,12 @@ def create_app(review: Review) -> Starlette:
     routes = [
         Route("/", page), Route("/static/app.js", static("serve.js", "text/javascript")),
         Route("/static/app.css", static("serve.css", "text/css")),
-        Route("/api/state", state), Route("/api/groups", groups), Route("/api/groups/{group_id:int}", group),
-        Route("/thumb/{image_id:int}", thumb), Route("/full/{image_id:int}", full),
+        Route("/api/state", state), Route("/api/groups", groups), Route("/api/groups/{group_id:id}", group),
+        Route("/thumb/{image_id:id}", thumb), Route("/full/{image_id:id}", full),
         Route("/api/plan", posting(review.plan), methods=["POST"]),
         Route("/api/apply", posting(review.apply), methods=["POST"]),
+        Route("/api/reviewed", posting(review.review), methods=["POST"]),
+        Route("/favicon.ico", lambda request: Response(status_code=204, headers=HEADERS)),
     ]
     routes += [Route(f"/api/{what}", posting(review.decide, what), methods=["POST"])
                for what in ("ignore", "unignore", "keep", "unkeep", "reference", "unreference")]

@@ -13,8 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 COOKIE = "imgindex_token"
 SAFE_METHODS = {"GET", "HEAD"}
@@ -39,7 +38,9 @@ class Guard:
         self.hosts = hosts  # allowed Host header values; None: any (bound to every address, on request)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # the app has none: refuse every upgrade, so none skips these checks
+            return await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] != "http":  # lifespan
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
@@ -47,23 +48,36 @@ class Guard:
             return await _refuse(send, 421, "Misdirected request: this server answers to its own address only.")
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         given = dict(query).get("token")
-        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        cookie = _cookie(headers.get("cookie", ""))
         if same(given, self.keys.token) and scope["method"] in SAFE_METHODS:
             rest = urlencode([(k, v) for k, v in query if k != "token"])
-            return await _login(send, scope["path"] + (f"?{rest}" if rest else ""), self.keys.token)
-        if not same(cookie.value if cookie else None, self.keys.token):
+            # the path percent-encoded (no CR/LF or non-Latin-1 in the header) and with one leading slash
+            # ('//evil.example/' would be another site's address)
+            path = "/" + quote(scope["path"].lstrip("/"))
+            return await _login(send, path + (f"?{rest}" if rest else ""), self.keys.token)
+        if not same(cookie, self.keys.token):
             return await _refuse(send, 403, "Forbidden: open the address imgindex serve printed (it holds the token).")
         if scope["method"] not in SAFE_METHODS:
             if scope["method"] != "POST":
                 return await _refuse(send, 405, "Method not allowed.")
-            origin = headers.get("origin")
-            if origin is None or (self.hosts is not None and origin.split("://", 1)[-1] not in self.hosts):
+            allowed = self.hosts if self.hosts is not None else {host}  # on every address: the one asked for
+            if headers.get("origin") not in {f"http://{h}" for h in allowed}:
                 return await _refuse(send, 403, "Forbidden: a cross-site request.")
             if not same(headers.get("x-csrf-token"), self.keys.csrf):
                 return await _refuse(send, 403, "Forbidden: missing or wrong CSRF token; reload the page.")
             if int(headers.get("content-length") or 0) > MAX_BODY:
                 return await _refuse(send, 413, "Request too large.")
         return await self.app(scope, receive, send)
+
+
+def _cookie(header: str) -> str | None:
+    """Our cookie's value. Split by hand: SimpleCookie drops the whole header at the first malformed
+    cookie, and cookies are shared across ports (another app on 127.0.0.1 may have set one)."""
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            return value
+    return None
 
 
 async def _refuse(send, status: int, text: str) -> None:

@@ -59,7 +59,7 @@ async function loadState() {
   const search = state.search;
   document.getElementById("summary").textContent = search
     ? `Search ${search.id} (${search.similarity}, MSE ≤ ${search.threshold}): ${state.groups} groups, ` +
-      `${state.undecided} without a decision yet.`
+      `${state.to_review} left to review (${state.reviewed} marked reviewed, ${state.groups - state.undecided} with decisions).`
     : "No search yet: run imgindex search (or find) on this index.";
   document.getElementById("move-selected").classList.toggle("hidden", readOnly || !state.move_to);
   return state;
@@ -91,9 +91,15 @@ function groupCard(group, changed) {
     ` Group ${group.group_id}: ${group.members.length} images, ${bytes(group.reclaimable)} reclaimable` +
     (group.kinds.length ? ` (${group.kinds.join(", ")})` : ""));
   if (changed) title.append(" ", el("span", { class: "badge changed", text: "changed since you looked" }));
+  if (group.reviewed) title.append(" ", el("span", { class: "badge reviewed", text: "reviewed" }));
   const buttons = el("p");
-  if (!readOnly) buttons.append(el("button", { type: "button", class: "ignore-group", text: "Not duplicates (all of them)",
-    onclick: () => decide("ignore", { group_id: group.group_id }) }));
+  if (!readOnly) {
+    buttons.append(el("button", { type: "button", class: "ignore-group", text: "Not duplicates (all of them)",
+      onclick: () => decide("ignore", { group_id: group.group_id }) }));
+    buttons.append(el("button", { type: "button", class: group.reviewed ? "unreview" : "review",
+      text: group.reviewed ? "Mark as not reviewed" : "Looks right: mark reviewed",
+      onclick: () => decide("reviewed", { group_ids: [group.group_id], reviewed: !group.reviewed }) }));
+  }
   const members = el("div", { class: "members" }, ...group.members.map((m) => memberCard(m, keeper)));
   return el("section", { class: `group${changed ? " changed" : ""}`, "data-group": group.group_id }, title, buttons, members);
 }
@@ -132,7 +138,7 @@ function memberCard(m, keeper) {
 async function decide(what, body) {
   try {
     const report = await call(`/api/${what}`, body);
-    status([`Recorded (${what}).`, ...report.notes].join(" "));
+    status([`Recorded (${what}).`, ...(report.notes || [])].join(" "));
     await refresh(true, { ours: true });
   } catch (error) { status(error.message); }
 }
@@ -215,7 +221,8 @@ function difference(a, b, member) {
 function files(n) { return `${n} file${n === 1 ? "" : "s"}`; }
 
 async function plan(command) {
-  const groups = command === "undo" ? [] : [...view.selected];
+  const everyReviewed = document.getElementById("all-reviewed").checked;
+  const groups = command === "undo" ? [] : everyReviewed ? "reviewed" : [...view.selected];
   if (command !== "undo" && !groups.length) { status("Select groups first (the boxes by their titles)."); return; }
   let shown;
   try { shown = await call("/api/plan", { command, groups, version: view.version }); } catch (error) { status(error.message); return; }
