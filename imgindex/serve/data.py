@@ -39,18 +39,30 @@ class MemberView:
 
 @dataclass(frozen=True)
 class GroupView:
+    """A group's summary, and its members' rows as read: the page's MemberViews are made only for the
+    groups a page shows (making all of them for 10,000 groups took most of a first page's time)."""
+
     group_id: int
-    members: tuple[MemberView, ...]  # the keeper, the other kept members, then the rest
+    rows: tuple[tuple, ...]  # the keeper, the other kept members, then the rest (see _build's query)
+    kinds_of: tuple[str | None, ...]  # per row: how it relates to the keeper (KINDS); None for the keeper
     reclaimable: int  # bytes of the members acted on
     kinds: tuple[str, ...]
     decided: bool  # a member is pinned or in a reference folder, or in a pair decided 'not duplicates'
     reviewed: bool  # marked as looked at and accepted (the reviews table)
-    hashes: frozenset[str]
+    folders: frozenset[str]
+
+    def members(self) -> tuple[MemberView, ...]:
+        return tuple(
+            MemberView(image_id, os.path.basename(path), folder, w, h, size, fmt,
+                       datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc).isoformat(timespec="seconds"), mse,
+                       rotation, bool(mirrored), bool(is_keeper), reason, kind)
+            for (image_id, path, folder, w, h, size, fmt, mtime_ns, _digest, is_keeper, reason, mse, rotation, mirrored),
+            kind in zip(self.rows, self.kinds_of))
 
     def as_json(self) -> dict:
-        out = asdict(self)
-        del out["hashes"]
-        return out
+        return {"group_id": self.group_id, "members": [asdict(m) for m in self.members()],
+                "reclaimable": self.reclaimable, "kinds": list(self.kinds), "decided": self.decided,
+                "reviewed": self.reviewed}
 
 
 @dataclass(frozen=True)
@@ -121,19 +133,13 @@ def _build(conn: sqlite3.Connection, version: str) -> Snapshot:
 
 def _group(gid: int, rows: list[tuple], ignored: set[str], reviewed: set[str]) -> GroupView:
     keeper = rows[0]
-    members = []
-    for image_id, path, folder, w, h, size, fmt, mtime_ns, digest, is_keeper, reason, mse, rotation, mirrored in rows:
-        members.append(MemberView(
-            image_id, os.path.basename(path), folder, w, h, size, fmt,
-            datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc).isoformat(timespec="seconds"), mse, rotation,
-            bool(mirrored), bool(is_keeper), reason, None if is_keeper else _kind(keeper, w, h, digest, mse, rotation,
-                                                                                  mirrored)))
+    kinds_of = tuple(None if r[9] else _kind(keeper, r[3], r[4], r[8], r[11], r[12], r[13]) for r in rows)
     hashes = frozenset(r[8] for r in rows)
     return GroupView(
-        gid, tuple(members), sum(m.size for m in members if m.keep_reason is None and not m.is_keeper),
-        tuple(k for k in KINDS if any(m.kind == k for m in members)),
-        any(m.keep_reason in ("pinned", "reference") for m in members) or bool(hashes & ignored),
-        members_key(hashes) in reviewed, hashes)
+        gid, tuple(rows), kinds_of, sum(r[5] for r in rows if r[10] is None and not r[9]),
+        tuple(k for k in KINDS if k in kinds_of),
+        any(r[10] in ("pinned", "reference") for r in rows) or bool(hashes & ignored),
+        members_key(hashes) in reviewed, frozenset(r[2].lower() for r in rows))
 
 
 def _kind(keeper: tuple, w: int, h: int, digest: str, mse, rotation, mirrored) -> str:
@@ -150,8 +156,8 @@ def select(snapshot: Snapshot, *, folder: str = "", min_members: int = 2, kind: 
            reviewed: str = "", page: int = 1, per_page: int = 20) -> tuple[int, list[GroupView]]:
     """(how many groups pass the filters, the page asked for)."""
     found = [g for g in snapshot.groups
-             if len(g.members) >= min_members
-             and (not folder or any(folder.lower() in m.folder.lower() for m in g.members))
+             if len(g.rows) >= min_members
+             and (not folder or any(folder.lower() in f for f in g.folders))
              and (not kind or kind in g.kinds)
              and (decided == "" or g.decided == (decided == "yes"))
              and (reviewed == "" or g.reviewed == (reviewed == "yes"))]
