@@ -43,13 +43,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import WORKDIR  # noqa: E402
+from _vectors import PX, insert_images, near_copy, pictures  # noqa: E402
 
 import imgindex  # noqa: E402
-from imgindex.scan.decode import DECODER  # noqa: E402
 from imgindex.types import SearchReport  # noqa: E402
 
 BUILD = 1  # bump when the corpus or the decisions change: the cache is keyed by it
-PX = 50
 NEW_IMAGES = 1000
 PROCESSES = 2
 SIMILARITY = "similar"
@@ -57,32 +56,6 @@ STEPS = ("full search", f"incremental, +{NEW_IMAGES} images", "incremental, noth
 
 
 # ---------------------------------------------------------------- the synthetic corpus
-
-def pictures(rng: np.random.Generator, k: int) -> np.ndarray:
-    """k smooth random pictures with grain, scale.py's kind: no two of them within 'similar'."""
-    base = rng.integers(0, 256, (k, 5, 5, 3)).astype(np.float32)
-    big = np.repeat(np.repeat(base, 10, axis=1), 10, axis=2) + rng.normal(0, 8, (k, PX, PX, 3))
-    return np.clip(big, 0, 255).astype(np.uint8)
-
-
-def near_copy(rng: np.random.Generator, tensor: np.ndarray) -> np.ndarray:
-    """Every value within +-2: MSE about 2 to the original, about 4 between two copies of it."""
-    return np.clip(tensor.astype(np.int16) + rng.integers(-2, 3, tensor.shape), 0, 255).astype(np.uint8)
-
-
-def insert_images(index: imgindex.Index, paths: list[str], tensors: np.ndarray) -> None:
-    """Rows and tensors straight into the index, the way scale.py's builder writes them."""
-    now = datetime.now(timezone.utc).isoformat()
-    with index.db.atomic():
-        first = index.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
-        rows = [(path, os.path.dirname(path), 1_000_000 + first + j, 0, 1024, 768, "JPEG",
-                 f"{first + j:064x}", PX, DECODER, now) for j, path in enumerate(paths)]
-        index.db.conn.executemany(
-            "INSERT INTO images (path, folder, size, mtime_ns, width, height, format, content_hash, px_size,"
-            " decoder, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        index.db.conn.executemany(f"INSERT INTO tensors VALUES (?, {PX}, ?)",
-                                  [(first + j, tensors[j].tobytes()) for j in range(len(paths))])
-
 
 def fill(db: Path, root: Path, n: int, seed: int = 0) -> list[Path]:
     """n images in folders of about 100 under ``root`` (made on disk, empty); returns the folders."""

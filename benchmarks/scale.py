@@ -15,45 +15,32 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import measure  # noqa: E402
+from _vectors import insert_images, near_copy, pictures  # noqa: E402
 
 import imgindex  # noqa: E402
-from imgindex.scan.decode import DECODER  # noqa: E402
 
 
 def fill(db: Path, n: int, seed: int = 0) -> tuple[int, int]:
     """n tensors; returns (exact copies, near copies) planted."""
     rng = np.random.default_rng(seed)
     exact = near = 0
-    now = datetime.now(timezone.utc).isoformat()
     with imgindex.Index(db) as index:
-        index.db.execute("INSERT OR REPLACE INTO settings VALUES ('px_size', '50')")
-        with index.db.atomic():
-            for start in range(0, n, 1000):
-                k = min(1000, n - start)
-                base = rng.integers(0, 256, (k, 5, 5, 3)).astype(np.float32)
-                big = np.repeat(np.repeat(base, 10, axis=1), 10, axis=2) + rng.normal(0, 8, (k, 50, 50, 3))
-                tensors = np.clip(big, 0, 255).astype(np.uint8)
-                for j in range(0, k - 1, 100):  # 1% near copies
-                    tensors[j + 1] = np.clip(tensors[j].astype(np.int16) + rng.integers(-2, 3, (50, 50, 3)), 0, 255)
-                    near += 1
-                for j in range(50, k - 1, 200):  # 0.5% exact copies
-                    tensors[j + 1] = tensors[j]
-                    exact += 1
-                rows = [(f"/synthetic/{start + j:07d}.jpg", "/synthetic", 1000, 0, 1024, 768, "JPEG",
-                         f"hash{start + j}", 50, DECODER, now) for j in range(k)]
-                first = index.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
-                index.db.conn.executemany(
-                    "INSERT INTO images (path, folder, size, mtime_ns, width, height, format, content_hash, px_size,"
-                    " decoder, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                index.db.conn.executemany("INSERT INTO tensors VALUES (?, 50, ?)",
-                                          [(first + j, tensors[j].tobytes()) for j in range(k)])
+        for start in range(0, n, 1000):
+            k = min(1000, n - start)
+            tensors = pictures(rng, k)
+            for j in range(0, k - 1, 100):  # 1% near copies
+                tensors[j + 1] = near_copy(rng, tensors[j])
+                near += 1
+            for j in range(50, k - 1, 200):  # 0.5% exact copies
+                tensors[j + 1] = tensors[j]
+                exact += 1
+            insert_images(index, [f"/synthetic/{start + j:07d}.jpg" for j in range(k)], tensors)
     return exact, near
 
 

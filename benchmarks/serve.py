@@ -19,20 +19,18 @@ import argparse
 import http.client
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import WORKDIR, photo_like  # noqa: E402
+from _vectors import insert_images, pictures  # noqa: E402
 
 import imgindex  # noqa: E402
-from imgindex.scan.decode import DECODER  # noqa: E402
 
 TARGETS = {"start": 1.0, "first page": 0.300, "page of groups p95": 0.150, "cached thumbnail p95": 0.020,
            "cold 12-MP thumbnail p95": 0.150}
@@ -46,27 +44,15 @@ def build(folder: Path, n: int, groups: int, photos: int) -> Path:
     tmp = folder / "serve.db.part"
     tmp.unlink(missing_ok=True)
     rng = np.random.default_rng(0)
-    now = datetime.now(timezone.utc).isoformat()
     step = n // groups
     with imgindex.Index(tmp) as index:
-        index.db.execute("INSERT OR REPLACE INTO settings VALUES ('px_size', '50')")
-        with index.db.atomic():
-            for start in range(0, n, 1000):
-                k = min(1000, n - start)
-                base = rng.integers(0, 256, (k, 5, 5, 3)).astype(np.float32)
-                big = np.repeat(np.repeat(base, 10, axis=1), 10, axis=2) + rng.normal(0, 8, (k, 50, 50, 3))
-                tensors = np.clip(big, 0, 255).astype(np.uint8)
-                for j in range(0, k - 1, step):  # one exact copy every `step` images: `groups` groups
-                    tensors[j + 1] = tensors[j]
-                rows = [(f"/synthetic/f{(start + j) // 500:04d}/{start + j:07d}.jpg",
-                         f"/synthetic/f{(start + j) // 500:04d}", 1000 + j, 0, 1024, 768, "JPEG", f"hash{start + j}", 50,
-                         DECODER, now) for j in range(k)]
-                first = index.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
-                index.db.conn.executemany(
-                    "INSERT INTO images (path, folder, size, mtime_ns, width, height, format, content_hash, px_size,"
-                    " decoder, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                index.db.conn.executemany("INSERT INTO tensors VALUES (?, 50, ?)",
-                                          [(first + j, tensors[j].tobytes()) for j in range(k)])
+        for start in range(0, n, 1000):
+            k = min(1000, n - start)
+            tensors = pictures(rng, k)
+            for j in range(0, k - 1, step):  # one exact copy every `step` images: `groups` groups
+                tensors[j + 1] = tensors[j]
+            insert_images(index, [f"/synthetic/f{(start + j) // 500:04d}/{start + j:07d}.jpg" for j in range(k)],
+                          tensors)
     run = subprocess.run([sys.executable, "-m", "imgindex.cli", "search", "--db", str(tmp), "--processes", "2",
                           "--format", "csv", "-o", os.devnull], capture_output=True, text=True)
     if run.returncode != 0:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pwd
+import shutil
 import traceback
 import warnings
 from collections import Counter
@@ -197,3 +198,30 @@ def _as_in_a_fresh_interpreter():
         root.handlers[:], ours.handlers[:] = saved[0], saved[2]
         root.setLevel(saved[1])
         ours.setLevel(saved[3])
+
+
+# -- a real browser -------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def headless_chromium(profile: Path, *, checks: str, height: int):
+    """Debian's Chromium, headless, driven by Selenium, its console log kept; skips loudly (naming what
+    goes unchecked) when Chromium or ChromeDriver is missing."""
+    import pytest
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("LOUD: Chromium and ChromeDriver are not installed (Debian: apt-get install chromium "
+                    f"chromium-driver; .ci/run does it), so {checks} is not checked in a browser")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--window-size=1280,{height}", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

@@ -22,12 +22,10 @@ from imgindex.db.queries import load_tensors
 from imgindex.report.data import ReportMember, ThresholdView, histogram, histogram_cap, threshold_view
 from imgindex.report.render import GROUPS_PER_PAGE, render
 
-from helpers import best_match, inventory, invoke, photo_like, write_image
+from helpers import best_match, headless_chromium, inventory, invoke, photo_like, write_image
 
 HOSTILE = "<script>alert(1)</script>.jpg"  # a path: "<script>alert(1)</" is a folder, "script>.jpg" its file
 HOSTILE_NAME = "<img src=x onerror=alert(2)>.jpg"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def page_data(html_text: str) -> dict:
@@ -199,20 +197,7 @@ def test_cli_report_prints_the_next_commands_and_refuses_bad_input(library, tmp_
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("LOUD: Chromium and ChromeDriver are not installed (Debian: apt-get install chromium "
-                    "chromium-driver; .ci/run does it), so the report is not checked in a browser")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1600", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), checks="the report", height=1600)
     yield driver
     driver.quit()
 

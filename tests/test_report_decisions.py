@@ -7,16 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 
 import pytest
 
 from imgindex import Index
 
-from helpers import photo_like
+from helpers import headless_chromium, photo_like
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def page_data(html_text: str) -> dict:
@@ -127,21 +124,9 @@ def test_reclaimable_bytes_are_those_a_delete_would_free(decided):
 
 @pytest.mark.browser
 def test_the_labels_in_chromium(decided, tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("LOUD: Chromium and ChromeDriver are not installed (Debian: apt-get install chromium "
-                    "chromium-driver; .ci/run does it), so the labels are not checked in a browser")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), checks="the labels", height=1600)
     try:
         driver.get((decided["db"].parent / "report.html").as_uri())
         p = decided["paths"]

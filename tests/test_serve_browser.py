@@ -24,10 +24,8 @@ from PIL import Image
 from serve_helpers import serving
 from test_watch import watching
 
-from helpers import inventory, invoke, photo_like
+from helpers import headless_chromium, inventory, invoke, photo_like
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SCREENSHOTS = os.environ.get("IMGINDEX_SCREENSHOTS") == "1"
 WAIT = 30.0  # seconds any one change may take to show (the page polls every 2 s; a watcher settles first)
@@ -38,20 +36,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("LOUD: Chromium and ChromeDriver are not installed (Debian: apt-get install chromium "
-                    "chromium-driver; .ci/run does it), so the review app is not checked in a browser")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,2200", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)  # tall enough that every group's thumbnails load (they are loading=lazy)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    # tall enough that every group's thumbnails load (they are loading=lazy)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), checks="the review app", height=2200)
     yield driver
     driver.quit()
 
