@@ -319,15 +319,21 @@ def test_a_watchers_new_group_appears_without_a_reload(page, tmp_path):
     assert errors == []
 
 
-def test_read_only_shows_the_groups_and_offers_nothing_to_click(page, tmp_path):
-    from selenium.webdriver.common.by import By
-
-    lib, db = tmp_path / "lib", tmp_path / "ro.db"
+def two_groups(tmp_path) -> tuple[Path, Path]:
+    """Two groups of two files with the same pixels (a.png and a.bmp, in lib/ and lib/sub/), found."""
+    lib, db = tmp_path / "lib", tmp_path / "two.db"
     (lib / "sub").mkdir(parents=True)
     for name in ("a.png", "a.bmp"):
         photo_like(1, (96, 72)).save(lib / name)
         photo_like(2, (96, 72)).save(lib / "sub" / name)
     assert invoke("find", lib, "--db", db, "--processes", 1, "-q").returncode == 0
+    return lib, db
+
+
+def test_read_only_shows_the_groups_and_offers_nothing_to_click(page, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    lib, db = two_groups(tmp_path)
     in_index = query(db, "SELECT count(DISTINCT group_id) FROM match_groups")[0][0]
     assert in_index == 2
     with serving(db, "--read-only") as server:
@@ -347,12 +353,7 @@ def test_read_only_shows_the_groups_and_offers_nothing_to_click(page, tmp_path):
 def test_mark_reviewed_then_trash_every_reviewed_group(page, tmp_path):
     from selenium.webdriver.common.by import By
 
-    lib, db = tmp_path / "lib", tmp_path / "rv.db"
-    (lib / "sub").mkdir(parents=True)
-    for name in ("a.png", "a.bmp"):
-        photo_like(1, (96, 72)).save(lib / name)
-        photo_like(2, (96, 72)).save(lib / "sub" / name)
-    assert invoke("find", lib, "--db", db, "--processes", 1, "-q").returncode == 0
+    lib, db = two_groups(tmp_path)
     before = inventory(lib)
     with serving(db) as server:
         page.get(server.url)
