@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sqlite_utils import Database
 
 from imgindex.actions import apply as actions_apply
 from imgindex.actions import journal, plan
+from imgindex.db import check as db_check
 from imgindex.db import queries
 from imgindex.db.connect import connect, write_transaction
 from imgindex.db.decisions import counts as decision_counts
@@ -33,6 +35,7 @@ from imgindex.types import (
     ActionPlan,
     ActionProgress,
     ActionReport,
+    CheckReport,
     Decision,
     DecisionReport,
     GroupRow,
@@ -241,6 +244,19 @@ class Index:
     def recover(self):
         """Settle what an interrupted move-to, delete or undo left unfinished, from the disk."""
         return journal.recover(self.db)
+
+    def check(self, *, repair: bool = False) -> CheckReport:
+        """The index's invariants (``db.check``); ``repair`` settles journals, drops orphan rows, queues
+        images without a good tensor for the next scan and re-makes bad groups. Never touches a photo."""
+        started, done = time.monotonic(), []
+        if repair:
+            with write_transaction(self.db):
+                done += [f"settled {len(journal.recover(self.db))} files of interrupted actions"]
+                done += db_check.repair(self.db)
+                if any(f.name == "groups" for f in db_check.findings(self.db)):
+                    regroup_groups(self.db)
+                    done.append("re-made the latest search's groups")
+        return CheckReport(tuple(db_check.findings(self.db)), tuple(done), self.count(), time.monotonic() - started)
 
     # ---------------------------------------------------------------- looking
 

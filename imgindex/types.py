@@ -325,3 +325,28 @@ class DecisionReport:
     unchanged: tuple[Decision, ...] = ()  # already decided so
     notes: tuple[str, ...] = ()
     groups: int | None = None  # groups of the latest search with the decisions applied (None: no search yet)
+
+
+# ---------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class CheckFinding:
+    """An invariant that does not hold (``imgindex check``)."""
+
+    name: str
+    count: int
+    message: str
+    repairable: bool
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    findings: tuple[CheckFinding, ...]  # what is wrong now (after repairing, with repair)
+    repaired: tuple[str, ...] = ()  # what --repair did
+    images: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings

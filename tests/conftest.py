@@ -15,6 +15,13 @@ from imgindex import Index
 from helpers import write_image
 
 
+def pytest_addoption(parser):
+    parser.addoption("--torture-trials", type=int, default=1,
+                     help="kill-anywhere trials per command in tests/torture (the long run: 200)")
+    parser.addoption("--torture-seed", type=int, default=None,
+                     help="the first trial's seed (default: 1; a failure prints the seed that replays it)")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_trash(tmp_path_factory):
     """Trashed test files go to a trash of our own (XDG_DATA_HOME/Trash), never the user's."""

@@ -15,6 +15,7 @@ from imgindex.cli import render
 from imgindex.cli.app import cli, progress_bar, user_errors
 from imgindex.cli.options import (
     db_option,
+    existing_db_option,
     processes_option,
     quiet_option,
     reference_option,
@@ -196,3 +197,25 @@ def _write_result(index: Index, report: SearchReport, fmt: str, output, quiet: b
         render.write_csv(index.group_rows(report.search_id), output)
     else:
         render.write_table(index.group_rows(report.search_id), output)
+
+
+@cli.command()
+@existing_db_option
+@click.option("--repair", is_flag=True,
+              help="Settle interrupted actions, drop orphan rows, queue images without a good tensor for the next "
+                   "scan, re-make bad groups. Never touches a photo.")
+@user_errors
+def check(db_path, repair):
+    """Check the index's invariants (integrity, tensors, journal, groups); exit 1 if any does not hold.
+
+    \b
+    Examples:
+      imgindex check --db photos.db
+      imgindex check --db photos.db --repair
+    """
+    with Index(db_path) as index:
+        report = index.check(repair=repair)
+    for line in render.check_lines(report):
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)

@@ -17,6 +17,7 @@ from imgindex.types import (
     ActionPlan,
     ActionReport,
     BatchReport,
+    CheckReport,
     Decision,
     DecisionReport,
     GroupRow,
@@ -201,6 +202,15 @@ def status_lines(st: Status, db_path) -> list[str]:
         lines.append(f"Watcher: not running (pid {w.pid} stopped without cleaning up at {w.heartbeat_at}; "
                      "the next watch repairs the index)")
     return lines
+
+
+def check_lines(report: CheckReport) -> list[str]:
+    lines = [f"  repaired: {what}" for what in report.repaired]
+    for f in report.findings:
+        fix = " (imgindex check --repair fixes it)" if f.repairable else ""
+        lines.append(f"  PROBLEM {f.name}: {f.count:,} {f.message}{fix}")
+    verdict = "OK: every invariant holds" if report.ok else f"{len(report.findings)} problem(s)"
+    return [f"Checked {report.images:,} images in {report.seconds:.1f} s: {verdict}.", *lines]
 
 
 def batch_line(r: BatchReport) -> str:

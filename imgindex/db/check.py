@@ -1,0 +1,101 @@
+"""The invariants an index must hold whatever happened to it (a kill anywhere, a power cut, a full
+disk): what ``imgindex check`` reports and the torture tests assert after every trial.
+
+Each check returns a ``CheckFinding`` when it fails: what is wrong, how many rows, and whether
+``--repair`` can fix it. Nothing here touches a user's file.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from imgindex.db import pids
+from imgindex.db.queries import px_size
+from imgindex.types import CheckFinding
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+
+def findings(db: Database) -> list[CheckFinding]:
+    """Every invariant that does not hold, in the order checked; [] for a sound index."""
+    out = []
+    integrity = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
+    if integrity != ["ok"]:
+        out.append(CheckFinding("integrity", len(integrity), "SQLite's integrity check failed: "
+                                + "; ".join(integrity[:5]), False))
+        return out  # nothing else can be trusted
+    orphans = db.execute("PRAGMA foreign_key_check").fetchall()
+    if orphans:
+        tables = sorted({r[0] for r in orphans})
+        out.append(CheckFinding("orphans", len(orphans), f"rows refer to rows that are gone (in {', '.join(tables)})",
+                                True))
+    px = px_size(db)
+    if px is not None:
+        out += _tensors(db, px)
+    out += _journal(db)
+    out += _groups(db)
+    return out
+
+
+def _tensors(db: Database, px: int) -> list[CheckFinding]:
+    out = []
+    missing = db.execute("SELECT count(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM tensors t"
+                         " WHERE t.image_id = i.id)").fetchone()[0]
+    if missing:
+        out.append(CheckFinding("missing tensors", missing, "images have no stored tensor", True))
+    wrong = db.execute("SELECT count(*) FROM tensors t JOIN images i ON i.id = t.image_id WHERE t.px_size != ?"
+                       " OR i.px_size != ? OR length(t.tensor) != ?", [px, px, px * px * 3]).fetchone()[0]
+    if wrong:
+        out.append(CheckFinding("wrong tensors", wrong, f"tensors are not {px}x{px}x3 as the index's size", True))
+    return out
+
+
+def _journal(db: Database) -> list[CheckFinding]:
+    dead = [run_id for run_id, pid, started, host in db.execute(
+        "SELECT id, pid, process_start, host FROM action_runs WHERE status = 'running'").fetchall()
+        if host == socket.gethostname() and not pids.alive(pid, started)]
+    if not dead:
+        return []
+    planned = db.execute("SELECT count(*) FROM actions WHERE outcome = 'planned' AND run_id IN"
+                         f" ({','.join('?' * len(dead))})", dead).fetchone()[0]
+    return [CheckFinding("unsettled journal", len(dead), f"action runs were interrupted ({planned} files in hand);"
+                         " settling them reads the disk to finish or revert each", True)]
+
+
+def _groups(db: Database) -> list[CheckFinding]:
+    # (a group may be down to its keeper: the others were moved or trashed since the search)
+    bad = db.execute("SELECT count(*) FROM (SELECT group_id FROM group_members WHERE search_id ="
+                     " (SELECT id FROM latest_search) GROUP BY group_id HAVING sum(is_keeper) != 1)").fetchone()[0]
+    if bad:
+        return [CheckFinding("groups", bad, "groups of the latest search do not have exactly one keeper", True)]
+    return []
+
+
+ORPHANS = {
+    "tensors": "DELETE FROM tensors WHERE image_id NOT IN (SELECT id FROM images)",
+    "search_keys": "DELETE FROM search_keys WHERE image_id NOT IN (SELECT id FROM images)",
+    "pairs": "DELETE FROM pairs WHERE image_a NOT IN (SELECT id FROM images) OR image_b NOT IN (SELECT id FROM images)"
+             " OR search_id NOT IN (SELECT id FROM searches)",
+    "group_members": "DELETE FROM group_members WHERE image_id NOT IN (SELECT id FROM images)"
+                     " OR search_id NOT IN (SELECT id FROM searches)",
+}
+
+
+def repair(db: Database) -> list[str]:
+    """Fix what ``findings`` can, short of the journal and the groups (the facade settles and regroups):
+    drop orphan rows, and queue images without a good tensor for the next scan (their row goes, so
+    the next scan finds the file new and reads it; decisions are kept by content). Returns what was done."""
+    done = []
+    for table in sorted({r[0] for r in db.execute("PRAGMA foreign_key_check").fetchall()}):
+        if table in ORPHANS:
+            done.append(f"dropped {db.execute(ORPHANS[table]).rowcount} orphan rows of {table}")
+    px = px_size(db)
+    if px is not None:
+        db.execute("DELETE FROM tensors WHERE px_size != ? OR length(tensor) != ?", [px, px * px * 3])
+        n = db.execute("DELETE FROM images WHERE px_size != ? OR id NOT IN (SELECT image_id FROM tensors)",
+                       [px]).rowcount
+        if n:
+            done.append(f"queued {n} images for the next scan to read again (no good tensor)")
+    return done

@@ -1,0 +1,69 @@
+"""imgindex check: a sound index passes; each broken invariant is found, --repair fixes what it can,
+and no photo is ever touched."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+
+from test_decisions import same_pixels
+
+from helpers import inventory, invoke
+
+
+def library(tmp_path):
+    root = tmp_path / "lib"
+    for name in ("a.png", "a.bmp", "a.tif"):
+        same_pixels(root / name, 1)
+    same_pixels(root / "b.png", 2)
+    db = tmp_path / "i.db"
+    assert invoke("find", root, "--db", db, "--processes", 1, "-q").returncode == 0
+    return root, db
+
+
+def break_it(db, *sql):
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA foreign_keys=OFF")
+    for statement in sql:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def test_a_sound_index_passes(tmp_path):
+    _, db = library(tmp_path)
+    ran = invoke("check", "--db", db)
+    assert ran.returncode == 0 and "OK: every invariant holds" in ran.stdout
+
+
+def test_broken_invariants_are_found_and_repaired_without_touching_a_photo(tmp_path):
+    root, db = library(tmp_path)
+    before = inventory(root)
+    break_it(db,
+             "DELETE FROM tensors WHERE image_id = (SELECT min(id) FROM images)",  # a lost tensor
+             "INSERT INTO pairs VALUES ((SELECT max(id) FROM searches), 9998, 9999, 0, 0, 0, 'x')",  # orphans
+             "UPDATE group_members SET is_keeper = 0",  # groups without a keeper
+             "INSERT INTO action_runs (command, pid, host, started_at, status) VALUES"  # a dead run on this machine
+             f" ('delete', 2147483646, '{socket.gethostname()}', 'x', 'running')")
+    ran = invoke("check", "--db", db)
+    assert ran.returncode == 1
+    for name in ("missing tensors", "orphans", "groups", "unsettled journal"):
+        assert f"PROBLEM {name}" in ran.stdout, name
+    repaired = invoke("check", "--db", db, "--repair")
+    assert repaired.returncode == 0, repaired.stdout
+    assert "repaired: dropped 1 orphan rows of pairs" in repaired.stdout
+    assert "queued 1 images for the next scan" in repaired.stdout
+    assert inventory(root) == before
+    assert invoke("scan", root, "--db", db, "-q").returncode == 0  # the image queued is read again
+    assert invoke("check", "--db", db).returncode == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM images").fetchone() == (4,)
+
+
+def test_a_corrupt_file_is_refused_at_open(tmp_path):
+    _, db = library(tmp_path)
+    data = bytearray(db.read_bytes())
+    data[100:4000] = b"\x00" * 3900
+    db.write_bytes(bytes(data))
+    ran = invoke("check", "--db", db)
+    assert ran.returncode == 1 and ("not a usable imgindex database" in ran.stderr or "PROBLEM integrity" in ran.stdout)

@@ -1,0 +1,183 @@
+"""Kill anywhere: scan, search, find, move-to, delete and undo are SIGKILLed at a random moment
+(seeded, replayable), then the index's invariants are checked, the journal settled, nothing may
+be lost or duplicated, and the same command run again must end where an uninterrupted run ends.
+
+A short run (one trial per command) is part of the default suite; the long run is
+``pytest tests/torture --torture-trials 200``. A failure names the seed that replays it:
+``--torture-seed N --torture-trials 1``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imgindex import Index
+
+from helpers import contents, inventory, photo_like
+
+pytestmark = pytest.mark.torture
+
+ORIGINALS = 40
+
+
+def imgindex(*args, check: bool = True) -> subprocess.CompletedProcess:
+    run = subprocess.run([sys.executable, "-m", "imgindex.cli", *map(str, args)], capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise AssertionError(f"imgindex {' '.join(map(str, args))} exited {run.returncode}: {run.stderr}")
+    return run
+
+
+def make_library(lib: Path) -> None:
+    """40 pictures, each with a byte copy, a PNG copy and a re-encoded JPEG in other folders, and broken files."""
+    for k in range(ORIGINALS):
+        picture = photo_like(k, (120, 90))
+        for folder in ("camera", "backup", "phone", "export"):
+            (lib / folder).mkdir(parents=True, exist_ok=True)
+        picture.save(lib / "camera" / f"IMG_{k:03d}.png")
+        shutil.copy2(lib / "camera" / f"IMG_{k:03d}.png", lib / "backup" / f"IMG_{k:03d}.png")
+        picture.save(lib / "phone" / f"IMG_{k:03d}.bmp")
+        picture.save(lib / "export" / f"IMG_{k:03d}.jpg", quality=95)
+    (lib / "camera" / "truncated.jpg").write_bytes((lib / "export" / "IMG_000.jpg").read_bytes()[:300])
+    (lib / "camera" / "not a picture.png").write_text("hello")
+    (lib / "camera" / "empty.jpg").write_bytes(b"")
+
+
+@dataclass
+class Stage:
+    """One command's trials: the state before it, what an uninterrupted run ends with."""
+
+    name: str
+    args: list
+    home: Path  # holds lib/, dest/, index.db, and the snapshots
+    seconds: float = 0.0  # how long an uninterrupted run takes
+    expected: dict | None = None  # the file inventory an uninterrupted run ends with
+    expected_pairs: set | None = None
+
+    @property
+    def lib(self) -> Path:
+        return self.home / "lib"
+
+    @property
+    def db(self) -> Path:
+        return self.home / "index.db"
+
+    def places(self) -> list[Path]:
+        return [self.lib, self.home / "dest", trash_files()]
+
+    def restore(self) -> None:
+        for name in ("lib", "dest"):
+            shutil.rmtree(self.home / name, ignore_errors=True)
+            if (self.home / f"snapshot-{name}").exists():
+                shutil.copytree(self.home / f"snapshot-{name}", self.home / name, symlinks=True, copy_function=shutil.copy2)
+        shutil.rmtree(trash_files().parent, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.db}{suffix}").unlink(missing_ok=True)
+        shutil.copy2(self.home / "snapshot.db", self.db)
+
+    def snapshot(self) -> None:
+        for name in ("lib", "dest"):
+            if (self.home / name).exists():
+                shutil.copytree(self.home / name, self.home / f"snapshot-{name}", symlinks=True,
+                                copy_function=shutil.copy2)
+        with sqlite3.connect(self.db) as conn:  # one file: the WAL folded in
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copy2(self.db, self.home / "snapshot.db")
+
+    def command(self) -> list:
+        return [a.format(lib=self.lib, dest=self.home / "dest", db=self.db) if isinstance(a, str) else a
+                for a in self.args]
+
+
+def trash_files() -> Path:
+    return Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
+
+
+def pairs(db: Path) -> set:
+    """The pairs shown, each as a set (which is 'a' depends on the ids, and so on the order files were read)."""
+    with sqlite3.connect(db) as conn:
+        return {frozenset(r) for r in conn.execute("SELECT path_a, path_b FROM match_pairs")}
+
+
+PREPARE = {  # what runs (uninterrupted) before the command under torture
+    "scan": [], "find": [], "search": [["scan", "{lib}", "--db", "{db}", "--processes", "2", "-q"]],
+    "move-to": [["find", "{lib}", "--db", "{db}", "--similarity", "similar", "-q", "-o", os.devnull]],
+    "delete": [["find", "{lib}", "--db", "{db}", "--similarity", "similar", "-q", "-o", os.devnull]],
+    "undo": [["find", "{lib}", "--db", "{db}", "--similarity", "similar", "-q", "-o", os.devnull],
+             ["move-to", "{dest}", "--db", "{db}", "--yes", "-q"]],
+}
+COMMANDS = {
+    "scan": ["scan", "{lib}", "--db", "{db}", "--processes", "2", "-q"],
+    "search": ["search", "--db", "{db}", "--similarity", "similar", "--processes", "2", "-q", "-o", os.devnull],
+    "find": ["find", "{lib}", "--db", "{db}", "--similarity", "similar", "--processes", "2", "-q", "-o", os.devnull],
+    "move-to": ["move-to", "{dest}", "--db", "{db}", "--yes", "-q"],
+    "delete": ["delete", "--db", "{db}", "--yes", "-q"],
+    "undo": ["undo", "--db", "{db}", "--yes", "-q"],
+}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    lib = tmp_path_factory.mktemp("torture-template") / "lib"
+    make_library(lib)
+    return lib
+
+
+def stage(name: str, template: Path, home: Path) -> Stage:
+    """Prepare the state before the command, snapshot it, then time one uninterrupted run and keep its end."""
+    st = Stage(name, COMMANDS[name], home)
+    shutil.copytree(template, st.lib, copy_function=shutil.copy2)
+    for args in PREPARE[name]:
+        imgindex(*Stage(name, args, home).command())
+    if not st.db.exists():
+        Index(st.db).close()
+    st.snapshot()
+    started = time.monotonic()
+    imgindex(*st.command())
+    st.seconds = time.monotonic() - started
+    st.expected = inventory(st.lib, home / "dest")
+    st.expected_pairs = pairs(st.db)
+    return st
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_killed_anywhere_nothing_is_lost_and_a_rerun_ends_as_an_uninterrupted_run(name, template, tmp_path, request):
+    trials = request.config.getoption("--torture-trials")
+    first = request.config.getoption("--torture-seed")
+    first = 1 if first is None else first
+    st = stage(name, template, tmp_path)
+    for seed in range(first, first + trials):
+        replay = f"replay: pytest tests/torture -k '{name}' --torture-seed {seed} --torture-trials 1"
+        st.restore()
+        before = contents(*st.places())
+        delay = random.Random(f"{name}-{seed}").uniform(0, st.seconds)
+        proc = subprocess.Popen([sys.executable, "-m", "imgindex.cli", *map(str, st.command())],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Index(st.db) as index:
+            found = index.check()
+            assert {f.name for f in found.findings} <= {"unsettled journal"}, (found.findings, replay)
+            repaired = index.check(repair=True)
+            assert repaired.ok, (repaired.findings, replay)
+        assert contents(*st.places()) == before, f"a picture was lost or duplicated ({replay})"
+        rerun = imgindex(*st.command(), check=False)
+        finished_already = name == "undo" and "Nothing to undo" in rerun.stderr  # killed after its last file
+        assert rerun.returncode == 0 or finished_already, (rerun.stderr, replay)
+        assert inventory(st.lib, tmp_path / "dest") == st.expected, f"the re-run ended elsewhere ({replay})"
+        if name in ("scan", "search", "find"):
+            assert pairs(st.db) == st.expected_pairs, f"the re-run found other pairs ({replay})"
+        with Index(st.db) as index:
+            assert index.check().ok, replay
