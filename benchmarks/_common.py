@@ -91,8 +91,11 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
-    """Run a command; wall time and the peak of the summed RSS of its process tree."""
+def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None, *, check: bool = True) -> Run:
+    """Run a command; wall time and the peak of the summed RSS of its process tree.
+
+    A command that fails ends the benchmark (``check``): a time printed for a failed run is a lie.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     peak = 0
@@ -110,4 +113,6 @@ def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None) ->
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
+    if check and proc.returncode != 0:
+        raise SystemExit(f"FAILED: {' '.join(map(str, cmd))} exited {proc.returncode}:\n{err}")
     return Run(seconds, peak / 1024, proc.returncode, out, err)

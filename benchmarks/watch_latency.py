@@ -108,6 +108,8 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=120)
+        if proc.returncode != 0:  # figures from a watcher that failed are not figures
+            raise SystemExit(f"FAILED: the watcher exited {proc.returncode} (see its log)")
 
 
 if __name__ == "__main__":
