@@ -3,12 +3,16 @@ and no photo is ever touched."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import sqlite3
+import tempfile
+from pathlib import Path
 
 from test_decisions import same_pixels
 
-from helpers import inventory, invoke
+from helpers import as_nobody, inventory, invoke
 
 
 def library(tmp_path):
@@ -67,3 +71,32 @@ def test_a_corrupt_file_is_refused_at_open(tmp_path):
     db.write_bytes(bytes(data))
     ran = invoke("check", "--db", db)
     assert ran.returncode == 1 and ("not a usable imgindex database" in ran.stderr or "PROBLEM integrity" in ran.stdout)
+
+
+def _open_as_is(db: str) -> str:
+    from imgindex import Index
+    from imgindex.errors import IndexOpenError
+
+    try:
+        Index(db).close()
+        return "opened"
+    except IndexOpenError as exc:
+        return str(exc)
+
+
+def test_a_read_only_index_or_folder_is_a_clear_message_at_open(tmp_path):
+    root, db = library(tmp_path)
+    inner = Path(tempfile.mkdtemp(prefix="imgindex-ro-"))  # tmp_path is root's own: nobody could not reach it
+    try:
+        (inner / "i.db").write_bytes(db.read_bytes())
+        os.chmod(inner / "i.db", 0o444)
+        os.chmod(inner, 0o777)
+        assert "is read-only" in as_nobody(_open_as_is, str(inner / "i.db"))
+        os.chmod(inner / "i.db", 0o666)
+        os.chmod(inner, 0o555)
+        assert "The folder" in as_nobody(_open_as_is, str(inner / "i.db"))
+        os.chmod(inner, 0o777)
+        assert as_nobody(_open_as_is, str(inner / "i.db")) == "opened"  # and once writable, it opens
+    finally:
+        os.chmod(inner, 0o755)
+        shutil.rmtree(inner)

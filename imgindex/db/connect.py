@@ -38,6 +38,12 @@ def connect(path: str | os.PathLike) -> Database:
     if path.parent and not path.parent.exists():
         raise IndexOpenError(f"The folder {path.parent} does not exist; create it or choose another --db.")
     is_new = not path.exists() or path.stat().st_size == 0
+    if not is_new and not os.access(path, os.W_OK):
+        raise IndexOpenError(f"{path} is read-only, and imgindex writes to its index (even to read it, SQLite's WAL"
+                             " needs writing): make it writable (chmod u+w), or copy it somewhere writable.")
+    if not is_new and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise IndexOpenError(f"The folder {path.parent} is read-only, and SQLite writes its WAL beside the index:"
+                             " make the folder writable, or copy the index somewhere writable.")
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         if is_new:
