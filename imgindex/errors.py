@@ -11,6 +11,15 @@ class IndexOpenError(ImgIndexError):
     """The database file cannot be used (corrupt, not SQLite, unwritable)."""
 
 
+class DiskFullError(ImgIndexError):
+    """The disk (or quota) holding the index is full (SQLITE_FULL)."""
+
+    def __init__(self, path=None):
+        where = f"holding {path} " if path else "holding the index "
+        super().__init__(f"The disk {where}is full: free some space and run the same command again (everything"
+                         " written before is kept; nothing was lost).")
+
+
 class SchemaTooNewError(IndexOpenError):
     """The database was written by a newer imgindex than this one."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import click
 
-from imgindex.errors import ImgIndexError
+from imgindex.errors import DiskFullError, ImgIndexError
 from imgindex.progress import ProgressLine
 
 
@@ -24,6 +25,10 @@ def user_errors(func):
             return func(*args, **kwargs)
         except ImgIndexError as exc:
             raise click.ClickException(str(exc)) from exc
+        except sqlite3.OperationalError as exc:  # SQLITE_FULL mid-run: the transaction in hand was rolled back
+            if "full" not in str(exc):
+                raise
+            raise click.ClickException(str(DiskFullError())) from exc
         except KeyboardInterrupt:
             click.echo(
                 "\nInterrupted. Everything read so far is kept; run the same command again to continue.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import shutil
 import sqlite3
 import sys
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from imgindex.errors import IndexOpenError, SchemaTooNewError
+from imgindex.errors import DiskFullError, IndexOpenError, SchemaTooNewError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -56,11 +57,20 @@ def connect(path: str | os.PathLike) -> Database:
         _refuse_future_schema(db, path, MIGRATIONS)
         MIGRATIONS.apply(db)
     except sqlite3.DatabaseError as exc:
+        if "full" in str(exc) or _no_room(path):  # a full disk can also show as "disk I/O error" (no -shm file)
+            raise DiskFullError(path) from exc
         raise IndexOpenError(
             f"{path} is not a usable imgindex database ({exc}). "
             "If it is corrupt, move it aside and scan again into a new --db."
         ) from exc
     return db
+
+
+def _no_room(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def connect_readonly(path: str | os.PathLike) -> sqlite3.Connection:
