@@ -12,7 +12,7 @@ from pathlib import Path
 
 from test_decisions import same_pixels
 
-from helpers import as_nobody, inventory, invoke
+from helpers import as_nobody, inventory, invoke, photo_like
 
 
 def library(tmp_path):
@@ -100,3 +100,29 @@ def test_a_read_only_index_or_folder_is_a_clear_message_at_open(tmp_path):
     finally:
         os.chmod(inner, 0o755)
         shutil.rmtree(inner)
+
+
+def test_a_folder_that_vanishes_during_a_scan_keeps_its_rows(tmp_path):
+    from imgindex import Index
+
+    root = tmp_path / "drive" / "photos"
+    for k in range(40):
+        (root / f"d{k % 4}").mkdir(parents=True, exist_ok=True)
+        photo_like(k, (48, 36)).save(root / f"d{k % 4}" / f"p{k:02d}.png")
+    with Index(tmp_path / "i.db") as index:
+        assert index.scan(root, processes=1).added == 40
+        for k in range(40):  # changed since: the next scan has work, and reports progress while it works
+            photo_like(100 + k, (48, 36)).save(root / f"d{k % 4}" / f"p{k:02d}.png")
+        unplugged = tmp_path / "unplugged"
+
+        def unplug(progress):
+            if root.exists() and progress.seen >= 5:
+                root.parent.rename(unplugged)  # the drive goes away in the middle of the walk
+
+        report = index.scan(root, processes=1, progress=unplug)
+        assert not root.exists()
+        assert report.removed == 0 and index.count() == 40  # nothing dropped as 'removed'
+        assert any(f.error_class == "folder_vanished" for f in report.unlisted_folders)
+        unplugged.rename(root.parent)
+        again = index.scan(root, processes=1)
+        assert index.count() == 40 and again.removed == 0

@@ -182,10 +182,16 @@ class _ScanRun:
                                        failed=c.failed, total=self.total, elapsed=time.monotonic() - self.started))
 
     def _remove_gone(self) -> None:
-        """Drop rows of files not found: missing in walked folders, or in folders now gone."""
-        gone = set(self.writer.missing)
+        """Drop rows of files not found: missing in walked folders, or in folders now gone. A root that
+        vanished during the scan (a drive unmounted, a share dropped) keeps every row under it."""
+        vanished = [root for root in self.scope.roots if not os.path.isdir(root)]
+        for root in vanished:
+            self.unlisted.append(ScanErrorInfo(root, "folder_vanished", "vanished during the scan (a drive unmounted?):"
+                                               " the rows of its files are kept; scan again once it is back"))
+            log.warning("%s vanished during the scan: its rows are kept", root)
+        gone = {i for i, path in self.writer.missing.items() if not any(discover.under(path, r) for r in vanished)}
         gone_error_paths = []
-        for root in self.scope.roots:
+        for root in (r for r in self.scope.roots if r not in vanished):
             for table, key in (("images", "id"), ("scan_errors", "path")):
                 for value, folder in _rows_under(self.db, table, key, root):
                     if folder in self.visited or self._kept(folder, root):
