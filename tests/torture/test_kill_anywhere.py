@@ -1,6 +1,7 @@
 """Kill anywhere: scan, search, find, move-to, delete and undo are SIGKILLed at a random moment
 (seeded, replayable), then the index's invariants are checked, the journal settled, nothing may
 be lost or duplicated, and the same command run again must end where an uninterrupted run ends.
+A watcher is killed while files arrive; a scan and search afterwards must equal a fresh run.
 
 A short run (one trial per command) is part of the default suite; the long run is
 ``pytest tests/torture --torture-trials 200``. A failure names the seed that replays it:
@@ -180,4 +181,39 @@ def test_killed_anywhere_nothing_is_lost_and_a_rerun_ends_as_an_uninterrupted_ru
         if name in ("scan", "search", "find"):
             assert pairs(st.db) == st.expected_pairs, f"the re-run found other pairs ({replay})"
         with Index(st.db) as index:
+            assert index.check().ok, replay
+
+
+def test_a_watcher_killed_while_files_arrive_leaves_a_sound_index(template, tmp_path, request):
+    from test_watch import watching
+
+    trials = request.config.getoption("--torture-trials")
+    first = request.config.getoption("--torture-seed")
+    first = 1 if first is None else first
+    arriving = sorted((template / "export").iterdir())[:30]
+    for seed in range(first, first + trials):
+        replay = f"replay: pytest tests/torture -k watcher --torture-seed {seed} --torture-trials 1"
+        rng = random.Random(f"watch-{seed}")
+        home = tmp_path / f"trial{seed}"
+        lib, db = home / "lib", home / "index.db"
+        shutil.copytree(template / "camera", lib / "camera", copy_function=shutil.copy2)
+        with watching(lib, db) as proc:
+            deadline = time.monotonic() + rng.uniform(0.2, 3.0)
+            for source in arriving:
+                shutil.copy2(source, lib / source.name)
+                time.sleep(rng.uniform(0, 0.05))
+                if time.monotonic() > deadline:
+                    break
+            time.sleep(rng.uniform(0, 1.0))
+            proc.kill()  # SIGKILL, mid-batch or between batches
+            proc.wait()
+        with Index(db) as index:
+            found = index.check()
+            assert {f.name for f in found.findings} <= {"unsettled journal"}, (found.findings, replay)
+        assert not imgindex("scan", lib, "--db", db, "-q").returncode
+        assert not imgindex("search", "--db", db, "-q", "-o", os.devnull).returncode
+        fresh = home / "fresh.db"
+        assert not imgindex("find", lib, "--db", fresh, "-q", "-o", os.devnull).returncode
+        assert pairs(db) == pairs(fresh), f"the index after the kill differs from a fresh run ({replay})"
+        with Index(db) as index:
             assert index.check().ok, replay
