@@ -1,6 +1,6 @@
 """Everything at once on one index: a watcher over a tree where files are added, changed, renamed and
 removed; a loop of manual scans and searches; readers running the README's queries; the review
-server's pages. Nothing may fail with "database is locked" or a traceback, readers only ever see
+server's pages and a reviewer deciding through it (pins, marks, 'not duplicates'). Nothing may fail with "database is locked" or a traceback, readers only ever see
 complete searches, and the end state equals a fresh full run on the same files.
 """
 
@@ -80,6 +80,23 @@ def read(db: Path, stop: threading.Event, problems: list, count: list) -> None:
     conn.close()
 
 
+def decide(server, rng: random.Random, problems: list, decided: list) -> None:
+    """A reviewer at work: pin, unpin, mark reviewed, 'not duplicates' on what the page shows now."""
+    status, page = server.json("/api/groups")
+    if status != 200 or not page["groups"]:
+        return
+    group = rng.choice(page["groups"])
+    member = rng.choice(group["members"])
+    what, body = rng.choice([("keep", {"image_id": member["image_id"]}), ("unkeep", {"image_id": member["image_id"]}),
+                             ("reviewed", {"group_ids": [group["group_id"]]}),
+                             ("ignore", {"image_ids": [m["image_id"] for m in group["members"]][:2]})])
+    status, answer = server.json(f"/api/{what}", body, csrf=server.csrf())
+    # 404/409: the group or image changed under the reviewer (the watcher is busy); 503: the index was busy
+    if status not in (200, 404, 409, 503):
+        problems.append(f"POST /api/{what}: {status} {answer}")
+    decided.append((what, status))
+
+
 def test_a_watcher_scans_searches_readers_and_the_server_on_one_index(tmp_path, request):
     seconds = SECONDS * request.config.getoption("--torture-trials")
     seed = request.config.getoption("--torture-seed") or 1
@@ -91,7 +108,7 @@ def test_a_watcher_scans_searches_readers_and_the_server_on_one_index(tmp_path, 
         photo_like(k, (64, 48)).save(lib / "a" / f"p{k:03d}.png")
         shutil.copy2(lib / "a" / f"p{k:03d}.png", lib / "b" / f"p{k:03d} copy.png")
     assert not fails(imgindex("find", lib, "--db", db, "--processes", 1, "-q", "-o", os.devnull))
-    stop, problems, reads, ops, manual = threading.Event(), [], [], [], []
+    stop, problems, reads, ops, manual, decided = threading.Event(), [], [], [], [], []
     with watching(lib, db) as watcher, serving(db) as server:
         workers = [threading.Thread(target=mutate, args=(lib, rng, stop, ops)),
                    threading.Thread(target=read, args=(db, stop, problems, reads))]
@@ -108,6 +125,7 @@ def test_a_watcher_scans_searches_readers_and_the_server_on_one_index(tmp_path, 
                 status, _, body = server.request("GET", path)
                 if status not in (200, 503):
                     problems.append(f"GET {path}: {status} {body[:200]!r}")
+            decide(server, rng, problems, decided)
         stop.set()
         for w in workers:
             w.join(30)
@@ -116,6 +134,7 @@ def test_a_watcher_scans_searches_readers_and_the_server_on_one_index(tmp_path, 
     assert "Traceback" not in served and "Traceback" not in watcher.stderr.read()
     assert problems == [], problems[:5]
     assert len(ops) > 10 and len(reads) > 10 and len(manual) >= 2
+    assert any(status == 200 for _, status in decided), decided  # the reviewer got decisions through
     # the end state equals a fresh full run on the same files
     assert not fails(imgindex("scan", lib, "--db", db, "--processes", 1, "-q"))
     assert not fails(imgindex("search", "--db", db, "--processes", 1, "-q", "-o", os.devnull))
@@ -126,4 +145,8 @@ def test_a_watcher_scans_searches_readers_and_the_server_on_one_index(tmp_path, 
         with sqlite3.connect(path) as conn:
             return {frozenset(r) for r in conn.execute("SELECT path_a, path_b FROM match_pairs")}
 
+    with sqlite3.connect(db) as conn:  # the fresh run knows no decision: take them back before comparing
+        conn.execute("UPDATE decisions SET revoked_at = 'x' WHERE revoked_at IS NULL")
+        conn.execute("UPDATE settings SET value = value + 1 WHERE key = 'decisions_version'")
+    assert not fails(imgindex("search", "--db", db, "--processes", 1, "-q", "-o", os.devnull))
     assert shown(db) == shown(fresh)
