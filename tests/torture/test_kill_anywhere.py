@@ -1,7 +1,8 @@
 """Kill anywhere: scan, search, find, move-to, delete and undo are SIGKILLed at a random moment
 (seeded, replayable), then the index's invariants are checked, the journal settled, nothing may
 be lost or duplicated, and the same command run again must end where an uninterrupted run ends.
-A watcher is killed while files arrive; a scan and search afterwards must equal a fresh run.
+A watcher is killed while files arrive; a scan and search afterwards must equal a fresh run. The review
+server is killed while it carries out a move; the CLI then finishes it.
 
 A short run (one trial per command) is part of the default suite; the long run is
 ``pytest tests/torture --torture-trials 200``. A failure names the seed that replays it:
@@ -217,3 +218,32 @@ def test_a_watcher_killed_while_files_arrive_leaves_a_sound_index(template, tmp_
         assert pairs(db) == pairs(fresh), f"the index after the kill differs from a fresh run ({replay})"
         with Index(db) as index:
             assert index.check().ok, replay
+
+
+def test_the_review_server_killed_mid_action_loses_nothing(template, tmp_path, request):
+    from serve_helpers import serving
+
+    trials = request.config.getoption("--torture-trials")
+    first = request.config.getoption("--torture-seed")
+    first = 1 if first is None else first
+    st = stage("move-to", template, tmp_path / "stage")  # the same state as the move-to trials, and its end
+    for seed in range(first, first + trials):
+        replay = f"replay: pytest tests/torture -k review_server --torture-seed {seed} --torture-trials 1"
+        st.restore()
+        before = contents(*st.places())
+        with serving(st.db, "--move-to", st.home / "dest") as server:
+            csrf = server.csrf()
+            _, page = server.json("/api/groups?per_page=200")
+            _, plan = server.json("/api/plan", {"command": "move", "groups": [g["group_id"] for g in page["groups"]],
+                                                "version": page["version"]}, csrf=csrf)
+            server.json("/api/apply", {"plan_id": plan["plan_id"]}, csrf=csrf)
+            time.sleep(random.Random(f"serve-{seed}").uniform(0, st.seconds))
+            server.proc.kill()  # SIGKILL, in the middle of the move or after it
+            server.proc.wait()
+        with Index(st.db) as index:
+            assert {f.name for f in index.check().findings} <= {"unsettled journal"}, replay
+            assert index.check(repair=True).ok, replay
+        assert contents(*st.places()) == before, f"a picture was lost or duplicated ({replay})"
+        rerun = imgindex(*st.command(), check=False)  # the CLI's move-to finishes what the page started
+        assert rerun.returncode == 0, (rerun.stderr, replay)
+        assert inventory(st.lib, st.home / "dest") == st.expected, f"the re-run ended elsewhere ({replay})"
