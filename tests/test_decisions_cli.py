@@ -97,6 +97,8 @@ def test_a_search_off_the_profile_says_so_and_save_profile_changes_it(tmp_path, 
     assert "Search profile: similar (MSE 6)" in invoke("config", "--db", db).stdout
     ran = invoke("config", "--db", db, "--keep", "oldest,path", "--prefer-folder", library / "new")
     assert ran.returncode == 0 and "keeper: folder,oldest,path preferring" in ran.stdout
+    ran = invoke("config", "--db", db, "--no-prefer-folder")
+    assert ran.returncode == 0 and ran.stdout.strip().endswith("keeper: oldest,path")
 
 
 @pytest.mark.slow

@@ -136,8 +136,10 @@ def decisions(db_path, kind):
 @cli.command()
 @existing_db_option
 @match_options
+@click.option("--no-prefer-folder", "no_prefer_folder", is_flag=True,
+              help="Forget the preferred folders (and the 'folder' criterion with them).")
 @user_errors
-def config(db_path, save_profile, reference, **settings):
+def config(db_path, save_profile, reference, no_prefer_folder, **settings):
     """Show or change the index's search profile: what search, find and watch use unless told otherwise.
 
     \b
@@ -145,11 +147,12 @@ def config(db_path, save_profile, reference, **settings):
       imgindex config --db photos.db
       imgindex config --db photos.db --similarity similar --keep oldest,resolution
       imgindex config --db photos.db --prefer-folder ~/Pictures/Originals
+      imgindex config --db photos.db --no-prefer-folder
     """
     with Index(db_path) as index:
         if reference:
             render.decision_report(index.add_reference(reference))
-        settings["prefer_folders"] = settings["prefer_folders"] or None
+        settings["prefer_folders"] = () if no_prefer_folder else settings["prefer_folders"] or None
         if any(v is not None for v in settings.values()) or index.profile is None:
             index.configure(**settings)
         render.profile_lines(index.profile)

@@ -77,6 +77,8 @@ def resolve(db: Database, options: dict, *, save_profile: bool = False) -> tuple
     effective = dataclasses.replace(stored or Profile(), **options)
     if effective.prefer_folders and "folder" not in effective.keep:  # preferring folders means the criterion
         effective = dataclasses.replace(effective, keep=("folder", *effective.keep))
+    if not effective.prefer_folders and "folder" in effective.keep and len(effective.keep) > 1:  # folders cleared
+        effective = dataclasses.replace(effective, keep=tuple(k for k in effective.keep if k != "folder"))
     if stored is None or save_profile:
         if effective != stored:
             save(db, effective)
