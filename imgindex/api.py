@@ -86,8 +86,7 @@ class Index:
         """
         paths = [_expand(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         reference = [_expand(r) for r in reference]
-        extra = [r for r in reference if not any(under(os.path.abspath(r), os.path.abspath(p)) for p in paths)]
-        scope = ScanScope(tuple(paths + extra), recursive=recursive)
+        scope = ScanScope(_with_reference(paths, reference), recursive=recursive)
         report = self.scan_scope(scope, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
                                  progress=progress)
         self.add_reference(reference, regroup=False)
@@ -280,8 +279,8 @@ class Index:
         """
         from imgindex.watch.watcher import Watcher  # watchdog's observers load only for watching
 
-        roots, reference = [_expand(r) for r in roots], [_expand(r) for r in reference]
-        roots += [r for r in reference if not any(under(os.path.abspath(r), os.path.abspath(p)) for p in roots)]
+        reference = [_expand(r) for r in reference]
+        roots = _with_reference([_expand(r) for r in roots], reference)
         Watcher(self, roots, on_start=lambda: self.add_reference(reference, regroup=False), **options).run(stop)
 
     def count(self) -> int:
@@ -299,3 +298,9 @@ class Index:
 
 def _expand(path: str | os.PathLike) -> str:
     return os.path.expanduser(os.fspath(path))
+
+
+def _with_reference(roots: list[str], reference: list[str]) -> tuple[str, ...]:
+    """The roots, and the reference folders not under one of them (they are scanned and watched too)."""
+    inside = [os.path.abspath(r) for r in roots]
+    return tuple(roots + [r for r in reference if not any(under(os.path.abspath(r), p) for p in inside)])

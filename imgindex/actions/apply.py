@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 
 from imgindex.actions import fileops
 from imgindex.actions.journal import finish_run, journal_planned, record_outcome, recover, settle_planned, start_run
-from imgindex.actions.plan import ACTING_KINDS, UNDO_KINDS
+from imgindex.actions.plan import ACTING_KINDS, UNDO_KINDS, Protected
 from imgindex.db.connect import abandon_transaction
-from imgindex.db.decisions import Protected
 from imgindex.db.queries import indexed_roots
 from imgindex.types import ActionOutcome, ActionPlan, ActionProgress, ActionReport, PlannedAction
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from imgindex.actions import fileops
-from imgindex.db.decisions import Protected
+from imgindex.db.decisions import pin_of, reference_folders
 from imgindex.db.queries import indexed_roots, resolve_search_id
 from imgindex.errors import ActionError
 from imgindex.scan.discover import under
@@ -96,6 +96,23 @@ class Sidecars:
                 by_stem.setdefault(os.path.splitext(n)[0].lower(), []).append(n)
             self.folders[folder] = by_stem
         return self.folders[folder]
+
+
+class Protected:
+    """Why a file must never be moved or deleted, from the decisions in force when it is asked."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.folders = reference_folders(db)
+
+    def reason(self, path: str, content_hash: str | None) -> str | None:
+        ref = next((r for r in self.folders if under(os.path.dirname(path), r)), None)
+        if ref is not None:
+            return f"is in the reference folder {ref}: reference images are never moved or deleted"
+        pin = pin_of(self.db, content_hash) if content_hash else None
+        if pin is not None:
+            return f"is a pinned keeper (decision #{pin}; imgindex unkeep to unpin): never moved or deleted"
+        return None
 
 
 def _sidecar_action(kind: str, source: str, destination: str | None, keeper: str, picture: str) -> PlannedAction:

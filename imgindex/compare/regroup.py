@@ -42,15 +42,15 @@ def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | Non
     search_id = search_id or db.execute("SELECT id FROM latest_search").fetchone()[0]
     if search_id is None:
         return None
-    version = decisions.version(db)
-    settings = dataclasses.replace(stored_settings(db, search_id), reference=decisions.reference_folders(db))
-    if keeper is not None:
-        settings = dataclasses.replace(settings, keep=keeper.keep, prefer_folders=keeper.prefer_folders)
-        touching = None
-    orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
-    roots = settings.roots if settings.in_folder else ()
-    policy = policy_of(db, settings)
-    with write_transaction(db):  # readers see the old groups or the new ones, never a mix
+    with write_transaction(db):  # decisions read and groups written under one lock: no decision slips between
+        version = decisions.version(db)
+        settings = dataclasses.replace(stored_settings(db, search_id), reference=decisions.reference_folders(db))
+        if keeper is not None:
+            settings = dataclasses.replace(settings, keep=keeper.keep, prefer_folders=keeper.prefer_folders)
+            touching = None
+        orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
+        roots = settings.roots if settings.in_folder else ()
+        policy = policy_of(db, settings)
         if touching is None:
             write_groups(db, search_id, roots, settings.px_size, orientations, policy, base_id=search_id)
         elif touching:

@@ -7,11 +7,10 @@ is recognised without comparing anything.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hashlib
 import json
 import os
+from typing import TYPE_CHECKING
 
 from imgindex.db.queries import get_setting, set_setting
 
@@ -36,6 +35,13 @@ def bump_version(db: Database) -> int:
     new = version(db) + 1
     set_setting(db, "decisions_version", str(new))
     return new
+
+
+def pin_of(db: Database, content_hash: str) -> int | None:
+    """The id of the pin in force on this content, if any."""
+    row = db.execute(f"SELECT id FROM decisions WHERE kind = 'keep' AND {ACTIVE} AND hash_a = ?",
+                     [content_hash]).fetchone()
+    return None if row is None else row[0]
 
 
 def pinned(db: Database) -> dict[str, str]:
@@ -82,25 +88,6 @@ def images_concerned(db: Database, hashes: set[str], folders: set[str]) -> set[i
 def counts(db: Database) -> dict[str, int]:
     """Decisions in force, by kind."""
     return dict(db.execute(f"SELECT kind, count(*) FROM decisions WHERE {ACTIVE} GROUP BY kind").fetchall())
-
-
-class Protected:
-    """Why a file must never be moved or deleted, from the decisions in force when it is asked."""
-
-    def __init__(self, db: Database):
-        self.db = db
-        self.folders = reference_folders(db)
-
-    def reason(self, path: str, content_hash: str | None) -> str | None:
-        folder = os.path.dirname(path)
-        ref = next((r for r in self.folders if folder == r or folder.startswith(r.rstrip(os.sep) + os.sep)), None)
-        if ref is not None:
-            return f"is in the reference folder {ref}: reference images are never moved or deleted"
-        row = self.db.execute(f"SELECT id FROM decisions WHERE kind = 'keep' AND {ACTIVE} AND hash_a = ?",
-                              [content_hash]).fetchone() if content_hash else None
-        if row is not None:
-            return f"is a pinned keeper (decision #{row[0]}; imgindex unkeep to unpin): never moved or deleted"
-        return None
 
 
 def members_key(hashes) -> str:

@@ -121,23 +121,22 @@ class Review:
             raise BadRequest(404, f"There is no group {group_id} in the latest search (it may have changed).")
         return {"version": snap.version, "group": found.as_json()}
 
-    def original(self, image_id: int) -> tuple[str, str | None]:
-        """The path of an image that is on disk as indexed (size and mtime), and its format."""
+    def original(self, image_id: int) -> tuple[str, str | None, str]:
+        """(path, format, content hash) of an image that is on disk as indexed (size and mtime)."""
         row = self._row(image_id)
         if row is None:
             raise BadRequest(404, "No such image in the index.")
-        path, size, mtime_ns, _digest, fmt = row
+        path, size, mtime_ns, digest, fmt = row
         try:
             st = os.stat(path)
         except OSError:
             raise BadRequest(410, "This file is gone from disk since it was indexed.") from None
         if st.st_size != size or st.st_mtime_ns != mtime_ns:
             raise BadRequest(410, "This file changed since it was indexed: scan again.")
-        return path, fmt
+        return path, fmt, digest
 
     def thumbnail(self, image_id: int, size: int) -> tuple[bytes, str]:
-        path, _ = self.original(image_id)
-        digest = self._row(image_id)[3]
+        path, _, digest = self.original(image_id)
         body = self.thumbs.get((digest, size))
         if body is None:
             try:
@@ -274,7 +273,7 @@ def create_app(review: Review) -> Starlette:
 
     async def full(request: Request):
         try:
-            path, fmt = await run_in_threadpool(review.original, request.path_params["image_id"])
+            path, fmt, _ = await run_in_threadpool(review.original, request.path_params["image_id"])
             if fmt not in BROWSER_FORMATS:  # HEIC, RAW, TIFF...: a browser cannot show them
                 body, _ = await run_in_threadpool(review.thumbnail, request.path_params["image_id"], 1280)
                 return Response(body, media_type="image/jpeg", headers={**HEADERS, "cache-control": "no-cache"})
