@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class Stage:
     seconds: float = 0.0  # how long an uninterrupted run takes
     expected: dict | None = None  # the file inventory an uninterrupted run ends with
     expected_pairs: set | None = None
+    before_ids: dict | None = None  # the newest scans/searches/action_runs id in the snapshot
 
     @property
     def lib(self) -> Path:
@@ -96,6 +98,8 @@ class Stage:
         with sqlite3.connect(self.db) as conn:  # one file: the WAL folded in
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copy2(self.db, self.home / "snapshot.db")
+        with closing(sqlite3.connect(self.db)) as conn:
+            self.before_ids = {t: conn.execute(f"SELECT coalesce(max(id), 0) FROM {t}").fetchone()[0] for t in RUNS}
 
     def command(self) -> list:
         return [a.format(lib=self.lib, dest=self.home / "dest", db=self.db) if isinstance(a, str) else a
@@ -110,6 +114,58 @@ def pairs(db: Path) -> set:
     """The pairs shown, each as a set (which is 'a' depends on the ids, and so on the order files were read)."""
     with sqlite3.connect(db) as conn:
         return {frozenset(r) for r in conn.execute("SELECT path_a, path_b FROM match_pairs")}
+
+
+RUNS = ("scans", "searches", "action_runs")
+
+
+def kill_point(st: Stage) -> str:
+    """Which phase of the command the kill landed in, read from what the index holds before any
+    repair: the run rows newer than the snapshot, and how far their writes had got."""
+    with closing(sqlite3.connect(st.db)) as db:
+        def newest(table: str) -> tuple | None:
+            return db.execute(f"SELECT id, status FROM {table} WHERE id > ? ORDER BY id DESC LIMIT 1",
+                              [st.before_ids[table]]).fetchone()
+
+        if st.name in ("scan", "find"):
+            scan = newest("scans")
+            if scan is None:
+                return "scan: starting (no scan row yet)"
+            if scan[1] == "running":
+                written = db.execute("SELECT count(*) FROM images").fetchone()[0]
+                return "scan: writing images" if written else "scan: walking and decoding (nothing written)"
+            if st.name == "scan":
+                return "scan: finished"
+        if st.name in ("search", "find"):
+            search = newest("searches")
+            if search is None:
+                return "search: starting (no search row yet)"
+            if search[1] != "running":
+                return "search: finished"
+            if db.execute("SELECT 1 FROM group_members WHERE search_id = ?", [search[0]]).fetchone():
+                return "search: groups written, run not closed"
+            if db.execute("SELECT 1 FROM pairs WHERE search_id = ?", [search[0]]).fetchone():
+                return "search: comparing, pairs written"
+            return "search: comparing (no pair written)"
+        run = newest("action_runs")
+        if run is None:
+            return f"{st.name}: starting (no journal yet)"
+        if run[1] != "running":
+            return f"{st.name}: finished"
+        rows = db.execute("SELECT outcome, source FROM actions WHERE run_id = ?", [run[0]]).fetchall()
+        if any(outcome == "planned" and not os.path.lexists(source) for outcome, source in rows):
+            return f"{st.name}: a file moved, its journal row not yet marked"
+        done = sum(outcome != "planned" for outcome, _ in rows)
+        if done == 0:
+            return f"{st.name}: journaled, no file touched"
+        return f"{st.name}: all files done, run not closed" if done == len(rows) else f"{st.name}: part done"
+
+
+def record_kill_point(config, point: str) -> None:
+    """Count the phase for the terminal summary (tests/torture/conftest.py prints the table)."""
+    if not hasattr(config, "torture_kill_points"):
+        config.torture_kill_points = Counter()
+    config.torture_kill_points[point] += 1
 
 
 PREPARE = {  # what runs (uninterrupted) before the command under torture
@@ -169,6 +225,7 @@ def test_killed_anywhere_nothing_is_lost_and_a_rerun_ends_as_an_uninterrupted_ru
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        record_kill_point(request.config, kill_point(st))
         with Index(st.db) as index:
             found = index.check()
             assert {f.name for f in found.findings} <= {"unsettled journal"}, (found.findings, replay)
@@ -240,6 +297,7 @@ def test_the_review_server_killed_mid_action_loses_nothing(template, tmp_path, r
             time.sleep(random.Random(f"serve-{seed}").uniform(0, st.seconds))
             server.proc.kill()  # SIGKILL, in the middle of the move or after it
             server.proc.wait()
+        record_kill_point(request.config, "review server " + kill_point(st))
         with Index(st.db) as index:
             assert {f.name for f in index.check().findings} <= {"unsettled journal"}, replay
             assert index.check(repair=True).ok, replay
