@@ -145,7 +145,7 @@ class Index:
 
     def ignore(self, paths: Iterable[str | os.PathLike], *, note: str | None = None) -> DecisionReport:
         """Every two of these images are different photos: never reported as a pair again (kept by content)."""
-        return self._decided(lambda: decide.ignore(self.db, paths, note=note))
+        return self._decided(lambda: decide.ignore(self.db, _many(paths), note=note))
 
     def ignore_group(self, group_id: int, *, note: str | None = None) -> DecisionReport:
         """Every two members of a group of the latest search are different photos."""
@@ -153,24 +153,24 @@ class Index:
 
     def unignore(self, paths: Iterable[str | os.PathLike] = (), *, decision_ids: Iterable[int] = ()) -> DecisionReport:
         """Take back 'not duplicates' among these images (or the decisions with these ids)."""
-        return self._decided(lambda: decide.unignore(self.db, paths, decision_ids=decision_ids))
+        return self._decided(lambda: decide.unignore(self.db, _many(paths), decision_ids=decision_ids))
 
     def keep(self, paths: Iterable[str | os.PathLike], *, note: str | None = None) -> DecisionReport:
         """Pin images as keepers of whatever group they are in, until ``unkeep``; never acted on."""
-        return self._decided(lambda: decide.keep(self.db, paths, note=note))
+        return self._decided(lambda: decide.keep(self.db, _many(paths), note=note))
 
     def unkeep(self, paths: Iterable[str | os.PathLike]) -> DecisionReport:
-        return self._decided(lambda: decide.unkeep(self.db, paths))
+        return self._decided(lambda: decide.unkeep(self.db, _many(paths)))
 
     def add_reference(self, folders: Iterable[str | os.PathLike], *, regroup: bool = True) -> DecisionReport | None:
         """Reference folders: their images are kept, never moved or deleted, not compared with each other."""
-        folders = list(folders)
+        folders = _many(folders)
         if not folders:
             return None
         return self._decided(lambda: decide.add_reference(self.db, folders), regroup=regroup)
 
     def remove_reference(self, folders: Iterable[str | os.PathLike]) -> DecisionReport:
-        return self._decided(lambda: decide.remove_reference(self.db, folders))
+        return self._decided(lambda: decide.remove_reference(self.db, _many(folders)))
 
     def mark_reviewed(self, group_ids: Iterable[int], *, reviewed: bool = True) -> int:
         """Groups of the latest search looked at and accepted (kept by content: a new copy makes it new again)."""
@@ -304,3 +304,8 @@ def _with_reference(roots: list[str], reference: list[str]) -> tuple[str, ...]:
     """The roots, and the reference folders not under one of them (they are scanned and watched too)."""
     inside = [os.path.abspath(r) for r in roots]
     return tuple(roots + [r for r in reference if not any(under(os.path.abspath(r), p) for p in inside)])
+
+
+def _many(paths) -> list:
+    """One path given alone, or several: a list of them (a string is never taken apart)."""
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

@@ -1,5 +1,5 @@
 """An index made before the package was laid out by stage (and before decisions) opens, is upgraded
-by exactly the decisions and reviews migrations, keeps every row, and reads the same."""
+by exactly the decisions, reviews and search-space migrations, keeps every row, and reads the same."""
 
 from __future__ import annotations
 
@@ -36,9 +36,11 @@ def test_an_index_from_before_the_restructuring_opens_unchanged_and_reads_the_sa
         assert index.lower_quality() == [f"{ROOT}/copy of a.jpg", f"{ROOT}/sub/b-again.png"]
         assert index.status().last_search["groups"] == 2
     after = rows(db)
-    assert [m[2] for m in after["_sqlite_migrations"][7:]] == ["0008_decisions", "0009_reviews"]  # the two since
-    for table in set(TABLES) - {"_sqlite_migrations", "group_members", "searches"}:
+    since = sorted({m[2] for m in after["_sqlite_migrations"]} - {m[2] for m in before["_sqlite_migrations"]})
+    assert since == ["0008_decisions", "0009_reviews", "0010_search_keys_orbits"]
+    for table in set(TABLES) - {"_sqlite_migrations", "group_members", "searches", "search_keys"}:
         assert after[table] == before[table], table
+    assert [r[:-1] for r in after["search_keys"]] == before["search_keys"]  # orbits: a new column, NULL
     # new columns at the end, old values kept; a keeper's reason is 'rule', an image to act on has none
     assert [r[:-1] for r in after["group_members"]] == before["group_members"]
     assert {r[3]: r[-1] for r in after["group_members"]} == {1: "rule", 0: None}

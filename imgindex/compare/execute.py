@@ -21,7 +21,8 @@ from imgindex.db.connect import connect_readonly
 from imgindex.db.queries import load_coarse, load_tensors
 from imgindex.db.runs import now
 from imgindex.errors import ImgIndexError
-from imgindex.compare import kernel
+from imgindex.compare import kernel, nearby, space
+from imgindex.compare.nearby import SpaceTask
 from imgindex.compare.plan import Task
 from imgindex.types import SearchProgress
 from imgindex.workers import BatchRunner
@@ -41,6 +42,7 @@ class CompareContext:
     px_size: int
     cache_size: int = 3
     cache: OrderedDict = field(default_factory=OrderedDict)
+    buckets: dict = field(default_factory=dict)  # scratch prefix -> nearby.Bucket (mapped arrays)
 
     def coarse(self, ids: tuple[int, ...]) -> np.ndarray:
         """Coarse vectors of a chunk, from the last chunks read or SQLite."""
@@ -58,8 +60,9 @@ def open_context(db_path: str, px_size: int, cache_size: int) -> CompareContext:
     return CompareContext(connect_readonly(db_path), px_size, cache_size)
 
 
-def compare_batch(context: CompareContext, tasks: list[Task], threshold: float, orientations) -> list[tuple]:
-    return [compare_task(context, t, threshold, orientations) for t in tasks]
+def compare_batch(context: CompareContext, tasks: list, threshold: float, orientations) -> list[tuple]:
+    return [(compare_space_task if isinstance(t, SpaceTask) else compare_task)(context, t, threshold, orientations)
+            for t in tasks]
 
 
 def compare_task(context: CompareContext, task: Task, threshold: float, orientations) -> tuple[np.ndarray, ...]:
@@ -83,16 +86,70 @@ def compare_task(context: CompareContext, task: Task, threshold: float, orientat
     a = load_tensors(conn, ids_a[rows_at], px_size)
     b = a if same else load_tensors(conn, ids_b[cols_at], px_size)
     m = kernel.confirm(cand, a, rows_at, b, cols_at, limit, orientations)
-    pair_a, pair_b, orient = ids_a[m.rows], ids_b[m.cols], m.orient.copy()
-    swapped = pair_a > pair_b  # only when a moved image is compared with a newer one
-    if swapped.any():
-        rows = np.searchsorted(rows_at, m.rows[swapped])
-        cols = np.searchsorted(cols_at, m.cols[swapped])
-        # a is the lower id in every stored pair: redo the orientation choice from its side
-        best = np.stack([kernel.exact_ssd(b[cols], a[rows], o) for o in orientations], axis=1)
+    return _lower_first(ids_a[m.rows], ids_b[m.cols], m.ssd, m.orient.copy(),
+                        lambda k: a[np.searchsorted(rows_at, m.rows[k])],
+                        lambda k: b[np.searchsorted(cols_at, m.cols[k])], orientations)
+
+
+def _lower_first(pair_a, pair_b, ssd, orient, tensors_a, tensors_b, orientations) -> tuple[np.ndarray, ...]:
+    """Pairs with the lower id first. A pair found the other way round (a moved image against a
+    newer one, or a range search's left side) gets its orientation chosen again from a's side."""
+    swapped = np.flatnonzero(pair_a > pair_b)
+    if len(swapped):
+        ta, tb = tensors_a(swapped), tensors_b(swapped)
+        best = np.stack([kernel.exact_ssd(tb, ta, o) for o in orientations], axis=1)
         orient[swapped] = np.asarray(orientations)[np.argmin(best, axis=1)]
         pair_a[swapped], pair_b[swapped] = pair_b[swapped], pair_a[swapped].copy()
-    return pair_a, pair_b, m.ssd, orient
+    return pair_a, pair_b, ssd, orient
+
+
+def compare_space_task(context: CompareContext, task: SpaceTask, threshold: float, orientations):
+    """A block of one set against its neighbours in another: pairs in neighbouring cells, then the
+    orbit-feature bound, the oriented block-sum bound and the exact SSD, each on what the last left."""
+    bucket = context.buckets.get(task.prefix)
+    if bucket is None:
+        bucket = context.buckets[task.prefix] = nearby.open_bucket(task.prefix)
+    left, right = bucket.grid(task.prefix, task.left), bucket.grid(task.prefix, task.right)
+    reach = space.reach(float(bucket.meta["radius"]), float(bucket.meta["points_norm"]))
+    found_a, found_b = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for i, j in space.pair_blocks(left, task.lo, task.hi, right, bucket.meta["half" if task.same else "full"],
+                                  same=task.same):
+        pa, pb = left.order[i], right.order[j]
+        keep = space.close(bucket.points[pa], bucket.points[pb], reach)
+        found_a.append(pa[keep])
+        found_b.append(pb[keep])
+    pa, pb = np.concatenate(found_a), np.concatenate(found_b)
+    empty = np.empty(0, np.int64)
+    if len(pa) == 0:
+        return empty, empty, empty, empty
+    ids = np.asarray(bucket.ids)
+    coarse, at = _coarse_of(context, bucket, np.union1d(pa, pb))
+    limit = kernel.ssd_threshold(threshold, context.px_size * context.px_size * 3)
+    norm = float(bucket.meta["coarse_norm"]) if bucket.coarse is not None else _largest_norm(coarse)
+    pair, orient = kernel.oriented_close(coarse[np.searchsorted(at, pa)], coarse[np.searchsorted(at, pb)],
+                                         space.reach(float(np.sqrt(limit)), norm), orientations)
+    if len(pair) == 0:
+        return empty, empty, empty, empty
+    wanted = np.union1d(pa[pair], pb[pair])  # pair: one row per orientation in reach
+    tensors = load_tensors(context.conn, ids[wanted], context.px_size)
+    ia, ib = np.searchsorted(wanted, pa), np.searchsorted(wanted, pb)  # valid where a pair is in reach
+    m = kernel.confirm_pairs(tensors, ia, tensors, ib, pair, orient, limit, orientations)
+    return _lower_first(ids[pa[m.rows]], ids[pb[m.rows]], m.ssd, m.orient.copy(),
+                        lambda k: tensors[ia[m.rows[k]]], lambda k: tensors[ib[m.rows[k]]], orientations)
+
+
+def _coarse_of(context: CompareContext, bucket: nearby.Bucket, positions: np.ndarray):
+    """(centred float32 coarse vectors, the positions they belong to): mapped, or read from SQLite."""
+    if bucket.coarse is not None:
+        return bucket.coarse[positions], positions
+    edges = kernel.grid_edges(context.px_size)
+    found = load_coarse(context.conn, np.asarray(bucket.ids)[positions], len(edges) - 1)
+    return (found - kernel.coarse_center(edges)).astype(np.float32), positions
+
+
+def _largest_norm(coarse: np.ndarray) -> float:
+    flat = coarse.reshape(len(coarse), -1).astype(np.float64)
+    return float(np.sqrt(np.einsum("ij,ij->i", flat, flat).max(initial=0)))
 
 
 def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshold: float, orientations,

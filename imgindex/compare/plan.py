@@ -22,7 +22,7 @@ import numpy as np
 
 from imgindex.db.queries import load_tensors
 from imgindex.scan.discover import under
-from imgindex.compare import kernel
+from imgindex.compare import kernel, nearby, space
 from imgindex.compare.settings import Base
 
 if TYPE_CHECKING:
@@ -141,12 +141,14 @@ def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) 
         tensors = images.reshape(len(part), -1, 3)
         sums = tensors.sum(axis=1, dtype=np.int64)
         squares = np.einsum("kvc,kvc->kc", tensors.astype(np.int32), tensors.astype(np.int32), dtype=np.int64)
+        orbits = space.orbit_features(coarse)
         rows = [
-            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes(), c.tobytes())
-            for image_id, s, q, c in zip(part.tolist(), sums, squares, coarse)
+            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes(), c.tobytes(), o.tobytes())
+            for image_id, s, q, c, o in zip(part.tolist(), sums, squares, coarse, orbits)
         ]
         with db.atomic():
-            db.conn.executemany("INSERT OR REPLACE INTO search_keys VALUES (?, ?, ?, ?)", rows)
+            db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits)"
+                                " VALUES (?, ?, ?, ?, ?)", rows)
         have.update((r[0], (r[1], r[2])) for r in rows)
     return Keys(
         means=np.array([have[i][0] for i in ids.tolist()], dtype=np.float64),
@@ -155,9 +157,10 @@ def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) 
 
 
 def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm,
-         is_reference=None) -> Iterator[Task]:
-    """Chunk-pair tasks covering every pair that involves at least one new image and at most one
-    reference image."""
+         is_reference=None, scratch=None) -> Iterator[Task | nearby.SpaceTask]:
+    """Tasks covering every pair that involves at least one new image and at most one reference
+    image. A chunked search with a threshold above 0 is a range search (``nearby``), whose
+    arrays go to ``scratch`` (a ``nearby.Scratch``)."""
     if is_reference is None:
         is_reference = np.zeros(len(scope.ids), dtype=bool)
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
@@ -166,10 +169,12 @@ def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, 
     needed = np.concatenate(buckets)
     keys = search_keys(db, scope.ids[needed], px_size)
     where = {int(p): k for k, p in enumerate(needed.tolist())}
-    for part in buckets:
+    for number, part in enumerate(buckets):
         sub = np.array([where[int(p)] for p in part])
         means, ids, new, ref = keys.means[sub], scope.ids[part], is_new[part], is_reference[part]
-        if threshold == 0:  # exact duplicates: only images sharing an identity key (O(N) to find) can be identical
+        if threshold > 0 and algorithm == "chunked":
+            yield from nearby.tasks(db, scratch, number, ids, new, ref, px_size, threshold, chunksize)
+        elif threshold == 0:  # exact duplicates: only images sharing an identity key (O(N) to find) can be identical
             groups: dict[bytes, list[int]] = {}
             for position, key in enumerate(keys.ikeys[k] for k in sub):
                 groups.setdefault(key, []).append(position)
@@ -177,7 +182,7 @@ def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, 
                 if len(m) > 1 and new[m].any():
                     yield from _plan_part(ids[m], new[m], ref[m], None, threshold, chunksize)
         else:
-            yield from _plan_part(ids, new, ref, means if algorithm == "chunked" else None, threshold, chunksize)
+            yield from _plan_part(ids, new, ref, None, threshold, chunksize)
 
 
 def _plan_part(ids: np.ndarray, new: np.ndarray, ref: np.ndarray, means: np.ndarray | None, threshold: float,

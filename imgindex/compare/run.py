@@ -21,6 +21,7 @@ from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError
 from imgindex.compare import kernel, profile
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
+from imgindex.compare.nearby import Scratch
 from imgindex.compare.persist import carry, copy_groups, write_groups
 from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import CLASSIC_MAX, default_chunksize, load_scope, new_mask, plan
@@ -89,11 +90,13 @@ def search(
         px = settings.px_size
         orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
         version = decisions.version(db)
-        tasks = list(plan(db, scope, is_new, px, threshold, settings.same_dim, in_folder, chunksize, algorithm,
-                          scope.under_any(settings.reference)))
-        new_pairs, workers = run_tasks(db, db_path, tasks, PairWriter(db, search_id, px * px * 3),
-                                       threshold=threshold, orientations=orientations, px_size=px,
-                                       processes=processes, algorithm=algorithm, progress=progress, started=started)
+        with Scratch() as scratch:
+            tasks = list(plan(db, scope, is_new, px, threshold, settings.same_dim, in_folder, chunksize, algorithm,
+                              scope.under_any(settings.reference), scratch))
+            new_pairs, workers = run_tasks(db, db_path, tasks, PairWriter(db, search_id, px * px * 3),
+                                           threshold=threshold, orientations=orientations, px_size=px,
+                                           processes=processes, algorithm=algorithm, progress=progress,
+                                           started=started)
         carried = carry(db, search_id, base.search_id, scope.ids[~is_new]) if base else 0
         if (base and new_pairs == 0 and carried == base.pairs and base.decisions_version == version
                 and base.keep_rule == settings.keep_rule and base.reference == settings.reference):
@@ -141,9 +144,10 @@ def near_pairs(db: Database, db_path: str, search_id: int, cap: float, *,
     n = len(scope.ids)
     algorithm = "classic" if n <= CLASSIC_MAX else "chunked"
     orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
-    tasks = list(plan(db, scope, np.ones(n, dtype=bool), px, cap, settings.same_dim, settings.in_folder,
-                      default_chunksize(n, algorithm, processes), algorithm))
     collector = PairCollector(px * px * 3)
-    run_tasks(db, db_path, tasks, collector, threshold=cap, orientations=orientations, px_size=px,
-              processes=processes, algorithm=algorithm, progress=None, started=time.monotonic())
+    with Scratch() as scratch:
+        tasks = list(plan(db, scope, np.ones(n, dtype=bool), px, cap, settings.same_dim, settings.in_folder,
+                          default_chunksize(n, algorithm, processes), algorithm, scratch=scratch))
+        run_tasks(db, db_path, tasks, collector, threshold=cap, orientations=orientations, px_size=px,
+                  processes=processes, algorithm=algorithm, progress=None, started=time.monotonic())
     return (scope.ids, *collector.pairs())

@@ -1,0 +1,194 @@
+"""Plan a chunked search as a range search: each image a point in ``space``, a grid of cells per set
+of images, and tasks that each take a block of one set against its neighbours in another.
+
+Flows in: a bucket's image ids with their new and reference masks, and the search's threshold.
+Flows out: ``SpaceTask``s, and the arrays they read, written once to a scratch folder that workers
+map read-only (shared through the page cache). The scratch folder is not state: it is removed when
+the search ends, and a later search removes any a killed one left.
+
+The sets: new images outside reference folders ("new"), the other images outside them ("old"),
+images in reference folders ("ref"), and the new ones among those ("refnew"). The joins are those
+of ``plan._plan_part``: new with new, new with old, new with ref, refnew with old. Never ref with ref.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgindex.compare import kernel, space
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+SCRATCH_PREFIX = "imgindex-search-"
+COARSE_SHARE = 16  # write every image's coarse vector when at least 1/16 of a bucket is on the left
+_IDS_PER_QUERY = 20_000
+
+
+@dataclass(frozen=True)
+class SpaceTask:
+    """Sorted positions [lo, hi) of the ``left`` set against their neighbours in ``right``
+    (``same``: left is right, each pair once); arrays under the scratch path ``prefix``."""
+
+    prefix: str
+    left: str
+    right: str
+    lo: int
+    hi: int
+    same: bool
+    work: int
+
+
+class Scratch:
+    """A private temporary folder for a search's arrays, removed on exit; stale ones (their
+    process gone) are removed on entry."""
+
+    def __enter__(self) -> Scratch:
+        base = Path(tempfile.gettempdir())
+        for old in base.glob(f"{SCRATCH_PREFIX}*"):
+            pid = old.name[len(SCRATCH_PREFIX):].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _blocks(db: Database, column: str, ids: np.ndarray, width: int):
+    """(positions in ``ids``, float64 values (k, width)) of the rows of ``ids`` whose ``column`` is
+    set, a batch of ids per query; and the ids whose column is NULL."""
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        part = json.dumps(ids[start : start + _IDS_PER_QUERY].tolist())
+        rows = db.execute(f"SELECT image_id, {column} FROM search_keys"
+                          " WHERE image_id IN (SELECT value FROM json_each(?))", [part]).fetchall()
+        have = [r for r in rows if r[1] is not None]
+        at = np.searchsorted(ids, np.fromiter((r[0] for r in have), dtype=np.int64, count=len(have)))
+        values = np.frombuffer(b"".join(r[1] for r in have), dtype=np.float64).reshape(len(have), width)
+        yield at, values, [r[0] for r in rows if r[1] is None]
+
+
+def load_orbits(db: Database, ids: np.ndarray, grid: int) -> np.ndarray:
+    """Orbit features of ``ids`` (ascending), (len(ids), m) float64; those not kept yet are made
+    from the coarse vector and kept."""
+    m = space.orbit_projection(grid).shape[0] * 3
+    out = np.empty((len(ids), m))
+    missing = []
+    for at, values, null in _blocks(db, "orbits", ids, m):
+        out[at] = values
+        missing += null
+    missing = np.array(sorted(missing), dtype=np.int64)
+    for at, values, _ in _blocks(db, "coarse", missing, grid * grid * 3):
+        features = space.orbit_features(values.reshape(len(values), grid, grid, 3))
+        out[np.searchsorted(ids, missing[at])] = features
+        with db.atomic():
+            db.conn.executemany("UPDATE search_keys SET orbits = ? WHERE image_id = ?",
+                                [(f.tobytes(), int(i)) for i, f in zip(missing[at].tolist(), features)])
+    return out
+
+
+def _write_coarse(db: Database, path: Path, ids: np.ndarray, px_size: int) -> float:
+    """Centred float32 coarse vectors of ``ids`` in that order, to ``path``; returns their largest norm."""
+    edges = kernel.grid_edges(px_size)
+    g = len(edges) - 1
+    center = kernel.coarse_center(edges).astype(np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(ids), g, g, 3))
+    largest = 0.0
+    for at, values, _ in _blocks(db, "coarse", ids, g * g * 3):
+        block = values.reshape(len(values), g, g, 3).astype(np.float32) - center
+        out[at] = block
+        flat = block.reshape(len(block), -1).astype(np.float64)
+        largest = max(largest, float(np.einsum("ij,ij->i", flat, flat).max(initial=0)))
+    out.flush()
+    del out
+    return float(np.sqrt(largest))
+
+
+def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.ndarray, ref: np.ndarray,
+          px_size: int, threshold: float, chunksize: int):
+    """The SpaceTasks of one bucket (``ids`` ascending), after writing the arrays they read."""
+    limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
+    radius = float(np.sqrt(limit))
+    g = len(kernel.grid_edges(px_size)) - 1
+    features = load_orbits(db, ids, g)
+    sp = space.fit(features, radius)
+    points = space.project(sp, features)
+    keys = space.cell_keys(sp, points)
+    prefix = scratch.path / f"b{bucket}"
+    np.save(f"{prefix}-ids.npy", ids)
+    np.save(f"{prefix}-points.npy", points.astype(np.float32))
+    sets = {"new": ~ref & new, "old": ~ref & ~new, "ref": ref, "refnew": ref & new}
+    joins = [("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old")]
+    joins = [(a, b) for a, b in joins if sets[a].any() and sets[b].any()]
+    used = {name for join in joins for name in join}
+    tiebreak = points[:, min(sp.dims, points.shape[1] - 1)]
+    grids = {}
+    for name in used:
+        members = np.flatnonzero(sets[name])
+        grids[name] = space.make_grid(keys[members], tiebreak[members])
+        np.save(f"{prefix}-{name}-order.npy", members[grids[name].order])
+        np.save(f"{prefix}-{name}-keys.npy", grids[name].keys)
+    left_total = sum(int(sets[a].sum()) for a, _ in joins)
+    coarse_norm = None
+    if left_total * COARSE_SHARE >= len(ids):
+        coarse_norm = _write_coarse(db, Path(f"{prefix}-coarse.npy"), ids, px_size)
+    offsets = {True: space.neighbour_offsets(sp, half=True), False: space.neighbour_offsets(sp, half=False)}
+    np.savez(f"{prefix}-meta.npz", half=offsets[True], full=offsets[False], radius=radius,
+             points_norm=float(np.sqrt(np.einsum("ij,ij->i", points, points).max(initial=0))),
+             coarse_norm=np.nan if coarse_norm is None else coarse_norm)
+    for left, right in joins:
+        same = left == right
+        counts = space.neighbour_counts(grids[left].keys, grids[right], offsets[same])
+        if same:  # and the points after each one in its own cell
+            at = np.searchsorted(grids[left].cells, grids[left].keys)
+            counts += grids[left].starts[at] + grids[left].counts[at] - np.arange(len(counts)) - 1
+        for lo in range(0, len(counts), chunksize):
+            hi = min(lo + chunksize, len(counts))
+            work = int(counts[lo:hi].sum())
+            if work:  # no neighbour at all: nothing to compare
+                yield SpaceTask(str(prefix), left, right, lo, hi, same, work)
+
+
+@dataclass
+class Bucket:
+    """A bucket's arrays as a worker maps them."""
+
+    ids: np.ndarray
+    points: np.ndarray
+    coarse: np.ndarray | None
+    grids: dict
+    meta: dict
+
+    def grid(self, prefix: str, name: str) -> space.Grid:
+        if name not in self.grids:
+            order = np.load(f"{prefix}-{name}-order.npy", mmap_mode="r")
+            keys = np.load(f"{prefix}-{name}-keys.npy")
+            cells, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+            self.grids[name] = space.Grid(order, keys, cells, starts, counts)
+        return self.grids[name]
+
+
+def open_bucket(prefix: str) -> Bucket:
+    meta = dict(np.load(f"{prefix}-meta.npz"))
+    coarse = Path(f"{prefix}-coarse.npy")
+    return Bucket(np.load(f"{prefix}-ids.npy", mmap_mode="r"), np.load(f"{prefix}-points.npy", mmap_mode="r"),
+                  np.load(coarse, mmap_mode="r") if coarse.exists() else None, {}, meta)

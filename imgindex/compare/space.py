@@ -1,0 +1,192 @@
+"""Pure numpy: where matching pairs can be, found by a range search in a small space of exact
+lower bounds. No I/O, no processes, deterministic.
+
+Flows in: each image's coarse block vector (``kernel.coarse``) and the SSD limit of a search.
+Flows out: a point per image, a grid of cells over those points, and, for a block of images,
+every pair close enough in that space to be worth the kernel's look.
+
+Why no matching pair is ever lost:
+- Orbit features. Turns and the mirror permute the coarse grid's blocks; the blocks of one
+  orbit summed, divided by sqrt(orbit size), make an orthonormal projection that every
+  orientation leaves unchanged. So ||f(a) - f(b)|| <= ||coarse(a) - T coarse(b)||
+  <= sqrt(SSD(a, T b)) for every orientation T: one point per image, whatever is searched.
+  (5x5 blocks: 6 orbits x 3 channels = 18 values.)
+- Principal axes. Rotating that space onto the axes of its spread keeps every distance; the
+  first ``dims`` axes carry most of the spread.
+- Cells. A grid of side >= r = sqrt(limit) over those axes: two points within r of each other
+  are in the same cell or a neighbouring one along every axis.
+- float32 copies of the points are compared with a margin that covers their rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+DIMS = 4  # grid axes: at 100k real-photo windows, 4 leaves 0.1% of all pairs, 3 leaves 0.18%
+MAX_PAIRS = 1 << 21  # candidate pairs expanded at once (about 25 MB of indices and differences)
+_U32 = 2.0**-24
+
+
+@lru_cache(maxsize=8)
+def orbit_projection(g: int) -> np.ndarray:
+    """(orbits, g*g): row k is 1/sqrt(|orbit k|) on the blocks of orbit k of the g x g grid."""
+    def images(i: int, j: int) -> list[tuple[int, int]]:
+        out = []
+        for x, y in ((i, j), (i, g - 1 - j)):
+            for _ in range(4):
+                out.append((x, y))
+                x, y = y, g - 1 - x
+        return out
+
+    canon = {(i, j): min(images(i, j)) for i in range(g) for j in range(g)}
+    orbits = sorted(set(canon.values()))
+    rows = np.zeros((len(orbits), g * g))
+    for (i, j), o in canon.items():
+        rows[orbits.index(o), i * g + j] = 1.0
+    return rows / np.sqrt(rows.sum(axis=1, keepdims=True))
+
+
+def orbit_features(coarse: np.ndarray) -> np.ndarray:
+    """(k, orbits * channels) float64 from coarse vectors shaped (k, g, g, channels)."""
+    k, g, _, c = coarse.shape
+    return np.einsum("og,kgc->koc", orbit_projection(g), coarse.reshape(k, g * g, c)).reshape(k, -1)
+
+
+@dataclass(frozen=True)
+class Space:
+    """Principal axes of a set of feature points and a grid of cells over the first ``dims``."""
+
+    center: np.ndarray  # (m,) subtracted before rotating
+    axes: np.ndarray  # (m, m) orthonormal columns, by decreasing spread
+    side: float  # of a cell, >= the search radius
+    origin: np.ndarray  # (dims,) one cell below the lowest point
+    shape: np.ndarray  # (dims,) cells along each axis, one spare at each end
+    radius: float
+
+    @property
+    def dims(self) -> int:
+        return len(self.origin)
+
+    @property
+    def strides(self) -> np.ndarray:
+        return np.array([int(np.prod(self.shape[k + 1 :])) for k in range(self.dims)], dtype=np.int64)
+
+
+def fit(features: np.ndarray, radius: float, dims: int = DIMS) -> Space:
+    """The space of ``features`` (n, m) for a search radius (sqrt of the SSD limit)."""
+    m = features.shape[1]
+    dims = min(dims, m)
+    sample = features[:: max(1, len(features) // 50_000)]
+    center = sample.mean(axis=0)
+    spread = np.cov((sample - center).T) if len(sample) > 1 else np.eye(m)
+    values, vectors = np.linalg.eigh(np.atleast_2d(spread))
+    axes = vectors[:, np.argsort(values, kind="stable")[::-1]]
+    top = (features - center) @ axes[:, :dims]
+    low, high = top.min(axis=0), top.max(axis=0)
+    # slack so that rounding in the projection never moves a pair within r two cells apart
+    side = max(radius * (1 + 1e-6) + 1e-6, float((high - low).max()) / 2**14)
+    origin = low - side
+    shape = np.floor((high - origin) / side).astype(np.int64) + 2
+    return Space(center, axes, side, origin, shape, radius)
+
+
+def project(space: Space, features: np.ndarray) -> np.ndarray:
+    """Points on the principal axes, float64 (distances are those of the features)."""
+    return (features - space.center) @ space.axes
+
+
+def cell_keys(space: Space, points: np.ndarray) -> np.ndarray:
+    """One int64 per point naming its cell; a neighbour's key is the key plus a fixed offset."""
+    cells = np.floor((points[:, : space.dims] - space.origin) / space.side).astype(np.int64)
+    cells = np.clip(cells, 1, space.shape - 2)  # points are inside by construction; rounding aside
+    return cells @ space.strides
+
+
+def neighbour_offsets(space: Space, *, half: bool) -> np.ndarray:
+    """Key offsets of the 3^dims neighbouring cells (``half``: only those after the cell itself)."""
+    grid = np.stack(np.meshgrid(*([np.array([-1, 0, 1])] * space.dims), indexing="ij"), axis=-1).reshape(-1, space.dims)
+    deltas = grid @ space.strides
+    return np.sort(deltas[deltas > 0] if half else deltas)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Points sorted by cell: ``order[i]`` is the point at sorted position i; the cells present,
+    where each starts in the sorted order and how many points it holds."""
+
+    order: np.ndarray
+    keys: np.ndarray  # sorted cell key of each sorted position
+    cells: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+
+
+def make_grid(keys: np.ndarray, tiebreak: np.ndarray | None = None) -> Grid:
+    """Sort points by cell (then by ``tiebreak``, so a block of a cell is compact too)."""
+    order = np.lexsort((tiebreak, keys)) if tiebreak is not None else np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    cells, starts, counts = np.unique(sorted_keys, return_index=True, return_counts=True)
+    return Grid(order, sorted_keys, cells, starts, counts)
+
+
+def neighbour_counts(keys: np.ndarray, right: Grid, deltas: np.ndarray) -> np.ndarray:
+    """For each of ``keys`` (sorted), how many points of ``right`` its neighbouring cells hold:
+    the candidate pairs before any distance is computed (counted once per distinct cell)."""
+    cells, inverse = np.unique(keys, return_inverse=True)
+    total = np.zeros(len(cells), dtype=np.int64)
+    for d in deltas:
+        at = np.minimum(np.searchsorted(right.cells, cells + d), len(right.cells) - 1)
+        total += np.where(right.cells[at] == cells + d, right.counts[at], 0)
+    return total[inverse]
+
+
+def pair_blocks(left: Grid, lo: int, hi: int, right: Grid, deltas: np.ndarray, *, same: bool):
+    """Yield (i, j) arrays: sorted positions in ``left`` (within [lo, hi)) and in ``right`` of
+    every pair whose cells are neighbours, at most about MAX_PAIRS at a time. ``same``: left is
+    right, ``deltas`` the half offsets, and each pair comes once (j > i within a cell)."""
+    keys = left.keys[lo:hi]
+    points, begin, length = [], [], []
+    for d in deltas:
+        at = np.minimum(np.searchsorted(right.cells, keys + d), len(right.cells) - 1)
+        hit = np.flatnonzero(right.cells[at] == keys + d)
+        points.append(hit + lo)
+        begin.append(right.starts[at[hit]])
+        length.append(right.counts[at[hit]])
+    if same:  # the same cell: the points after this one
+        at = np.searchsorted(left.cells, keys)
+        i = np.arange(lo, hi)
+        ends = left.starts[at] + left.counts[at]
+        points.append(i)
+        begin.append(i + 1)
+        length.append(ends - i - 1)
+    points, begin, length = (np.concatenate(x).astype(np.int64) for x in (points, begin, length))
+    keep = length > 0
+    points, begin, length = points[keep], begin[keep], length[keep]
+    order = np.argsort(points, kind="stable")  # by left point, so a block's i values stay together
+    points, begin, length = points[order], begin[order], length[order]
+    total = np.cumsum(length)
+    start = 0
+    while start < len(points):
+        stop = int(np.searchsorted(total, (total[start - 1] if start else 0) + MAX_PAIRS, side="right"))
+        stop = max(stop, start + 1)
+        n = length[start:stop]
+        i = np.repeat(points[start:stop], n)
+        offsets = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        j = np.repeat(begin[start:stop], n) + offsets
+        yield i, j
+        start = stop
+
+
+def reach(radius: float, points_bound: float) -> float:
+    """The squared distance two float32 copies of points may show when the true one is <= radius:
+    a relative margin for the float32 sum, an absolute one for rounding points of norm <= bound."""
+    return float((radius * (1 + 64 * _U32) + 4 * _U32 * points_bound + 1e-9) ** 2)
+
+
+def close(a: np.ndarray, b: np.ndarray, limit2: float) -> np.ndarray:
+    """Mask of the rows where ||a - b||^2 (float32 arrays, row by row) may be <= the true limit."""
+    diff = a - b
+    return np.einsum("ij,ij->i", diff, diff) <= limit2

@@ -1,0 +1,125 @@
+"""The chunked search's range search (compare.space, compare.nearby) against brute force: orbit
+features bound every orientation, neighbouring cells hold every pair within reach exactly once,
+and searches with pairs exactly at the threshold (tight in mean, block and orbit space) lose none."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imgindex import Index
+from imgindex.compare import kernel, space
+from imgindex.compare import run as compare
+
+from test_compare import brute_force, insert, stored_pairs
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([5, 8, 10, 50]))
+@settings(max_examples=40, deadline=None)
+def test_orbit_features_are_the_same_in_every_orientation_and_bound_the_coarse_distance(seed, px):
+    rng = np.random.default_rng(seed)
+    tensors = rng.integers(0, 256, (2, px, px, 3), dtype=np.uint8)
+    edges = kernel.grid_edges(px)
+    coarse = kernel.coarse(tensors, edges)
+    f = space.orbit_features(coarse)
+    for o in range(8):
+        turned = kernel.coarse(kernel.orient(tensors, o), edges)
+        np.testing.assert_allclose(space.orbit_features(turned), f, rtol=1e-12, atol=1e-9)
+        ssd = kernel.exact_ssd(tensors[:1], tensors[1:], o)[0]
+        assert np.sum((f[0] - f[1]) ** 2) <= ssd * (1 + 1e-12) + 1e-9
+
+
+def _points(draw_seed: int, n: int, clustered: bool) -> np.ndarray:
+    rng = np.random.default_rng(draw_seed)
+    if clustered:  # many points on top of each other and on cell boundaries
+        centres = rng.normal(0, 20, (4, 6))
+        return centres[rng.integers(0, 4, n)] + rng.integers(-2, 3, (n, 6)) * 1.5
+    return rng.normal(0, 10, (n, 6))
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 120), st.integers(2, 80), st.floats(0.5, 12),
+       st.booleans(), st.integers(1, 50))
+@settings(max_examples=80, deadline=None)
+def test_neighbouring_cells_hold_every_pair_within_reach_exactly_once(seed, n_left, n_right, radius, clustered,
+                                                                      block):
+    pts = _points(seed, n_left + n_right, clustered)
+    sp = space.fit(pts, radius, dims=3)
+    z = space.project(sp, pts)
+    keys = space.cell_keys(sp, z)
+    left, right = np.arange(n_left), np.arange(n_left, n_left + n_right)
+    gl, gr = space.make_grid(keys[left], z[left, 3]), space.make_grid(keys[right], z[right, 3])
+    dist = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
+    for same, (ga, gb, a, b) in ((True, (gl, gl, left, left)), (False, (gl, gr, left, right))):
+        deltas = space.neighbour_offsets(sp, half=same)
+        found = []
+        for lo in range(0, len(a), block):
+            for i, j in space.pair_blocks(ga, lo, min(lo + block, len(a)), gb, deltas, same=same):
+                found += list(zip(a[ga.order[i]].tolist(), b[gb.order[j]].tolist()))
+        pairs = [frozenset(p) for p in found] if same else found
+        assert len(pairs) == len(set(pairs)), "a pair came twice"
+        assert all(len(p) == 2 for p in pairs) if same else True
+        within = {(x, y) for x in a for y in b if dist[x, y] <= radius and (not same or x < y)}
+        got = {tuple(sorted(p)) for p in pairs} if same else set(pairs)
+        assert within <= got
+        counts = space.neighbour_counts(ga.keys, gb, deltas)
+        if not same:
+            assert counts.sum() == len(found)  # the planner's work figure is the candidates' number
+
+
+def _tight_set(rng: np.random.Generator, n: int, px: int, threshold: int) -> np.ndarray:
+    """Uniform pictures and copies shifted by exactly sqrt(threshold) in every value (MSE == threshold,
+    and every bound, mean, blocks and orbits, equal to it), some one step further, turned noise."""
+    step = int(np.sqrt(threshold))
+    base = rng.integers(step + 1, 255 - 2 * step - 1, n // 3)
+    tensors = []
+    for v in base:
+        tensors.append(np.full((px, px, 3), v))
+        tensors.append(np.full((px, px, 3), v + step))  # exactly at the threshold
+        tensors.append(np.full((px, px, 3), v + step + 1))  # just past it from the first
+    tensors = np.array(tensors[:n], dtype=np.int64)
+    noisy = rng.integers(0, 256, (max(1, n // 6), px, px, 3))
+    return np.clip(np.concatenate([tensors, noisy, np.rot90(noisy, 1, axes=(1, 2))]), 0, 255).astype(np.uint8)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 4, 9, 16]), st.booleans(), st.integers(1, 40),
+       st.booleans())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_chunked_range_search_equals_brute_force_with_pairs_exactly_at_the_threshold(tmp_path_factory, seed,
+                                                                                      threshold, rotate, chunksize,
+                                                                                      incremental):
+    rng = np.random.default_rng(seed)
+    tensors = _tight_set(rng, 30, 8, threshold)
+    with Index(tmp_path_factory.mktemp("tight") / "i.db") as index:
+        half = len(tensors) // 2 if incremental else len(tensors)
+        ids = insert(index, tensors[:half])
+        options = dict(similarity=float(threshold), rotate=rotate, processes=1, chunksize=chunksize,
+                       algorithm="chunked")
+        report = compare.search(index.db, str(index.path), **options)
+        if incremental:  # the rest arrive later: new against old, through the same range search
+            ids += insert(index, tensors[half:])
+            report = compare.search(index.db, str(index.path), **options)
+            assert report.incremental
+        expected = brute_force(dict(zip(ids, tensors)), threshold, rotate)
+        assert stored_pairs(index, report.search_id) == expected
+        assert any(abs(mse - threshold) < 1e-12 for mse, _, _ in expected.values())  # the tight case was there
+
+
+def test_reference_folders_in_a_range_search_meet_only_the_rest(tmp_path):
+    rng = np.random.default_rng(11)
+    tensors = _tight_set(rng, 60, 8, 4)
+    archive, photos = tmp_path / "archive", tmp_path / "photos"
+    archive.mkdir()
+    photos.mkdir()
+    folders = [str(archive if k % 2 else photos) for k in range(len(tensors))]
+    with Index(tmp_path / "i.db") as index:
+        index.scan(tmp_path, processes=1)  # the folders are scanned (and hold no files of their own)
+        ids = insert(index, tensors, folders=folders)
+        index.add_reference(str(archive))  # one folder as a string: not its characters
+        report = compare.search(index.db, str(index.path), similarity=4.0, processes=1, chunksize=7,
+                                algorithm="chunked")
+        in_archive = {i for i, f in zip(ids, folders) if f == str(archive)}
+        expected = {p: v for p, v in brute_force(dict(zip(ids, tensors)), 4.0).items()
+                    if not (p[0] in in_archive and p[1] in in_archive)}
+        assert stored_pairs(index, report.search_id) == expected
+        assert expected
