@@ -161,3 +161,14 @@ def test_full_size_tensors_at_the_threshold_boundary():
     for r, c, s, o in list(zip(pairs.rows, pairs.cols, pairs.ssd, pairs.orient))[:60]:
         best = best_match(tensors[r], tensors[c], True, True)
         assert (s / n, kernel.ORIENTATIONS[o].rotation, kernel.ORIENTATIONS[o].mirrored) == best
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9))
+@settings(max_examples=60, deadline=None)
+def test_inverse_orientation_is_the_same_pair_seen_from_the_other_side(seed, px):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 256, (2, 1, px, px, 3), dtype=np.uint8)
+    for o in range(len(kernel.ORIENTATIONS)):
+        assert kernel.exact_ssd(a, b, o)[0] == kernel.exact_ssd(b, a, kernel.INVERSE[o])[0]
+        reference = ((a.astype(np.int64) - kernel.orient(b, o).astype(np.int64)) ** 2).sum()
+        assert kernel.exact_ssd(a, b, o)[0] == reference  # the float32 runs are exact

@@ -133,9 +133,11 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
     wanted = np.union1d(pa[pair], pb[pair])  # pair: one row per orientation in reach
     tensors = load_tensors(context.conn, ids[wanted], context.px_size)
     ia, ib = np.searchsorted(wanted, pa), np.searchsorted(wanted, pb)  # valid where a pair is in reach
-    m = kernel.confirm_pairs(tensors, ia, tensors, ib, pair, orient, limit, orientations)
-    return _lower_first(ids[pa[m.rows]], ids[pb[m.rows]], m.ssd, m.orient.copy(),
-                        lambda k: tensors[ia[m.rows[k]]], lambda k: tensors[ib[m.rows[k]]], orientations)
+    flip = ids[pa] > ids[pb]  # stored with the lower id first: seen from the right side's image
+    m = kernel.confirm_pairs(tensors, ia, tensors, ib, pair, orient, limit, orientations, flip=flip)
+    low, high = np.where(flip[m.rows], ids[pb[m.rows]], ids[pa[m.rows]]), np.where(flip[m.rows], ids[pa[m.rows]],
+                                                                                 ids[pb[m.rows]])
+    return low, high, m.ssd, m.orient
 
 
 def _coarse_of(context: CompareContext, bucket: nearby.Bucket, positions: np.ndarray):
@@ -178,7 +180,10 @@ def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshol
 
 
 class PairWriter:
-    """Inserts pairs in batched transactions."""
+    """Inserts pairs in batched transactions, each batch sorted by the table's key: 1.1M pairs
+    took 28 s in the order found and 8 s sorted in batches of 100,000 (with a 64 MB page cache)."""
+
+    batch = 100_000
 
     def __init__(self, db: Database, search_id: int, n_values: int):
         self.db, self.search_id, self.n_values = db, search_id, n_values
@@ -190,12 +195,13 @@ class PairWriter:
         for a, b, s, o in zip(image_a.tolist(), image_b.tolist(), ssd.tolist(), orient.tolist()):
             t = kernel.ORIENTATIONS[o]
             self.rows.append((self.search_id, a, b, s / self.n_values, t.rotation, int(t.mirrored), self.now))
-        if len(self.rows) >= 5000:
+        if len(self.rows) >= self.batch:
             self.flush()
         return len(image_a)
 
     def flush(self) -> None:
         if self.rows:
+            self.rows.sort()
             with self.db.atomic():
                 self.db.conn.executemany(
                     "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"

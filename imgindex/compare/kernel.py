@@ -32,6 +32,10 @@ class Orientation:
 
 
 ORIENTATIONS = tuple(Orientation(r, m) for m in (False, True) for r in (0, 90, 180, 270))
+# ORIENTATIONS[INVERSE[o]] undoes ORIENTATIONS[o]: exact_ssd(a, b, o) == exact_ssd(b, a, INVERSE[o])
+# (a turn's inverse is the opposite turn; a mirror then a turn is its own inverse)
+INVERSE = tuple(ORIENTATIONS.index(Orientation((360 - o.rotation) % 360 if not o.mirrored else o.rotation, o.mirrored))
+                for o in ORIENTATIONS)
 GRID = 5  # coarse blocks per side: 5 x 5 x 3 = 75 values per image
 _U32 = 2.0**-24  # float32 unit roundoff
 
@@ -71,8 +75,8 @@ def grid_edges(px: int, grid: int = GRID) -> np.ndarray:
     return np.array(edges, dtype=np.int64)
 
 
-def coarse(tensors: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Block sums / sqrt(block size), shape (k, g, g, 3) float64: ||coarse(a)-coarse(b)||^2 <= SSD(a, b)."""
+def block_sums(tensors: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Sum of each block of ``edges`` x ``edges`` per channel, exact, int64 of shape (k, g, g, 3)."""
     k, px = tensors.shape[0], tensors.shape[1]
     sizes = np.diff(edges)
     g = len(sizes)
@@ -82,7 +86,13 @@ def coarse(tensors: np.ndarray, edges: np.ndarray) -> np.ndarray:
     else:
         starts = edges[:-1]
         sums = np.add.reduceat(np.add.reduceat(tensors.astype(np.int32), starts, axis=1), starts, axis=2)
-    sizes = sizes.astype(np.float64)
+    return sums.astype(np.int64)
+
+
+def coarse(tensors: np.ndarray, edges: np.ndarray, sums: np.ndarray | None = None) -> np.ndarray:
+    """Block sums / sqrt(block size), shape (k, g, g, 3) float64: ||coarse(a)-coarse(b)||^2 <= SSD(a, b)."""
+    sums = block_sums(tensors, edges) if sums is None else sums
+    sizes = np.diff(edges).astype(np.float64)
     return sums / np.sqrt(np.outer(sizes, sizes))[None, :, :, None]
 
 
@@ -263,9 +273,13 @@ def oriented_close(ca: np.ndarray, cb: np.ndarray, limit2: float, orientations: 
 
 
 def confirm_pairs(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray, pair: np.ndarray,
-                  orient_: np.ndarray, limit: float, orientations: tuple[int, ...], *, batch: int = 4096) -> Matches:
+                  orient_: np.ndarray, limit: float, orientations: tuple[int, ...], *, batch: int = 4096,
+                  flip: np.ndarray | None = None) -> Matches:
     """Exact check of (pair, orientation) candidates: pair k compares ta[ia[k]] with tb[ib[k]].
-    Returns Matches with rows = pair numbers (cols all 0) and the best orientation of each."""
+    Returns Matches with rows = pair numbers (cols all 0) and the best orientation of each.
+
+    ``flip[k]``: pair k is to be seen from b's side (b has the lower id): its orientations are
+    inverted before the best is chosen, so ties go to the earliest orientation from that side."""
     rows, ssd, kept = [], [], []
     for o in orientations:
         k_all = pair[orient_ == o]
@@ -278,5 +292,8 @@ def confirm_pairs(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray
             kept.append(np.full(int(keep.sum()), o, dtype=np.int64))
     if not rows:
         return best_per_pair(*(np.empty(0, np.int64),) * 4)
-    rows_ = np.concatenate(rows)
-    return best_per_pair(rows_, np.zeros_like(rows_), np.concatenate(ssd), np.concatenate(kept))
+    rows_, kept_ = np.concatenate(rows), np.concatenate(kept)
+    if flip is not None:  # an orientation that failed its bound is above the limit: it cannot be the best
+        turn = flip[rows_]
+        kept_[turn] = np.asarray(INVERSE)[kept_[turn]]
+    return best_per_pair(rows_, np.zeros_like(rows_), np.concatenate(ssd), kept_)

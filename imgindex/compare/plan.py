@@ -5,8 +5,9 @@ involving a new image, pruned by exact lower bounds before any tensor is read.
   ``in_folder`` by the root folder they are under; pairs never cross buckets.
 - Exact duplicates (threshold 0) are bucketed further by an orientation-invariant key (channel
   sums and sums of squares), so only images that could be identical meet the kernel: O(N).
-- The *classic* plan (<= CLASSIC_MAX images) cuts buckets by id; the *chunked* plan sorts by
-  mean brightness and skips chunk pairs more than sqrt(threshold) apart (Jensen's inequality).
+- The *classic* plan (<= CLASSIC_MAX images) cuts buckets by id and compares every chunk pair;
+  the *chunked* plan is a range search (``nearby``, ``space``): each image a point whose
+  distances bound the MSE from below, a grid of cells, a block against its neighbouring cells.
 - Images in reference folders are never compared with each other, only with the rest: a large
   archive against a few new files costs k*n, not n^2.
 """
@@ -65,26 +66,28 @@ def new_mask(scope: Scope, base: Base | None) -> np.ndarray:
 
 
 def load_scope(db: Database, roots: tuple[str, ...], in_folder: bool) -> Scope:
-    """Ids, dimensions and (for in_folder) root of every image to search, in id order."""
+    """Ids, dimensions and (for in_folder) root of every image to search, in id order.
+
+    Transposed in C (``zip(*rows)``) and each distinct folder matched to the roots once: a
+    million rows cost about a second, not a Python loop per row."""
     rows = db.execute("SELECT id, width, height, folder, moved_at FROM images ORDER BY id").fetchall()
+    ids, widths, heights, folders, moved_at = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    root_of = np.full(len(ids), -1, dtype=np.int64)
     if roots:
-        keep = []
-        root_of = []
-        for row in rows:
-            match = next((k for k, r in enumerate(roots) if under(row[3], r)), -1)
-            if match >= 0:
-                keep.append(row)
-                root_of.append(match if in_folder else -1)
-        rows = keep
-    else:
-        root_of = [-1] * len(rows)
+        match = {f: next((k for k, r in enumerate(roots) if under(f, r)), -1) for f in set(folders)}
+        found = np.fromiter((match[f] for f in folders), dtype=np.int64, count=len(folders))
+        keep = found >= 0
+        picked = np.flatnonzero(keep).tolist()
+        ids, widths, heights = (np.asarray(c, dtype=np.int64)[keep] for c in (ids, widths, heights))
+        folders, moved_at = [folders[k] for k in picked], [moved_at[k] for k in picked]
+        root_of = found[keep] if in_folder else np.full(len(ids), -1, dtype=np.int64)
     return Scope(
-        ids=np.array([r[0] for r in rows], dtype=np.int64),
-        widths=np.array([r[1] for r in rows], dtype=np.int64),
-        heights=np.array([r[2] for r in rows], dtype=np.int64),
-        roots=np.array(root_of, dtype=np.int64),
-        moved_at=[r[4] for r in rows],
-        folders=[r[3] for r in rows],
+        ids=np.asarray(ids, dtype=np.int64),
+        widths=np.asarray(widths, dtype=np.int64),
+        heights=np.asarray(heights, dtype=np.int64),
+        roots=root_of,
+        moved_at=moved_at,
+        folders=folders,
     )
 
 
@@ -114,46 +117,37 @@ def _buckets(scope: Scope, same_dim: bool, in_folder: bool) -> Iterator[np.ndarr
             yield np.sort(part)
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Per scope position: the tensor's mean and its orientation-invariant identity key."""
-
-    means: np.ndarray
-    ikeys: list[bytes]
-
-
-def search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> Keys:
-    """Mean and identity key of every id, computed once per image and kept in ``search_keys``
-    with its coarse vector, which workers read instead of the tensor to bound every pair."""
-    have = {
-        image_id: (mean, ikey)
-        for image_id, mean, ikey in db.execute(
-            "SELECT image_id, mean, ikey FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
-            [json.dumps(ids.tolist())],
-        )
-    }
-    missing = np.array([i for i in ids.tolist() if i not in have], dtype=np.int64)
+def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> None:
+    """Compute, once per image, the keys a search plans with (identity key, coarse vector, orbit
+    features) for the ``ids`` that have none yet, from their tensors; workers then read the keys
+    instead of the tensor to bound every pair."""
+    kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys")), dtype=np.int64)
+    missing = np.setdiff1d(ids, kept)
     edges = kernel.grid_edges(px_size)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
         images = load_tensors(db, part, px_size)
-        coarse = kernel.coarse(images, edges)
-        tensors = images.reshape(len(part), -1, 3)
-        sums = tensors.sum(axis=1, dtype=np.int64)
-        squares = np.einsum("kvc,kvc->kc", tensors.astype(np.int32), tensors.astype(np.int32), dtype=np.int64)
+        blocks = kernel.block_sums(images, edges)
+        coarse = kernel.coarse(images, edges, blocks)
+        sums = blocks.sum(axis=(1, 2))
+        values = images.reshape(len(part), -1, 3).astype(np.float64)  # squares summed in float64: exact below 2^53
+        squares = np.einsum("kvc,kvc->kc", values, values).astype(np.int64)
         orbits = space.orbit_features(coarse)
         rows = [
-            (image_id, float(s.sum()) / tensors[0].size, s.tobytes() + q.tobytes(), c.tobytes(), o.tobytes())
+            (image_id, float(s.sum()) / values[0].size, s.tobytes() + q.tobytes(), c.tobytes(), o.tobytes())
             for image_id, s, q, c, o in zip(part.tolist(), sums, squares, coarse, orbits)
         ]
         with db.atomic():
             db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits)"
                                 " VALUES (?, ?, ?, ?, ?)", rows)
-        have.update((r[0], (r[1], r[2])) for r in rows)
-    return Keys(
-        means=np.array([have[i][0] for i in ids.tolist()], dtype=np.float64),
-        ikeys=[have[i][1] for i in ids.tolist()],
-    )
+
+
+def identity_keys(db: Database, ids: np.ndarray) -> list[bytes]:
+    """Channel sums and sums of squares of each id, in that order: the same in every orientation,
+    so only images with equal keys can be identical."""
+    have = dict(db.execute("SELECT image_id, ikey FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
+                           [json.dumps(ids.tolist())]))
+    return [have[i] for i in ids.tolist()]
 
 
 def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, algorithm,
@@ -166,73 +160,54 @@ def plan(db, scope, is_new, px_size, threshold, same_dim, in_folder, chunksize, 
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
     if not buckets:
         return
-    needed = np.concatenate(buckets)
-    keys = search_keys(db, scope.ids[needed], px_size)
-    where = {int(p): k for k, p in enumerate(needed.tolist())}
+    ensure_search_keys(db, scope.ids[np.concatenate(buckets)], px_size)
     for number, part in enumerate(buckets):
-        sub = np.array([where[int(p)] for p in part])
-        means, ids, new, ref = keys.means[sub], scope.ids[part], is_new[part], is_reference[part]
+        ids, new, ref = scope.ids[part], is_new[part], is_reference[part]
         if threshold > 0 and algorithm == "chunked":
             yield from nearby.tasks(db, scratch, number, ids, new, ref, px_size, threshold, chunksize)
         elif threshold == 0:  # exact duplicates: only images sharing an identity key (O(N) to find) can be identical
             groups: dict[bytes, list[int]] = {}
-            for position, key in enumerate(keys.ikeys[k] for k in sub):
+            for position, key in enumerate(identity_keys(db, ids)):
                 groups.setdefault(key, []).append(position)
             for m in groups.values():
                 if len(m) > 1 and new[m].any():
-                    yield from _plan_part(ids[m], new[m], ref[m], None, threshold, chunksize)
+                    yield from _plan_part(ids[m], new[m], ref[m], chunksize)
         else:
-            yield from _plan_part(ids, new, ref, None, threshold, chunksize)
+            yield from _plan_part(ids, new, ref, chunksize)
 
 
-def _plan_part(ids: np.ndarray, new: np.ndarray, ref: np.ndarray, means: np.ndarray | None, threshold: float,
-               chunksize: int) -> Iterator[Task]:
+def _plan_part(ids: np.ndarray, new: np.ndarray, ref: np.ndarray, chunksize: int) -> Iterator[Task]:
     """New images against all the others and each other; reference images only against the rest.
-
-    With ``means`` chunks are cut by mean brightness and chunk pairs further apart than
-    sqrt(threshold) are skipped: the MSE is at least the square of the difference of the two
-    images' means (Jensen), in every orientation, so a chunk only meets the chunks within
-    sqrt(threshold) of it. Without, chunks are cut by id and every chunk pair is compared.
-    """
-    if means is None:
-        reach, means = np.inf, ids.astype(np.float64)
-    else:
-        reach = np.sqrt(threshold) * (1 + 1e-9) + 1e-9  # slack for the rounding of the means
-    chunk = lambda mask: _sorted_chunks(ids[mask], means[mask], chunksize)  # noqa: E731
+    Chunks are cut by id and every chunk pair is compared (the classic plan, and the candidates
+    sharing an identity key)."""
+    chunk = lambda mask: _chunks(ids[mask], chunksize)  # noqa: E731
     rest_new, rest_old = chunk(~ref & new), chunk(~ref & ~new)
-    yield from _pairs_of(rest_new, rest_old, reach)
+    yield from _pairs_of(rest_new, rest_old)
     if ref.any():
-        yield from _across(chunk(ref), rest_new, reach)
-        yield from _across(chunk(ref & new), rest_old, reach)
+        yield from _across(chunk(ref), rest_new)
+        yield from _across(chunk(ref & new), rest_old)
 
 
-def _pairs_of(new_chunks, old_chunks, reach: float) -> Iterator[Task]:
-    """Every new chunk against every old chunk in reach, itself, and the later new chunks in reach."""
-    for i, (a, a_lo, a_hi) in enumerate(new_chunks):
-        for b, b_lo, b_hi in old_chunks:
-            if b_lo - a_hi <= reach and a_lo - b_hi <= reach:
-                yield Task(b, a)
+def _pairs_of(new_chunks, old_chunks) -> Iterator[Task]:
+    """Every new chunk against every old chunk, itself, and the later new chunks."""
+    for i, a in enumerate(new_chunks):
+        for b in old_chunks:
+            yield Task(b, a)
         yield Task(a, None)
-        for b, b_lo, _b_hi in new_chunks[i + 1 :]:
-            if b_lo - a_hi > reach:
-                break  # sorted: every later chunk is further still
+        for b in new_chunks[i + 1 :]:
             yield Task(a, b)
 
 
-def _across(old_chunks, new_chunks, reach: float) -> Iterator[Task]:
-    """Every chunk of one side against every chunk of the other in reach; none against its own side."""
-    for a, a_lo, a_hi in new_chunks:
-        for b, b_lo, b_hi in old_chunks:
-            if b_lo - a_hi <= reach and a_lo - b_hi <= reach:
-                yield Task(b, a)
+def _across(old_chunks, new_chunks) -> Iterator[Task]:
+    """Every chunk of one side against every chunk of the other; none against its own side."""
+    for a in new_chunks:
+        for b in old_chunks:
+            yield Task(b, a)
 
 
-def _sorted_chunks(ids: np.ndarray, keys: np.ndarray, chunksize: int) -> list[tuple[tuple[int, ...], float, float]]:
-    """(ids, lowest key, highest key) of chunks cut from the images sorted by key (mean brightness, or id)."""
+def _chunks(ids: np.ndarray, chunksize: int) -> list[tuple[int, ...]]:
+    """Chunks of at most ``chunksize`` ids, in id order."""
     if len(ids) == 0:
         return []
-    order = np.argsort(keys, kind="stable")
-    return [
-        (tuple(ids[c].tolist()), float(keys[c[0]]), float(keys[c[-1]]))
-        for c in np.array_split(order, -(-len(ids) // chunksize))
-    ]
+    order = np.argsort(ids, kind="stable")
+    return [tuple(ids[c].tolist()) for c in np.array_split(order, -(-len(ids) // chunksize))]

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 DIMS = 4  # grid axes: at 100k real-photo windows, 4 leaves 0.1% of all pairs, 3 leaves 0.18%
-MAX_PAIRS = 1 << 21  # candidate pairs expanded at once (about 25 MB of indices and differences)
+MAX_PAIRS = 1 << 18  # candidate pairs expanded at once (about 40 MB of indices, points and differences)
 _U32 = 2.0**-24
 
 

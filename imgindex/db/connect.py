@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 30_000
+CACHE_KB = 65_536
 PAGE_SIZE = 16_384  # 7.5 KB tensors: fewer overflow pages, faster streaming
 
 
@@ -53,6 +54,9 @@ def connect(path: str | os.PathLike) -> Database:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # 64 MB of page cache (SQLite's default is 2 MB): writing a million pairs' index entries
+        # took 28 s with the default and 8.6 s with this (benchmarks/million.py, PairWriter)
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
         db = Database(conn, execute_plugins=False)
         _refuse_future_schema(db, path, MIGRATIONS)
         MIGRATIONS.apply(db)
