@@ -359,11 +359,14 @@ def reviews(db: Database) -> None:
 @MIGRATIONS(name="0010_search_keys_orbits")
 def search_keys_orbits(db: Database) -> None:
     """The point each image is in the comparer's search space (``compare.space``), kept so a search
-    against a million images reads 144 bytes an image to plan, not its 600-byte coarse vector."""
+    against a million images reads 300 bytes an image to plan, not its 600-byte coarse vector."""
     db.executescript(
         """
-        -- orbits: float64 orbit features of the coarse vector (compare.space.orbit_features);
+        -- orbits: float32 orbit features of the coarse vector (compare.space.orbit_features);
         -- NULL until a search needs it (computed from coarse, no tensor read)
         ALTER TABLE search_keys ADD COLUMN orbits BLOB;
+        -- sample: uint8 every fourth row and column of the tensor, from both edges (kernel.sample):
+        -- the SSD of two samples bounds the pair's SSD from below; NULL until a search computes it
+        ALTER TABLE search_keys ADD COLUMN sample BLOB;
         """
     )

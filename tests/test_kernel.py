@@ -172,3 +172,26 @@ def test_inverse_orientation_is_the_same_pair_seen_from_the_other_side(seed, px)
         assert kernel.exact_ssd(a, b, o)[0] == kernel.exact_ssd(b, a, kernel.INVERSE[o])[0]
         reference = ((a.astype(np.int64) - kernel.orient(b, o).astype(np.int64)) ** 2).sum()
         assert kernel.exact_ssd(a, b, o)[0] == reference  # the float32 runs are exact
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(0, 7), st.integers(0, 200_000))
+@settings(max_examples=80, deadline=None)
+def test_ssd_within_is_exact_up_to_the_limit_and_past_it_beyond(seed, px, orientation, limit):
+    rng = np.random.default_rng(seed)
+    ta = rng.integers(0, 256, (6, px, px, 3), dtype=np.uint8)
+    tb = np.concatenate([ta[:3], rng.integers(0, 256, (3, px, px, 3), dtype=np.uint8)])
+    tb[:3] = np.clip(tb[:3].astype(np.int16) + rng.integers(-3, 4, tb[:3].shape), 0, 255)  # near copies
+    ia, ib = rng.integers(0, 6, 20), rng.integers(0, 6, 20)
+    got = kernel.ssd_within(ta, ia, tb, ib, orientation, float(limit))
+    exact = kernel.exact_ssd(ta[ia], tb[ib], orientation)
+    assert ((got == exact) | ((got > limit) & (exact > limit))).all()
+    assert (got[exact <= limit] == exact[exact <= limit]).all() and (got <= exact).all()
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.integers(0, 7))
+@settings(max_examples=60, deadline=None)
+def test_a_sample_turns_with_its_tensor_and_its_ssd_is_part_of_the_tensors(seed, px, orientation):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 256, (2, 1, px, px, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(kernel.sample(kernel.orient(b, orientation)), kernel.orient(kernel.sample(b), orientation))
+    assert kernel.exact_ssd(kernel.sample(a), kernel.sample(b), orientation)[0] <= kernel.exact_ssd(a, b, orientation)[0]

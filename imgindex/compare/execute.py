@@ -130,6 +130,9 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
                                          space.reach(float(np.sqrt(limit)), norm), orientations)
     if len(pair) == 0:
         return empty, empty, empty, empty
+    pair, orient = _sample_close(context, bucket, pa, pb, pair, orient, limit, orientations)
+    if len(pair) == 0:
+        return empty, empty, empty, empty
     wanted = np.union1d(pa[pair], pb[pair])  # pair: one row per orientation in reach
     tensors = load_tensors(context.conn, ids[wanted], context.px_size)
     ia, ib = np.searchsorted(wanted, pa), np.searchsorted(wanted, pb)  # valid where a pair is in reach
@@ -138,6 +141,23 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
     low, high = np.where(flip[m.rows], ids[pb[m.rows]], ids[pa[m.rows]]), np.where(flip[m.rows], ids[pa[m.rows]],
                                                                                  ids[pb[m.rows]])
     return low, high, m.ssd, m.orient
+
+
+def _sample_close(context: CompareContext, bucket: nearby.Bucket, pa, pb, pair, orient, limit, orientations):
+    """The (pair, orientation) candidates whose samples' SSD (a part of the pair's) is within the limit."""
+    at = np.union1d(pa[pair], pb[pair])
+    samples = bucket.samples[at] if bucket.samples is not None else nearby.load_samples(
+        context.conn, np.asarray(bucket.ids)[at], context.px_size)
+    ia, ib = np.searchsorted(at, pa), np.searchsorted(at, pb)
+    keep_pair, keep_orient = [], []
+    for o in orientations:
+        k = pair[orient == o]
+        for start in range(0, len(k), 16384):
+            part = k[start : start + 16384]
+            within = kernel.exact_ssd(samples[ia[part]], samples[ib[part]], o) <= limit
+            keep_pair.append(part[within])
+            keep_orient.append(np.full(int(within.sum()), o, dtype=np.int64))
+    return np.concatenate(keep_pair), np.concatenate(keep_orient)
 
 
 def _coarse_of(context: CompareContext, bucket: nearby.Bucket, positions: np.ndarray):

@@ -40,6 +40,20 @@ GRID = 5  # coarse blocks per side: 5 x 5 x 3 = 75 values per image
 _U32 = 2.0**-24  # float32 unit roundoff
 
 
+def sample_positions(px: int, step: int = 4) -> np.ndarray:
+    """Rows (and columns) of a tensor's *sample*: every ``step``-th from each edge, so the set is its
+    own mirror image and a turned tensor's sample is the turned sample. The SSD of two samples is
+    part of the SSD of the tensors, in any orientation: an exact lower bound, from 1/13 of the values."""
+    left = list(range(0, (px + 1) // 2, step))
+    return np.array(sorted(set(left) | {px - 1 - i for i in left}), dtype=np.int64)
+
+
+def sample(tensors: np.ndarray) -> np.ndarray:
+    """The sample of each tensor (k, px, px, c) -> (k, s, s, c), uint8."""
+    at = sample_positions(tensors.shape[1])
+    return np.ascontiguousarray(tensors[:, at][:, :, at])
+
+
 def orientation_indices(rotate: bool, mirror: bool) -> tuple[int, ...]:
     """Which of ORIENTATIONS a search tries, in tie-breaking order."""
     rotations = (0, 1, 2, 3) if rotate else (0,)
@@ -176,6 +190,20 @@ def exact_ssd(a: np.ndarray, b: np.ndarray, orientation: int, *, batch: int = 10
 _EXACT_RUN = 250  # 250 * 255^2 < 2^24: a float32 sum of that many squares is exact
 
 
+def ssd_within(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray, orientation: int,
+               limit: float) -> np.ndarray:
+    """``exact_ssd`` of ta[ia[k]] and tb[ib[k]], except that a pair whose every fourth row alone is
+    past ``limit`` (a lower bound: part of a sum of squares) gets that partial sum instead, still
+    > limit, for a quarter of the arithmetic. Near misses that survive every bound are mostly far
+    past the limit (half of them 10x, at a million real-photo windows)."""
+    a, b = ta[ia], orient(tb[ib], orientation)  # whole rows: numpy copies those fastest
+    out = exact_ssd(a[:, ::4], b[:, ::4], 0)
+    close = np.flatnonzero(out <= limit)
+    if len(close):
+        out[close] = exact_ssd(a[close], b[close], 0)
+    return out
+
+
 @dataclass(frozen=True)
 class Matches:
     """Matching pairs by position: a[rows[i]] ~ b[cols[i]] with ``ssd[i]`` in orientation ``orient[i]``."""
@@ -285,7 +313,7 @@ def confirm_pairs(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray
         k_all = pair[orient_ == o]
         for start in range(0, len(k_all), batch):
             k = k_all[start : start + batch]
-            s = exact_ssd(ta[ia[k]], tb[ib[k]], o)
+            s = ssd_within(ta, ia[k], tb, ib[k], o, limit)
             keep = s <= limit
             rows.append(k[keep])
             ssd.append(s[keep])

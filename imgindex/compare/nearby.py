@@ -74,36 +74,50 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _blocks(db: Database, column: str, ids: np.ndarray, width: int):
-    """(positions in ``ids``, float64 values (k, width)) of the rows of ``ids`` whose ``column`` is
-    set, a batch of ids per query; and the ids whose column is NULL."""
+def _blocks(db: Database, column: str, ids: np.ndarray, width: int, dtype=np.float64):
+    """(positions in ``ids``, values (k, width)) of the rows of ``ids`` whose ``column`` is set, a
+    batch of ids per query; and the ids whose column is NULL."""
     for start in range(0, len(ids), _IDS_PER_QUERY):
         part = json.dumps(ids[start : start + _IDS_PER_QUERY].tolist())
         rows = db.execute(f"SELECT image_id, {column} FROM search_keys"
                           " WHERE image_id IN (SELECT value FROM json_each(?))", [part]).fetchall()
         have = [r for r in rows if r[1] is not None]
         at = np.searchsorted(ids, np.fromiter((r[0] for r in have), dtype=np.int64, count=len(have)))
-        values = np.frombuffer(b"".join(r[1] for r in have), dtype=np.float64).reshape(len(have), width)
+        values = np.frombuffer(b"".join(r[1] for r in have), dtype=dtype).reshape(len(have), width)
         yield at, values, [r[0] for r in rows if r[1] is None]
 
 
 def load_orbits(db: Database, ids: np.ndarray, grid: int) -> np.ndarray:
-    """Orbit features of ``ids`` (ascending), (len(ids), m) float64; those not kept yet are made
-    from the coarse vector and kept."""
-    m = space.orbit_projection(grid).shape[0] * 3
-    out = np.empty((len(ids), m))
+    """Orbit features of ``ids`` (ascending), (len(ids), m), kept as float32; those not kept yet
+    (or kept by an earlier form of the feature) are made from the coarse vector and kept."""
+    m = grid * grid * 3
+    out = np.empty((len(ids), m), dtype=np.float32)
     missing = []
-    for at, values, null in _blocks(db, "orbits", ids, m):
-        out[at] = values
-        missing += null
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        part = json.dumps(ids[start : start + _IDS_PER_QUERY].tolist())
+        rows = db.execute("SELECT image_id, orbits FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
+                          [part]).fetchall()
+        have = [r for r in rows if r[1] is not None and len(r[1]) == 4 * m]
+        missing += [r[0] for r in rows if r[1] is None or len(r[1]) != 4 * m]
+        at = np.searchsorted(ids, np.fromiter((r[0] for r in have), dtype=np.int64, count=len(have)))
+        out[at] = np.frombuffer(b"".join(r[1] for r in have), dtype=np.float32).reshape(len(have), m)
     missing = np.array(sorted(missing), dtype=np.int64)
-    for at, values, _ in _blocks(db, "coarse", missing, grid * grid * 3):
-        features = space.orbit_features(values.reshape(len(values), grid, grid, 3))
+    for at, values, _ in _blocks(db, "coarse", missing, m):
+        features = space.orbit_features(values.reshape(len(values), grid, grid, 3)).astype(np.float32)
         out[np.searchsorted(ids, missing[at])] = features
         with db.atomic():
             db.conn.executemany("UPDATE search_keys SET orbits = ? WHERE image_id = ?",
                                 [(f.tobytes(), int(i)) for i, f in zip(missing[at].tolist(), features)])
     return out
+
+
+def _largest_norm(rows: np.ndarray, chunk: int = 65_536) -> float:
+    """The largest Euclidean norm of the rows, in float64, a chunk at a time."""
+    largest = 0.0
+    for start in range(0, len(rows), chunk):
+        block = rows[start : start + chunk].astype(np.float64)
+        largest = max(largest, float(np.einsum("ij,ij->i", block, block).max(initial=0)))
+    return float(np.sqrt(largest))
 
 
 def _write_coarse(db: Database, path: Path, ids: np.ndarray, px_size: int) -> float:
@@ -123,6 +137,25 @@ def _write_coarse(db: Database, path: Path, ids: np.ndarray, px_size: int) -> fl
     return float(np.sqrt(largest))
 
 
+def _write_samples(db: Database, path: Path, ids: np.ndarray, px_size: int) -> None:
+    """The samples (kernel.sample) of ``ids`` in that order, to ``path``."""
+    side = len(kernel.sample_positions(px_size))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3))
+    for at, values, _ in _blocks(db, "sample", ids, side * side * 3, np.uint8):
+        out[at] = values.reshape(len(values), side, side, 3)
+    out.flush()
+    del out
+
+
+def load_samples(db: Database, ids: np.ndarray, px_size: int) -> np.ndarray:
+    """The samples of ``ids`` (ascending), from SQLite."""
+    side = len(kernel.sample_positions(px_size))
+    out = np.empty((len(ids), side, side, 3), dtype=np.uint8)
+    for at, values, _ in _blocks(db, "sample", ids, side * side * 3, np.uint8):
+        out[at] = values.reshape(len(values), side, side, 3)
+    return out
+
+
 def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.ndarray, ref: np.ndarray,
           px_size: int, threshold: float, chunksize: int):
     """The SpaceTasks of one bucket (``ids`` ascending), after writing the arrays they read."""
@@ -130,17 +163,20 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     radius = float(np.sqrt(limit))
     g = len(kernel.grid_edges(px_size)) - 1
     features = load_orbits(db, ids, g)
+    radius = space.stored_radius(radius, _largest_norm(features))
     sp = space.fit(features, radius)
-    points = space.project(sp, features)
+    points = space.project(sp, features, space.CLOSE_DIMS)
     keys = space.cell_keys(sp, points)
     prefix = scratch.path / f"b{bucket}"
     np.save(f"{prefix}-ids.npy", ids)
-    np.save(f"{prefix}-points.npy", points.astype(np.float32))
+    close = points.astype(np.float32)
+    del points, features
+    np.save(f"{prefix}-points.npy", close)
     sets = {"new": ~ref & new, "old": ~ref & ~new, "ref": ref, "refnew": ref & new}
     joins = [("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old")]
     joins = [(a, b) for a, b in joins if sets[a].any() and sets[b].any()]
     used = {name for join in joins for name in join}
-    tiebreak = points[:, min(sp.dims, points.shape[1] - 1)]
+    tiebreak = close[:, min(sp.dims, close.shape[1] - 1)]
     grids = {}
     for name in used:
         members = np.flatnonzero(sets[name])
@@ -151,9 +187,10 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     coarse_norm = None
     if left_total * COARSE_SHARE >= len(ids):
         coarse_norm = _write_coarse(db, Path(f"{prefix}-coarse.npy"), ids, px_size)
+        _write_samples(db, Path(f"{prefix}-sample.npy"), ids, px_size)
     offsets = {True: space.neighbour_offsets(sp, half=True), False: space.neighbour_offsets(sp, half=False)}
     np.savez(f"{prefix}-meta.npz", half=offsets[True], full=offsets[False], radius=radius,
-             points_norm=float(np.sqrt(np.einsum("ij,ij->i", points, points).max(initial=0))),
+             points_norm=_largest_norm(close),
              coarse_norm=np.nan if coarse_norm is None else coarse_norm)
     for left, right in joins:
         same = left == right
@@ -175,6 +212,7 @@ class Bucket:
     ids: np.ndarray
     points: np.ndarray
     coarse: np.ndarray | None
+    samples: np.ndarray | None
     grids: dict
     meta: dict
 
@@ -189,6 +227,7 @@ class Bucket:
 
 def open_bucket(prefix: str) -> Bucket:
     meta = dict(np.load(f"{prefix}-meta.npz"))
-    coarse = Path(f"{prefix}-coarse.npy")
+    coarse, samples = Path(f"{prefix}-coarse.npy"), Path(f"{prefix}-sample.npy")
     return Bucket(np.load(f"{prefix}-ids.npy", mmap_mode="r"), np.load(f"{prefix}-points.npy", mmap_mode="r"),
-                  np.load(coarse, mmap_mode="r") if coarse.exists() else None, {}, meta)
+                  np.load(coarse, mmap_mode="r") if coarse.exists() else None,
+                  np.load(samples, mmap_mode="r") if samples.exists() else None, {}, meta)

@@ -119,9 +119,10 @@ def _buckets(scope: Scope, same_dim: bool, in_folder: bool) -> Iterator[np.ndarr
 
 def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> None:
     """Compute, once per image, the keys a search plans with (identity key, coarse vector, orbit
-    features) for the ``ids`` that have none yet, from their tensors; workers then read the keys
-    instead of the tensor to bound every pair."""
-    kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys")), dtype=np.int64)
+    features, sample) for the ``ids`` that have none yet, from their tensors; workers then read
+    the keys instead of the tensor to bound every pair."""
+    kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL")),
+                       dtype=np.int64)
     missing = np.setdiff1d(ids, kept)
     edges = kernel.grid_edges(px_size)
     for start in range(0, len(missing), chunk):
@@ -132,14 +133,16 @@ def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int =
         sums = blocks.sum(axis=(1, 2))
         values = images.reshape(len(part), -1, 3).astype(np.float64)  # squares summed in float64: exact below 2^53
         squares = np.einsum("kvc,kvc->kc", values, values).astype(np.int64)
-        orbits = space.orbit_features(coarse)
+        orbits = space.orbit_features(coarse).astype(np.float32)
+        samples = kernel.sample(images)
         rows = [
-            (image_id, float(s.sum()) / values[0].size, s.tobytes() + q.tobytes(), c.tobytes(), o.tobytes())
-            for image_id, s, q, c, o in zip(part.tolist(), sums, squares, coarse, orbits)
+            (image_id, float(s.sum()) / values[0].size, s.tobytes() + q.tobytes(), c.tobytes(), o.tobytes(),
+             t.tobytes())
+            for image_id, s, q, c, o, t in zip(part.tolist(), sums, squares, coarse, orbits, samples)
         ]
         with db.atomic():
-            db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits)"
-                                " VALUES (?, ?, ?, ?, ?)", rows)
+            db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits, sample)"
+                                " VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 def identity_keys(db: Database, ids: np.ndarray) -> list[bytes]:
