@@ -123,3 +123,9 @@ def test_reference_folders_in_a_range_search_meet_only_the_rest(tmp_path):
                     if not (p[0] in in_archive and p[1] in in_archive)}
         assert stored_pairs(index, report.search_id) == expected
         assert expected
+
+
+@given(st.lists(st.integers(0, 60), unique=True), st.lists(st.integers(0, 60), unique=True))
+def test_missing_from_is_the_set_difference(ids, kept):
+    got = space.missing_from(np.array(sorted(ids), dtype=np.int64), np.array(sorted(kept), dtype=np.int64))
+    assert got.tolist() == sorted(set(ids) - set(kept))

@@ -18,7 +18,7 @@ from imgindex.db import decisions
 from imgindex.db.queries import load_tensors
 from imgindex.scan.discover import under
 from imgindex.compare import groups as groups_
-from imgindex.compare import kernel
+from imgindex.compare import kernel, space
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -34,7 +34,7 @@ def carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> in
     shorter list is used: the ids to carry, or the existing ids not to (usually just the new ones).
     """
     existing = np.fromiter((r[0] for r in db.execute("SELECT id FROM images")), dtype=np.int64)
-    excluded = np.setdiff1d(existing, old_ids)
+    excluded = space.missing_from(np.sort(existing), np.sort(old_ids))
     use_excluded = len(excluded) < len(old_ids)
     with db.atomic():
         db.execute("CREATE TEMP TABLE IF NOT EXISTS carried_ids (id INTEGER PRIMARY KEY)")

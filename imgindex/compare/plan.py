@@ -123,7 +123,7 @@ def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int =
     the keys instead of the tensor to bound every pair."""
     kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL")),
                        dtype=np.int64)
-    missing = np.setdiff1d(ids, kept)
+    missing = space.missing_from(np.sort(ids), np.sort(kept))
     edges = kernel.grid_edges(px_size)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]

@@ -202,6 +202,15 @@ def stored_radius(radius: float, points_bound: float) -> float:
     return radius + 4 * _U32 * points_bound
 
 
+def missing_from(ids: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The ``ids`` (ascending) not in ``kept`` (ascending): two sorted arrays, no hashing (a million
+    each in milliseconds, where np.setdiff1d takes seconds)."""
+    if len(kept) == 0:
+        return ids.copy()
+    at = np.minimum(np.searchsorted(kept, ids), len(kept) - 1)
+    return ids[kept[at] != ids]
+
+
 def reach(radius: float, points_bound: float) -> float:
     """The squared distance two float32 copies of points may show when the true one is <= radius:
     a relative margin for the float32 sum, an absolute one for rounding points of norm <= bound."""
