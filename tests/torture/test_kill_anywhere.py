@@ -122,6 +122,11 @@ RUNS = ("scans", "searches", "action_runs")
 def kill_point(st: Stage) -> str:
     """Which phase of the command the kill landed in, read from what the index holds before any
     repair: the run rows newer than the snapshot, and how far their writes had got."""
+    point = _phase(st)
+    return f"find ({point})" if st.name == "find" else point
+
+
+def _phase(st: Stage) -> str:
     with closing(sqlite3.connect(st.db)) as db:
         def newest(table: str) -> tuple | None:
             return db.execute(f"SELECT id, status FROM {table} WHERE id > ? ORDER BY id DESC LIMIT 1",
