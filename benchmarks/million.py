@@ -154,6 +154,9 @@ def main() -> None:
     print(f"{args.n:,} stored vectors of real-photo windows, {len(planted):,} planted pairs; "
           f"index {db.stat().st_size / args.n:,.0f} bytes an image on disk")
     orientations = kernel.orientation_indices(True, False)
+    seconds, rss, summary = search(db, "duplicates", args.processes, full=True)
+    print(f"  first search after the scan (computes every image's search keys once): {seconds:.1f} s, "
+          f"peak RSS {rss:.0f} MB", flush=True)
     for similarity in ("duplicates", "similar"):
         seconds, rss, summary = search(db, similarity, args.processes, full=True)
         print(f"  {similarity:<10} full search {seconds:7.1f} s   peak RSS {rss:6.0f} MB (all processes)   {summary}",

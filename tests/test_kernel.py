@@ -195,3 +195,15 @@ def test_a_sample_turns_with_its_tensor_and_its_ssd_is_part_of_the_tensors(seed,
     a, b = rng.integers(0, 256, (2, 1, px, px, 3), dtype=np.uint8)
     np.testing.assert_array_equal(kernel.sample(kernel.orient(b, orientation)), kernel.orient(kernel.sample(b), orientation))
     assert kernel.exact_ssd(kernel.sample(a), kernel.sample(b), orientation)[0] <= kernel.exact_ssd(a, b, orientation)[0]
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(0, 7))
+@settings(max_examples=30, deadline=None)
+def test_dense_ssd_by_matrix_products_is_exact(seed, px, orientation):
+    rng = np.random.default_rng(seed)
+    tensors = rng.integers(0, 256, (40, px, px, 3), dtype=np.uint8)
+    tensors[20:] = np.where(rng.random((20, px, px, 3)) < 0.5, 255, 0)  # the largest products
+    ia, ib = rng.integers(0, 40, 2500), rng.integers(0, 40, 2500)  # dense: 2,500 pairs among 40 x 40
+    dense = kernel._dense_ssd(tensors, ia, tensors, ib, orientation)
+    assert dense is not None
+    np.testing.assert_array_equal(dense, kernel.exact_ssd(tensors[ia], tensors[ib], orientation))

@@ -106,9 +106,10 @@ def _lower_first(pair_a, pair_b, ssd, orient, tensors_a, tensors_b, orientations
 def compare_space_task(context: CompareContext, task: SpaceTask, threshold: float, orientations):
     """A block of one set against its neighbours in another: pairs in neighbouring cells, then the
     orbit-feature bound, the oriented block-sum bound and the exact SSD, each on what the last left."""
-    bucket = context.buckets.get(task.prefix)
-    if bucket is None:
-        bucket = context.buckets[task.prefix] = nearby.open_bucket(task.prefix)
+    kept = context.buckets.get(task.prefix)
+    if kept is None:
+        kept = context.buckets[task.prefix] = nearby.open_bucket(task.prefix)
+    bucket = nearby.open_bucket(task.prefix, kept.grids, kept.meta)
     left, right = bucket.grid(task.prefix, task.left), bucket.grid(task.prefix, task.right)
     reach = space.reach(float(bucket.meta["radius"]), float(bucket.meta["points_norm"]))
     found_a, found_b = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
@@ -126,7 +127,7 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
     coarse, at = _coarse_of(context, bucket, np.union1d(pa, pb))
     limit = kernel.ssd_threshold(threshold, context.px_size * context.px_size * 3)
     norm = float(bucket.meta["coarse_norm"]) if bucket.coarse is not None else _largest_norm(coarse)
-    pair, orient = kernel.oriented_close(coarse[np.searchsorted(at, pa)], coarse[np.searchsorted(at, pb)],
+    pair, orient = kernel.oriented_close(coarse, np.searchsorted(at, pa), np.searchsorted(at, pb),
                                          space.reach(float(np.sqrt(limit)), norm), orientations)
     if len(pair) == 0:
         return empty, empty, empty, empty

@@ -225,9 +225,13 @@ class Bucket:
         return self.grids[name]
 
 
-def open_bucket(prefix: str) -> Bucket:
-    meta = dict(np.load(f"{prefix}-meta.npz"))
+def open_bucket(prefix: str, grids: dict | None = None, meta: dict | None = None) -> Bucket:
+    """A bucket's arrays, freshly mapped. Workers map them again for every task, so the pages a task
+    touched leave the process's memory with it (they stay in the page cache, shared, not in RSS);
+    the grids and the small facts are kept between tasks."""
+    meta = meta if meta is not None else dict(np.load(f"{prefix}-meta.npz"))
     coarse, samples = Path(f"{prefix}-coarse.npy"), Path(f"{prefix}-sample.npy")
     return Bucket(np.load(f"{prefix}-ids.npy", mmap_mode="r"), np.load(f"{prefix}-points.npy", mmap_mode="r"),
                   np.load(coarse, mmap_mode="r") if coarse.exists() else None,
-                  np.load(samples, mmap_mode="r") if samples.exists() else None, {}, meta)
+                  np.load(samples, mmap_mode="r") if samples.exists() else None,
+                  grids if grids is not None else {}, meta)
