@@ -129,3 +129,20 @@ def test_reference_folders_in_a_range_search_meet_only_the_rest(tmp_path):
 def test_missing_from_is_the_set_difference(ids, kept):
     got = space.missing_from(np.array(sorted(ids), dtype=np.int64), np.array(sorted(kept), dtype=np.int64))
     assert got.tolist() == sorted(set(ids) - set(kept))
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([4, 9]), st.integers(1, 3))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_few_new_images_against_many_read_their_keys_from_sqlite_and_find_the_same(tmp_path_factory, seed,
+                                                                                      threshold, k):
+    rng = np.random.default_rng(seed)
+    tensors = _tight_set(rng, 60, 8, threshold)
+    with Index(tmp_path_factory.mktemp("few") / "i.db") as index:
+        old = len(tensors) - k  # k new against the rest: below 1/16 of the bucket, no scratch copy of keys
+        ids = insert(index, tensors[:old])
+        options = dict(similarity=float(threshold), processes=1, chunksize=7, algorithm="chunked")
+        compare.search(index.db, str(index.path), **options)
+        ids += insert(index, tensors[old:])
+        report = compare.search(index.db, str(index.path), **options)
+        assert report.incremental and report.new_images == k and k * 16 < len(tensors)
+        assert stored_pairs(index, report.search_id) == brute_force(dict(zip(ids, tensors)), threshold)

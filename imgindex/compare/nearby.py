@@ -120,8 +120,9 @@ def _largest_norm(rows: np.ndarray, chunk: int = 65_536) -> float:
     return float(np.sqrt(largest))
 
 
-def _write_coarse(db: Database, path: Path, ids: np.ndarray, px_size: int) -> float:
-    """Centred float32 coarse vectors of ``ids`` in that order, to ``path``; returns their largest norm."""
+def _write_coarse(db: Database, path: Path, ids: np.ndarray, to: np.ndarray, px_size: int) -> float:
+    """Centred float32 coarse vectors of ``ids`` (ascending) to ``path``, the one of ids[k] at row
+    to[k]; returns their largest norm."""
     edges = kernel.grid_edges(px_size)
     g = len(edges) - 1
     center = kernel.coarse_center(edges).astype(np.float32)
@@ -129,7 +130,7 @@ def _write_coarse(db: Database, path: Path, ids: np.ndarray, px_size: int) -> fl
     largest = 0.0
     for at, values, _ in _blocks(db, "coarse", ids, g * g * 3):
         block = values.reshape(len(values), g, g, 3).astype(np.float32) - center
-        out[at] = block
+        out[to[at]] = block
         flat = block.reshape(len(block), -1).astype(np.float64)
         largest = max(largest, float(np.einsum("ij,ij->i", flat, flat).max(initial=0)))
     out.flush()
@@ -137,22 +138,23 @@ def _write_coarse(db: Database, path: Path, ids: np.ndarray, px_size: int) -> fl
     return float(np.sqrt(largest))
 
 
-def _write_samples(db: Database, path: Path, ids: np.ndarray, px_size: int) -> None:
-    """The samples (kernel.sample) of ``ids`` in that order, to ``path``."""
+def _write_samples(db: Database, path: Path, ids: np.ndarray, to: np.ndarray, px_size: int) -> None:
+    """The samples (kernel.sample) of ``ids`` (ascending) to ``path``, the one of ids[k] at row to[k]."""
     side = len(kernel.sample_positions(px_size))
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3))
     for at, values, _ in _blocks(db, "sample", ids, side * side * 3, np.uint8):
-        out[at] = values.reshape(len(values), side, side, 3)
+        out[to[at]] = values.reshape(len(values), side, side, 3)
     out.flush()
     del out
 
 
 def load_samples(db: Database, ids: np.ndarray, px_size: int) -> np.ndarray:
-    """The samples of ``ids`` (ascending), from SQLite."""
+    """The samples of ``ids`` (distinct, any order), from SQLite."""
     side = len(kernel.sample_positions(px_size))
+    order = np.argsort(ids, kind="stable")
     out = np.empty((len(ids), side, side, 3), dtype=np.uint8)
-    for at, values, _ in _blocks(db, "sample", ids, side * side * 3, np.uint8):
-        out[at] = values.reshape(len(values), side, side, 3)
+    for at, values, _ in _blocks(db, "sample", ids[order], side * side * 3, np.uint8):
+        out[order[at]] = values.reshape(len(values), side, side, 3)
     return out
 
 
@@ -167,27 +169,32 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     sp = space.fit(features, radius)
     points = space.project(sp, features, space.CLOSE_DIMS)
     keys = space.cell_keys(sp, points)
-    prefix = scratch.path / f"b{bucket}"
-    np.save(f"{prefix}-ids.npy", ids)
-    close = points.astype(np.float32)
+    # every array in cell order: a task's neighbours lie in a few runs of the scratch files, so
+    # it touches a few pages of them, not pages all over (a worker's resident memory stays small)
+    perm = np.lexsort((points[:, min(sp.dims, points.shape[1] - 1)], keys))
+    to_cell = np.empty_like(perm)
+    to_cell[perm] = np.arange(len(perm))
+    keys, new, ref = keys[perm], new[perm], ref[perm]
+    close = points[perm].astype(np.float32)
     del points, features
+    prefix = scratch.path / f"b{bucket}"
+    np.save(f"{prefix}-ids.npy", ids[perm])
     np.save(f"{prefix}-points.npy", close)
     sets = {"new": ~ref & new, "old": ~ref & ~new, "ref": ref, "refnew": ref & new}
     joins = [("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old")]
     joins = [(a, b) for a, b in joins if sets[a].any() and sets[b].any()]
     used = {name for join in joins for name in join}
-    tiebreak = close[:, min(sp.dims, close.shape[1] - 1)]
     grids = {}
     for name in used:
-        members = np.flatnonzero(sets[name])
-        grids[name] = space.make_grid(keys[members], tiebreak[members])
+        members = np.flatnonzero(sets[name])  # in cell order already
+        grids[name] = space.make_grid(keys[members])
         np.save(f"{prefix}-{name}-order.npy", members[grids[name].order])
         np.save(f"{prefix}-{name}-keys.npy", grids[name].keys)
     left_total = sum(int(sets[a].sum()) for a, _ in joins)
     coarse_norm = None
     if left_total * COARSE_SHARE >= len(ids):
-        coarse_norm = _write_coarse(db, Path(f"{prefix}-coarse.npy"), ids, px_size)
-        _write_samples(db, Path(f"{prefix}-sample.npy"), ids, px_size)
+        coarse_norm = _write_coarse(db, Path(f"{prefix}-coarse.npy"), ids, to_cell, px_size)
+        _write_samples(db, Path(f"{prefix}-sample.npy"), ids, to_cell, px_size)
     offsets = {True: space.neighbour_offsets(sp, half=True), False: space.neighbour_offsets(sp, half=False)}
     np.savez(f"{prefix}-meta.npz", half=offsets[True], full=offsets[False], radius=radius,
              points_norm=_largest_norm(close),
