@@ -1,9 +1,11 @@
-"""Run a search's chunk-pair tasks through the kernel, here or in worker processes, and collect pairs.
+"""Run a search's tasks through the kernel, here or in worker processes, and collect pairs.
 
-A task's bound for every pair comes from cached coarse vectors (``search_keys.coarse``, a few
-hundred bytes an image); only the tensors of candidate pairs are read from SQLite, for the
-exact check. Workers open the index read-only and keep the last chunks they read (the classic
-plan: all of them). Small searches (below INLINE_WORK) run here: starting workers costs more.
+Chunk-pair tasks (classic, identical keys): the bound of every pair comes from cached coarse
+vectors (``search_keys.coarse``); workers keep the last chunks they read (the classic plan: all
+of them). Range-search tasks (chunked): the arrays ``nearby`` wrote to the scratch folder,
+mapped read-only. Either way only the tensors of pairs no bound ruled out are read from SQLite,
+for the exact check, and workers open the index read-only. Small searches (below INLINE_WORK)
+run here: starting workers costs more.
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ def _lower_first(pair_a, pair_b, ssd, orient, tensors_a, tensors_b, orientations
 
 
 def compare_space_task(context: CompareContext, task: SpaceTask, threshold: float, orientations):
-    """A block of one set against its neighbours in another: pairs in neighbouring cells, then the
-    orbit-feature bound, the oriented block-sum bound and the exact SSD, each on what the last left."""
+    """A block of one set against its neighbours in another (``nearby``): pairs in neighbouring
+    cells, then the orbit-feature distance, the block-sum bound in each orientation, the samples'
+    SSD and the exact SSD, each stage on what the last left. Returns pairs with the lower id first."""
     kept = context.buckets.get(task.prefix)
     if kept is None:
         kept = context.buckets[task.prefix] = nearby.open_bucket(task.prefix)

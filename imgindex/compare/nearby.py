@@ -175,7 +175,7 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     to_cell = np.empty_like(perm)
     to_cell[perm] = np.arange(len(perm))
     keys, new, ref = keys[perm], new[perm], ref[perm]
-    close = points[perm].astype(np.float32)
+    close = points.astype(np.float32)[perm]
     del points, features
     prefix = scratch.path / f"b{bucket}"
     np.save(f"{prefix}-ids.npy", ids[perm])
