@@ -146,3 +146,23 @@ def test_a_few_new_images_against_many_read_their_keys_from_sqlite_and_find_the_
         report = compare.search(index.db, str(index.path), **options)
         assert report.incremental and report.new_images == k and k * 16 < len(tensors)
         assert stored_pairs(index, report.search_id) == brute_force(dict(zip(ids, tensors)), threshold)
+
+
+def test_the_scratch_folder_goes_when_the_search_ends_and_a_killed_searchs_goes_at_the_next(tmp_path):
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = Path(tempfile.gettempdir()) / f"imgindex-search-{int(gone.stdout)}-left-by-a-kill"
+    stale.mkdir(exist_ok=True)
+    (stale / "b0-points.npy").write_bytes(b"x" * 1000)
+    before = set(Path(tempfile.gettempdir()).glob("imgindex-search-*")) - {stale}
+    rng = np.random.default_rng(4)
+    with Index(tmp_path / "i.db") as index:
+        insert(index, _tight_set(rng, 30, 8, 4))
+        report = compare.search(index.db, str(index.path), similarity=4.0, processes=1, algorithm="chunked")
+        assert report.pairs > 0
+    assert not stale.exists()
+    assert set(Path(tempfile.gettempdir()).glob("imgindex-search-*")) <= before  # its own is gone too
