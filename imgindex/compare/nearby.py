@@ -162,54 +162,62 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
           px_size: int, threshold: float, chunksize: int):
     """The SpaceTasks of one bucket (``ids`` ascending), after writing the arrays they read."""
     limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
-    radius = float(np.sqrt(limit))
-    g = len(kernel.grid_edges(px_size)) - 1
-    features = load_orbits(db, ids, g)
-    radius = space.stored_radius(radius, _largest_norm(features))
+    features = load_orbits(db, ids, len(kernel.grid_edges(px_size)) - 1)
+    radius = space.stored_radius(float(np.sqrt(limit)), _largest_norm(features))
     sp = space.fit(features, radius)
     points = space.project(sp, features, space.CLOSE_DIMS)
+    del features
     keys = space.cell_keys(sp, points)
     # every array in cell order: a task's neighbours lie in a few runs of the scratch files, so
     # it touches a few pages of them, not pages all over (a worker's resident memory stays small)
     perm = np.lexsort((points[:, min(sp.dims, points.shape[1] - 1)], keys))
-    to_cell = np.empty_like(perm)
-    to_cell[perm] = np.arange(len(perm))
     keys, new, ref = keys[perm], new[perm], ref[perm]
     close = points.astype(np.float32)[perm]
-    del points, features
+    del points
     prefix = scratch.path / f"b{bucket}"
     np.save(f"{prefix}-ids.npy", ids[perm])
     np.save(f"{prefix}-points.npy", close)
     sets = {"new": ~ref & new, "old": ~ref & ~new, "ref": ref, "refnew": ref & new}
-    joins = [("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old")]
-    joins = [(a, b) for a, b in joins if sets[a].any() and sets[b].any()]
-    used = {name for join in joins for name in join}
-    grids = {}
-    for name in used:
-        members = np.flatnonzero(sets[name])  # in cell order already
-        grids[name] = space.make_grid(keys[members])
-        np.save(f"{prefix}-{name}-order.npy", members[grids[name].order])
-        np.save(f"{prefix}-{name}-keys.npy", grids[name].keys)
-    left_total = sum(int(sets[a].sum()) for a, _ in joins)
-    coarse_norm = None
-    if left_total * COARSE_SHARE >= len(ids):
+    joins = [(a, b) for a, b in (("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old"))
+             if sets[a].any() and sets[b].any()]
+    grids = _write_grids(prefix, keys, sets, {name for join in joins for name in join})
+    coarse_norm = np.nan
+    if sum(int(sets[a].sum()) for a, _ in joins) * COARSE_SHARE >= len(ids):
+        to_cell = np.empty_like(perm)
+        to_cell[perm] = np.arange(len(perm))
         coarse_norm = _write_coarse(db, Path(f"{prefix}-coarse.npy"), ids, to_cell, px_size)
         _write_samples(db, Path(f"{prefix}-sample.npy"), ids, to_cell, px_size)
     offsets = {True: space.neighbour_offsets(sp, half=True), False: space.neighbour_offsets(sp, half=False)}
     np.savez(f"{prefix}-meta.npz", half=offsets[True], full=offsets[False], radius=radius,
-             points_norm=_largest_norm(close),
-             coarse_norm=np.nan if coarse_norm is None else coarse_norm)
+             points_norm=_largest_norm(close), coarse_norm=coarse_norm)
     for left, right in joins:
-        same = left == right
-        counts = space.neighbour_counts(grids[left].keys, grids[right], offsets[same])
-        if same:  # and the points after each one in its own cell
-            at = np.searchsorted(grids[left].cells, grids[left].keys)
-            counts += grids[left].starts[at] + grids[left].counts[at] - np.arange(len(counts)) - 1
-        for lo in range(0, len(counts), chunksize):
-            hi = min(lo + chunksize, len(counts))
-            work = int(counts[lo:hi].sum())
-            if work:  # no neighbour at all: nothing to compare
-                yield SpaceTask(str(prefix), left, right, lo, hi, same, work)
+        yield from _join_tasks(str(prefix), left, right, grids, offsets[left == right], chunksize)
+
+
+def _write_grids(prefix: Path, keys: np.ndarray, sets: dict, names: set) -> dict:
+    """The grid of each set of images named (positions in cell order), written for the workers."""
+    grids = {}
+    for name in names:
+        members = np.flatnonzero(sets[name])  # in cell order already
+        grids[name] = space.make_grid(keys[members])
+        np.save(f"{prefix}-{name}-order.npy", members[grids[name].order])
+        np.save(f"{prefix}-{name}-keys.npy", grids[name].keys)
+    return grids
+
+
+def _join_tasks(prefix: str, left: str, right: str, grids: dict, offsets: np.ndarray, chunksize: int):
+    """Blocks of ``chunksize`` images of ``left`` against their neighbours in ``right``, each with
+    its number of candidate pairs as its work (blocks with none are left out)."""
+    same = left == right
+    counts = space.neighbour_counts(grids[left].keys, grids[right], offsets)
+    if same:  # and the points after each one in its own cell
+        at = np.searchsorted(grids[left].cells, grids[left].keys)
+        counts += grids[left].starts[at] + grids[left].counts[at] - np.arange(len(counts)) - 1
+    for lo in range(0, len(counts), chunksize):
+        hi = min(lo + chunksize, len(counts))
+        work = int(counts[lo:hi].sum())
+        if work:
+            yield SpaceTask(prefix, left, right, lo, hi, same, work)
 
 
 @dataclass
