@@ -268,3 +268,29 @@ def test_a_few_large_files_are_worth_starting_workers(tmp_path):
         assert index.scan([big], processes=2).workers == 2
     with Index(tmp_path / "b.db") as index:
         assert index.scan([small], processes=2).workers == 0
+
+
+def test_many_copies_of_one_picture_cost_one_disk_check_each_and_moves_are_still_found(index, tmp_path,
+                                                                                       monkeypatch):
+    import imgindex.scan.writer as writer
+
+    original = write_image(tmp_path / "lib" / "a" / "original.png", seed=3)
+    index.scan(tmp_path / "lib", processes=1)
+    for k in range(60):  # then 60 byte copies in 6 folders: each is known content when it is written
+        folder = tmp_path / "lib" / f"copies{k % 6}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(original, folder / f"copy{k:02d}.png")
+    checks = []
+    real = os.path.lexists
+    monkeypatch.setattr(writer.os.path, "lexists", lambda p: checks.append(p) or real(p))
+    report = index.scan(tmp_path / "lib", processes=1)
+    assert report.added == 60 and index.count() == 61
+    assert len(checks) <= 61  # each row looked for on disk once; one check per earlier copy each time was 1,830
+    (tmp_path / "lib" / "moved").mkdir()
+    shutil.move(tmp_path / "lib" / "copies3" / "copy03.png", tmp_path / "lib" / "moved" / "copy03.png")
+    shutil.rmtree(tmp_path / "lib" / "copies5")  # ten copies gone
+    report = index.scan(tmp_path / "lib", processes=1)
+    assert (report.moved, report.removed, index.count()) == (1, 10, 51)
+    with sqlite3.connect(index.path) as conn:  # every row has its tensor, and the moved one its new path
+        assert conn.execute("SELECT count(*) FROM images JOIN tensors ON tensors.image_id = images.id").fetchone()[0] == 51
+        assert conn.execute("SELECT count(*) FROM images WHERE path LIKE '%/moved/copy03.png'").fetchone()[0] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,9 @@ class IndexWriter:
         self.counts = Counts()
         self.errors: list[ScanErrorInfo] = []
         self.missing: dict[int, str] = {}  # row id -> old path
+        # per content hash seen this scan: its rows not yet found on disk, and the row copies reuse
+        self._unchecked: dict[str, deque] = {}
+        self._source: dict[str, int] = {}
         self.pending: list[tuple[ReadTask, FileResult]] = []
         self.forget_errors: list[str] = []  # error rows of files no longer there
         self.last_flush = time.monotonic()
@@ -88,6 +92,7 @@ class IndexWriter:
         """Drop the rows of files that are gone, at the end of a completed walk."""
         with self.db.atomic():
             delete_images(self.db, sorted(image_ids))
+            self._forget_known()
             for path in error_paths:
                 self.db.execute("DELETE FROM scan_errors WHERE path = ?", [path])
             self.counts.removed += len(image_ids)
@@ -111,6 +116,7 @@ class IndexWriter:
                 self.counts.unchanged += 1  # same bytes, new mtime (touched, copied over itself)
                 return
             delete_images(self.db, [task.old_id])  # new content: a new row, a new id
+            self._forget_known()
             self.counts.updated += 1
         else:
             self.counts.added += 1
@@ -120,27 +126,60 @@ class IndexWriter:
         else:
             insert_image(self.db, task, result, self.px_size)
 
-    def _place_known(self, task: ReadTask, result: FileResult) -> None:
-        """Content already indexed: a move keeps its row; a copy reuses the tensor."""
-        candidates = self.db.execute(
-            "SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? ORDER BY id",
-            [result.content_hash, self.px_size, DECODER],
-        ).fetchall()
-        for image_id, old_path in candidates:
+    def _forget_known(self) -> None:
+        """Rows were deleted: what ``_place_known`` kept of rows may name them."""
+        self._unchecked.clear()
+        self._source.clear()
+
+    def _place_again(self, task: ReadTask, result: FileResult, retry: bool) -> None:
+        """A row kept from earlier was removed by another process meanwhile: read the rows again
+        (and, should that fail too, decode the file itself)."""
+        self._forget_known()
+        if retry:
+            self._decode_here(task)
+        else:
+            self._place_known(task, result, retry=True)
+
+    def _place_known(self, task: ReadTask, result: FileResult, retry: bool = False) -> None:
+        """Content already indexed: a move keeps its row; a copy reuses the tensor.
+
+        A row whose file is gone (or not seen in its walked folder) makes this a move. Each row is
+        checked on disk at most once a scan: a picture with a thousand copies cost a thousand
+        stat calls for every new copy of it before (quadratic; a million files took hours)."""
+        candidates = self._unchecked.get(result.content_hash)
+        if candidates is None:
+            rows = self.db.execute(
+                "SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? ORDER BY id",
+                [result.content_hash, self.px_size, DECODER],
+            ).fetchall()
+            if not rows:
+                candidates = deque()
+            else:
+                self._source[result.content_hash] = rows[0][0]
+                candidates = self._unchecked[result.content_hash] = deque(rows)
+        while candidates:
+            image_id, old_path = candidates.popleft()
             if image_id in self.missing or not os.path.lexists(old_path):
                 self.missing.pop(image_id, None)
-                self.db.execute(
+                moved = self.db.execute(
                     "UPDATE images SET path = ?, folder = ?, size = ?, mtime_ns = ?, moved_at = ? WHERE id = ?",
                     [task.path, task.folder, result.size, result.mtime_ns, now(), image_id],
-                )
+                ).rowcount
+                if not moved:  # another process removed the row since it was read: look again
+                    return self._place_again(task, result, retry)
                 self._undo_added(task)
                 self.counts.moved += 1
                 return
-        if candidates:
-            copy_image(self.db, task, result, candidates[0][0])
+        source = self._source.get(result.content_hash)
+        if source is not None:
+            if not copy_image(self.db, task, result, source):
+                return self._place_again(task, result, retry)
             self.counts.reused += 1
             return
-        # The row the worker saw went away meanwhile (its file changed): decode here after all.
+        self._decode_here(task)  # the row the worker saw went away meanwhile (its file changed)
+
+    def _decode_here(self, task: ReadTask) -> None:
+        """Decode the file in this process after all, and add it (or record why not)."""
         fresh = read_file(task.path, self.px_size)
         if fresh.decoded is not None:
             self.counts.decoded += 1
@@ -163,6 +202,7 @@ class IndexWriter:
         self.counts.failed += 1
         if task.old_id is not None:
             delete_images(self.db, [task.old_id])  # its old tensor no longer describes the file
+            self._forget_known()
             self.counts.removed += 1
         self.db.execute(
             "INSERT INTO scan_errors (path, folder, error_class, message, at, size, mtime_ns, scan_id)"
@@ -186,15 +226,19 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) VALUES (?, ?, ?)", [image_id, px_size, d.tensor])
 
 
-def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> None:
-    """A new row for a byte copy, with the facts and tensor of the row it copies."""
-    new_id = db.execute(
+def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> bool:
+    """A new row for a byte copy, with the facts and tensor of the row it copies (False, and
+    nothing written, when that row is gone)."""
+    cursor = db.execute(
         f"INSERT INTO images ({_IMAGE_COLUMNS})"
         " SELECT ?, ?, ?, ?, width, height, format, content_hash, px_size, decoder, ? FROM images WHERE id = ?",
         [task.path, task.folder, result.size, result.mtime_ns, now(), source_id],
-    ).lastrowid
+    )
+    if cursor.rowcount != 1:
+        return False
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) SELECT ?, px_size, tensor FROM tensors"
-               " WHERE image_id = ?", [new_id, source_id])
+               " WHERE image_id = ?", [cursor.lastrowid, source_id])
+    return True
 
 
 def delete_images(db: Database, ids: list[int]) -> None:
