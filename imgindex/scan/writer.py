@@ -47,6 +47,32 @@ class Counts:
         return {name: getattr(self, name) for name in names}
 
 
+class KnownRows:
+    """Per scan, per content hash met: its rows not yet looked for on disk, and the row copies of
+    it reuse. Forgotten whenever this scan deletes rows."""
+
+    def __init__(self, db: Database, px_size: int):
+        self.db, self.px_size = db, px_size
+        self.rows: dict[str, deque] = {}
+        self.source: dict[str, int] = {}
+
+    def unchecked(self, content_hash: str) -> deque:
+        if content_hash not in self.rows:
+            rows = self.db.execute(
+                "SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? ORDER BY id",
+                [content_hash, self.px_size, DECODER],
+            ).fetchall()
+            if not rows:  # not kept: rows of it may be written later in this scan
+                return deque()
+            self.source[content_hash] = rows[0][0]
+            self.rows[content_hash] = deque(rows)
+        return self.rows[content_hash]
+
+    def forget(self) -> None:
+        self.rows.clear()
+        self.source.clear()
+
+
 class IndexWriter:
     """Applies read results to one index for one scan; ``missing`` collects rows whose file was not seen."""
 
@@ -55,9 +81,7 @@ class IndexWriter:
         self.counts = Counts()
         self.errors: list[ScanErrorInfo] = []
         self.missing: dict[int, str] = {}  # row id -> old path
-        # per content hash seen this scan: its rows not yet found on disk, and the row copies reuse
-        self._unchecked: dict[str, deque] = {}
-        self._source: dict[str, int] = {}
+        self.known = KnownRows(db, px_size)
         self.pending: list[tuple[ReadTask, FileResult]] = []
         self.forget_errors: list[str] = []  # error rows of files no longer there
         self.last_flush = time.monotonic()
@@ -92,7 +116,7 @@ class IndexWriter:
         """Drop the rows of files that are gone, at the end of a completed walk."""
         with self.db.atomic():
             delete_images(self.db, sorted(image_ids))
-            self._forget_known()
+            self.known.forget()
             for path in error_paths:
                 self.db.execute("DELETE FROM scan_errors WHERE path = ?", [path])
             self.counts.removed += len(image_ids)
@@ -116,7 +140,7 @@ class IndexWriter:
                 self.counts.unchanged += 1  # same bytes, new mtime (touched, copied over itself)
                 return
             delete_images(self.db, [task.old_id])  # new content: a new row, a new id
-            self._forget_known()
+            self.known.forget()
             self.counts.updated += 1
         else:
             self.counts.added += 1
@@ -126,15 +150,10 @@ class IndexWriter:
         else:
             insert_image(self.db, task, result, self.px_size)
 
-    def _forget_known(self) -> None:
-        """Rows were deleted: what ``_place_known`` kept of rows may name them."""
-        self._unchecked.clear()
-        self._source.clear()
-
     def _place_again(self, task: ReadTask, result: FileResult, retry: bool) -> None:
         """A row kept from earlier was removed by another process meanwhile: read the rows again
         (and, should that fail too, decode the file itself)."""
-        self._forget_known()
+        self.known.forget()
         if retry:
             self._decode_here(task)
         else:
@@ -146,17 +165,7 @@ class IndexWriter:
         A row whose file is gone (or not seen in its walked folder) makes this a move. Each row is
         checked on disk at most once a scan: a picture with a thousand copies cost a thousand
         stat calls for every new copy of it before (quadratic; a million files took hours)."""
-        candidates = self._unchecked.get(result.content_hash)
-        if candidates is None:
-            rows = self.db.execute(
-                "SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? ORDER BY id",
-                [result.content_hash, self.px_size, DECODER],
-            ).fetchall()
-            if not rows:
-                candidates = deque()
-            else:
-                self._source[result.content_hash] = rows[0][0]
-                candidates = self._unchecked[result.content_hash] = deque(rows)
+        candidates = self.known.unchecked(result.content_hash)
         while candidates:
             image_id, old_path = candidates.popleft()
             if image_id in self.missing or not os.path.lexists(old_path):
@@ -170,7 +179,7 @@ class IndexWriter:
                 self._undo_added(task)
                 self.counts.moved += 1
                 return
-        source = self._source.get(result.content_hash)
+        source = self.known.source.get(result.content_hash)
         if source is not None:
             if not copy_image(self.db, task, result, source):
                 return self._place_again(task, result, retry)
@@ -202,7 +211,7 @@ class IndexWriter:
         self.counts.failed += 1
         if task.old_id is not None:
             delete_images(self.db, [task.old_id])  # its old tensor no longer describes the file
-            self._forget_known()
+            self.known.forget()
             self.counts.removed += 1
         self.db.execute(
             "INSERT INTO scan_errors (path, folder, error_class, message, at, size, mtime_ns, scan_id)"
