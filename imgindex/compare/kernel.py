@@ -311,7 +311,8 @@ def _dense_ssd(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray, o
 
     SSD = |a|^2 + |b|^2 - 2 a.b. The products run in float32 on runs of 250 values: every
     partial sum is an integer below 250 * 255^2 < 2^24, so exact in any order (BLAS's too); the
-    runs are added in float64, exact below 2^53. Pair by pair costs ~30 us, a combination ~0.4 us."""
+    runs are added in float64, exact below 2^53. (A sample of the tasks at a million images: 26 s
+    pair by pair, 7.8 s with this.)"""
     left, li = np.unique(ia, return_inverse=True)
     right, ri = np.unique(ib, return_inverse=True)
     if len(ia) < 2000 or len(ia) < DENSE_SHARE * len(left) * len(right) or len(left) * len(right) > DENSE_MAX:
