@@ -618,9 +618,11 @@ def test_hostile_file_names_are_data_never_markup(site):
 def listening(port: int) -> set[str]:
     """The addresses a TCP socket listens on at ``port`` (from /proc/net/tcp; Linux)."""
     found = set()
+    if not os.path.exists("/proc/net/tcp"):
+        pytest.skip("LOUD: no /proc/net/tcp (not Linux), so the addresses the server binds are not checked")
     for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        if not os.path.exists(table):
-            pytest.skip("needs /proc/net/tcp")
+        if not os.path.exists(table):  # IPv6 off: nothing can listen there
+            continue
         for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
             address, at = local.split(":")

@@ -87,22 +87,15 @@ def compare_task(context: CompareContext, task: Task, threshold: float, orientat
         rows_at = cols_at = np.union1d(rows_at, cols_at)
     a = load_tensors(conn, ids_a[rows_at], px_size)
     b = a if same else load_tensors(conn, ids_b[cols_at], px_size)
-    m = kernel.confirm(cand, a, rows_at, b, cols_at, limit, orientations)
-    return _lower_first(ids_a[m.rows], ids_b[m.cols], m.ssd, m.orient.copy(),
-                        lambda k: a[np.searchsorted(rows_at, m.rows[k])],
-                        lambda k: b[np.searchsorted(cols_at, m.cols[k])], orientations)
+    # a moved image compared with a newer one: stored with the lower id first, seen from its side
+    m = kernel.confirm(cand, a, rows_at, b, cols_at, limit, orientations,
+                       flip=lambda rows, cols: ids_a[rows] > ids_b[cols])
+    return (*_lower_first(ids_a[m.rows], ids_b[m.cols]), m.ssd, m.orient)
 
 
-def _lower_first(pair_a, pair_b, ssd, orient, tensors_a, tensors_b, orientations) -> tuple[np.ndarray, ...]:
-    """Pairs with the lower id first. A pair found the other way round (a moved image against a
-    newer one, or a range search's left side) gets its orientation chosen again from a's side."""
-    swapped = np.flatnonzero(pair_a > pair_b)
-    if len(swapped):
-        ta, tb = tensors_a(swapped), tensors_b(swapped)
-        best = np.stack([kernel.exact_ssd(tb, ta, o) for o in orientations], axis=1)
-        orient[swapped] = np.asarray(orientations)[np.argmin(best, axis=1)]
-        pair_a[swapped], pair_b[swapped] = pair_b[swapped], pair_a[swapped].copy()
-    return pair_a, pair_b, ssd, orient
+def _lower_first(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs' ids, the lower one first (their orientations already seen from its side)."""
+    return np.minimum(ids_a, ids_b), np.maximum(ids_a, ids_b)
 
 
 def compare_space_task(context: CompareContext, task: SpaceTask, threshold: float, orientations):
@@ -129,7 +122,7 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
     ids = np.asarray(bucket.ids)
     coarse, at = _coarse_of(context, bucket, np.union1d(pa, pb))
     limit = kernel.ssd_threshold(threshold, context.px_size * context.px_size * 3)
-    norm = float(bucket.meta["coarse_norm"]) if bucket.coarse is not None else _largest_norm(coarse)
+    norm = float(bucket.meta["coarse_norm"]) if bucket.coarse is not None else nearby.largest_norm(coarse)
     pair, orient = kernel.oriented_close(coarse, np.searchsorted(at, pa), np.searchsorted(at, pb),
                                          space.reach(float(np.sqrt(limit)), norm), orientations)
     if len(pair) == 0:
@@ -142,9 +135,7 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
     ia, ib = np.searchsorted(wanted, pa), np.searchsorted(wanted, pb)  # valid where a pair is in reach
     flip = ids[pa] > ids[pb]  # stored with the lower id first: seen from the right side's image
     m = kernel.confirm_pairs(tensors, ia, tensors, ib, pair, orient, limit, orientations, flip=flip)
-    low, high = np.where(flip[m.rows], ids[pb[m.rows]], ids[pa[m.rows]]), np.where(flip[m.rows], ids[pa[m.rows]],
-                                                                                 ids[pb[m.rows]])
-    return low, high, m.ssd, m.orient
+    return (*_lower_first(ids[pa[m.rows]], ids[pb[m.rows]]), m.ssd, m.orient)
 
 
 def _sample_close(context: CompareContext, bucket: nearby.Bucket, pa, pb, pair, orient, limit, orientations):
@@ -171,11 +162,6 @@ def _coarse_of(context: CompareContext, bucket: nearby.Bucket, positions: np.nda
     edges = kernel.grid_edges(context.px_size)
     found = load_coarse(context.conn, np.asarray(bucket.ids)[positions], len(edges) - 1)
     return (found - kernel.coarse_center(edges)).astype(np.float32), positions
-
-
-def _largest_norm(coarse: np.ndarray) -> float:
-    flat = coarse.reshape(len(coarse), -1).astype(np.float64)
-    return float(np.sqrt(np.einsum("ij,ij->i", flat, flat).max(initial=0)))
 
 
 def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshold: float, orientations,

@@ -217,6 +217,17 @@ class Matches:
         return len(self.rows)
 
 
+def best_seen(rows, cols, ssd, orient, flip: np.ndarray | None) -> Matches:
+    """``best_per_pair``, with the pairs where ``flip`` is set seen from b's side (b has the lower
+    id, which is stored first): their orientations inverted first, so ties go to the earliest
+    orientation from that side. Every orientation within the limit is among the candidates (one
+    that failed its bound is past the limit), so no exact check is needed again."""
+    if flip is not None:
+        orient = orient.copy()
+        orient[flip] = np.asarray(INVERSE)[orient[flip]]
+    return best_per_pair(rows, cols, ssd, orient)
+
+
 def best_per_pair(rows, cols, ssd, orient) -> Matches:
     """Keep, for each (row, col), the smallest SSD; ties go to the earliest orientation."""
     if len(rows) == 0:
@@ -261,9 +272,11 @@ def confirm(
     b_index: np.ndarray,
     limit: float,
     orientations: tuple[int, ...],
+    flip=None,
 ) -> Matches:
     """Check candidates exactly. ``a`` holds the tensors of rows ``a_index`` (ascending), ``b`` of
-    cols ``b_index``: only the candidates' tensors need to be at hand."""
+    cols ``b_index``: only the candidates' tensors need to be at hand. ``flip(rows, cols)``: which
+    pairs are to be seen from b's side (see ``best_seen``)."""
     rows, cols, orient_, ssd = [], [], [], []
     for o in orientations:
         sel = cand.orient == o
@@ -278,7 +291,9 @@ def confirm(
         orient_.append(np.full(int(keep.sum()), o, dtype=np.int64))
     if not rows:
         return best_per_pair(*(np.empty(0, np.int64),) * 4)
-    return best_per_pair(np.concatenate(rows), np.concatenate(cols), np.concatenate(ssd), np.concatenate(orient_))
+    rows_, cols_ = np.concatenate(rows), np.concatenate(cols)
+    return best_seen(rows_, cols_, np.concatenate(ssd), np.concatenate(orient_),
+                     None if flip is None else flip(rows_, cols_))
 
 
 def oriented_close(coarse: np.ndarray, ia: np.ndarray, ib: np.ndarray, limit2: float, orientations: tuple[int, ...],
@@ -336,8 +351,7 @@ def confirm_pairs(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray
     """Exact check of (pair, orientation) candidates: pair k compares ta[ia[k]] with tb[ib[k]].
     Returns Matches with rows = pair numbers (cols all 0) and the best orientation of each.
 
-    ``flip[k]``: pair k is to be seen from b's side (b has the lower id): its orientations are
-    inverted before the best is chosen, so ties go to the earliest orientation from that side."""
+    ``flip[k]``: pair k is to be seen from b's side (see ``best_seen``)."""
     rows, ssd, kept = [], [], []
     for o in orientations:
         k_all = pair[orient_ == o]
@@ -357,8 +371,6 @@ def confirm_pairs(ta: np.ndarray, ia: np.ndarray, tb: np.ndarray, ib: np.ndarray
             kept.append(np.full(int(keep.sum()), o, dtype=np.int64))
     if not rows:
         return best_per_pair(*(np.empty(0, np.int64),) * 4)
-    rows_, kept_ = np.concatenate(rows), np.concatenate(kept)
-    if flip is not None:  # an orientation that failed its bound is above the limit: it cannot be the best
-        turn = flip[rows_]
-        kept_[turn] = np.asarray(INVERSE)[kept_[turn]]
-    return best_per_pair(rows_, np.zeros_like(rows_), np.concatenate(ssd), kept_)
+    rows_ = np.concatenate(rows)
+    return best_seen(rows_, np.zeros_like(rows_), np.concatenate(ssd), np.concatenate(kept),
+                     None if flip is None else flip[rows_])

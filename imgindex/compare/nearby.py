@@ -75,16 +75,18 @@ def _alive(pid: int) -> bool:
 
 
 def _blocks(db: Database, column: str, ids: np.ndarray, width: int, dtype=np.float64):
-    """(positions in ``ids``, values (k, width)) of the rows of ``ids`` whose ``column`` is set, a
-    batch of ids per query; and the ids whose column is NULL."""
+    """(positions in ``ids``, values (k, width)) of the rows of ``ids`` whose ``column`` holds
+    ``width`` values, a batch of ids per query; and the ids whose column does not (NULL, or
+    written by an earlier form of it)."""
+    size = width * np.dtype(dtype).itemsize
     for start in range(0, len(ids), _IDS_PER_QUERY):
         part = json.dumps(ids[start : start + _IDS_PER_QUERY].tolist())
         rows = db.execute(f"SELECT image_id, {column} FROM search_keys"
                           " WHERE image_id IN (SELECT value FROM json_each(?))", [part]).fetchall()
-        have = [r for r in rows if r[1] is not None]
+        have = [r for r in rows if r[1] is not None and len(r[1]) == size]
         at = np.searchsorted(ids, np.fromiter((r[0] for r in have), dtype=np.int64, count=len(have)))
         values = np.frombuffer(b"".join(r[1] for r in have), dtype=dtype).reshape(len(have), width)
-        yield at, values, [r[0] for r in rows if r[1] is None]
+        yield at, values, [r[0] for r in rows if r[1] is None or len(r[1]) != size]
 
 
 def load_orbits(db: Database, ids: np.ndarray, grid: int) -> np.ndarray:
@@ -93,14 +95,9 @@ def load_orbits(db: Database, ids: np.ndarray, grid: int) -> np.ndarray:
     m = grid * grid * 3
     out = np.empty((len(ids), m), dtype=np.float32)
     missing = []
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        part = json.dumps(ids[start : start + _IDS_PER_QUERY].tolist())
-        rows = db.execute("SELECT image_id, orbits FROM search_keys WHERE image_id IN (SELECT value FROM json_each(?))",
-                          [part]).fetchall()
-        have = [r for r in rows if r[1] is not None and len(r[1]) == 4 * m]
-        missing += [r[0] for r in rows if r[1] is None or len(r[1]) != 4 * m]
-        at = np.searchsorted(ids, np.fromiter((r[0] for r in have), dtype=np.int64, count=len(have)))
-        out[at] = np.frombuffer(b"".join(r[1] for r in have), dtype=np.float32).reshape(len(have), m)
+    for at, values, other in _blocks(db, "orbits", ids, m, np.float32):
+        out[at] = values
+        missing += other
     missing = np.array(sorted(missing), dtype=np.int64)
     for at, values, _ in _blocks(db, "coarse", missing, m):
         features = space.orbit_features(values.reshape(len(values), grid, grid, 3)).astype(np.float32)
@@ -111,11 +108,12 @@ def load_orbits(db: Database, ids: np.ndarray, grid: int) -> np.ndarray:
     return out
 
 
-def _largest_norm(rows: np.ndarray, chunk: int = 65_536) -> float:
-    """The largest Euclidean norm of the rows, in float64, a chunk at a time."""
+def largest_norm(rows: np.ndarray, chunk: int = 65_536) -> float:
+    """The largest Euclidean norm of the rows (any shape after the first axis), in float64, a chunk
+    at a time."""
     largest = 0.0
     for start in range(0, len(rows), chunk):
-        block = rows[start : start + chunk].astype(np.float64)
+        block = rows[start : start + chunk].reshape(min(chunk, len(rows) - start), -1).astype(np.float64)
         largest = max(largest, float(np.einsum("ij,ij->i", block, block).max(initial=0)))
     return float(np.sqrt(largest))
 
@@ -163,7 +161,7 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     """The SpaceTasks of one bucket (``ids`` ascending), after writing the arrays they read."""
     limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
     features = load_orbits(db, ids, len(kernel.grid_edges(px_size)) - 1)
-    radius = space.stored_radius(float(np.sqrt(limit)), _largest_norm(features))
+    radius = space.stored_radius(float(np.sqrt(limit)), largest_norm(features))
     sp = space.fit(features, radius)
     points = space.project(sp, features, space.CLOSE_DIMS)
     del features
@@ -189,7 +187,7 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
         _write_samples(db, Path(f"{prefix}-sample.npy"), ids, to_cell, px_size)
     offsets = {True: space.neighbour_offsets(sp, half=True), False: space.neighbour_offsets(sp, half=False)}
     np.savez(f"{prefix}-meta.npz", half=offsets[True], full=offsets[False], radius=radius,
-             points_norm=_largest_norm(close), coarse_norm=coarse_norm)
+             points_norm=largest_norm(close), coarse_norm=coarse_norm)
     for left, right in joins:
         yield from _join_tasks(str(prefix), left, right, grids, offsets[left == right], chunksize)
 
