@@ -372,3 +372,159 @@ def search_keys_orbits(db: Database) -> None:
         CREATE INDEX search_keys_complete ON search_keys(image_id) WHERE sample IS NOT NULL;
         """
     )
+
+
+_VISIBLE = "r.found_in <= s.id AND (r.gone_in IS NULL OR r.gone_in > s.id)"
+# the row a search shows for (search, image): deleting it hides it from that search on (rows it found itself go)
+_HIDE_GROUP_ROW = """
+    UPDATE group_rows SET gone_in = OLD.search_id
+     WHERE group_set = (SELECT pair_set FROM searches WHERE id = OLD.search_id) AND image_id = OLD.image_id
+       AND found_in < OLD.search_id AND (gone_in IS NULL OR gone_in > OLD.search_id);
+    DELETE FROM group_rows
+     WHERE group_set = (SELECT pair_set FROM searches WHERE id = OLD.search_id) AND image_id = OLD.image_id
+       AND found_in = OLD.search_id;
+"""
+_ADD_GROUP_ROW = """
+    INSERT INTO group_rows (group_set, group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored,
+                            keep_reason, found_in)
+    VALUES ((SELECT pair_set FROM searches WHERE id = NEW.search_id), NEW.group_id, NEW.image_id, NEW.is_keeper,
+            NEW.root, NEW.mse_to_keeper, NEW.rotation, NEW.mirrored, NEW.keep_reason, NEW.search_id);
+"""
+_HIDE_PAIR_ROW = """
+    UPDATE pair_rows SET gone_in = OLD.search_id
+     WHERE pair_set = (SELECT pair_set FROM searches WHERE id = OLD.search_id) AND image_a = OLD.image_a
+       AND image_b = OLD.image_b AND found_in < OLD.search_id AND (gone_in IS NULL OR gone_in > OLD.search_id);
+    DELETE FROM pair_rows
+     WHERE pair_set = (SELECT pair_set FROM searches WHERE id = OLD.search_id) AND image_a = OLD.image_a
+       AND image_b = OLD.image_b AND found_in = OLD.search_id;
+"""
+_ADD_PAIR_ROW = """
+    INSERT INTO pair_rows (pair_set, image_a, image_b, mse, rotation, mirrored, found_at, found_in)
+    VALUES ((SELECT pair_set FROM searches WHERE id = NEW.search_id), NEW.image_a, NEW.image_b, NEW.mse,
+            NEW.rotation, NEW.mirrored, NEW.found_at, NEW.search_id);
+"""
+_BUMP = "UPDATE searches SET revision = revision + 1 WHERE id = {}.search_id;"
+# a group whose member leaves the index or changes (a fact the keeper rule reads) is made again
+# by the next incremental search of each chain
+_STALE = """
+    INSERT OR IGNORE INTO stale_groups (group_set, group_id)
+    SELECT group_set, group_id FROM group_rows WHERE image_id = {}.id AND gone_in IS NULL;
+"""
+
+
+@MIGRATIONS(name="0011_shared_rows")
+def shared_rows(db: Database) -> None:
+    """Searches share their unchanged rows: an incremental search adds the pairs and groups that
+    changed and hides those that went, instead of copying a million rows (``compare.persist``).
+    ``pairs`` and ``group_members`` become views with the same columns, and writable as before."""
+    db.executescript(
+        f"""
+        -- chain: the searches that build on one another (each incremental search on the latest) share
+        -- the rows of their chain's first search: pair_set is its id. revision counts edits of a
+        -- search's groups after it finished (decisions, actions): a search building on it checks it.
+        ALTER TABLE searches ADD COLUMN pair_set INTEGER;
+        ALTER TABLE searches ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        UPDATE searches SET pair_set = id;
+        -- a row belongs to the searches of its chain from found_in (included) to gone_in (excluded)
+        CREATE TABLE pair_rows (
+            pair_set INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+            image_a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            image_b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            mse REAL NOT NULL,
+            rotation INTEGER NOT NULL,
+            mirrored INTEGER NOT NULL,
+            found_at TEXT NOT NULL,
+            found_in INTEGER NOT NULL,
+            gone_in INTEGER,
+            PRIMARY KEY (pair_set, image_a, image_b, found_in)
+        ) WITHOUT ROWID;
+        INSERT INTO pair_rows SELECT search_id, image_a, image_b, mse, rotation, mirrored, found_at, search_id, NULL
+            FROM pairs;
+        CREATE INDEX pair_rows_image_a ON pair_rows(image_a);
+        CREATE INDEX pair_rows_image_b ON pair_rows(image_b);
+        CREATE TABLE group_rows (
+            group_set INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+            group_id INTEGER NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            is_keeper INTEGER NOT NULL,
+            root TEXT,
+            mse_to_keeper REAL,
+            rotation INTEGER,
+            mirrored INTEGER,
+            keep_reason TEXT,
+            found_in INTEGER NOT NULL,
+            gone_in INTEGER,
+            PRIMARY KEY (group_set, group_id, image_id, found_in)
+        ) WITHOUT ROWID;
+        INSERT INTO group_rows SELECT search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation,
+            mirrored, keep_reason, search_id, NULL FROM group_members;
+        CREATE INDEX group_rows_image ON group_rows(image_id);
+        CREATE TABLE stale_groups (
+            group_set INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+            group_id INTEGER NOT NULL,
+            PRIMARY KEY (group_set, group_id)
+        ) WITHOUT ROWID;
+        DROP VIEW match_pairs;
+        DROP VIEW match_groups;
+        DROP TABLE pairs;
+        DROP TABLE group_members;
+        -- a pair is stored once, lower image id first; b = T(a) with T = (mirrored, rotation)
+        CREATE VIEW pairs AS
+            SELECT s.id AS search_id, r.image_a, r.image_b, r.mse, r.rotation, r.mirrored, r.found_at
+            FROM searches s JOIN pair_rows r ON r.pair_set = s.pair_set
+            WHERE {_VISIBLE};
+        CREATE VIEW group_members AS
+            SELECT s.id AS search_id, r.group_id, r.image_id, r.is_keeper, r.root, r.mse_to_keeper, r.rotation,
+                   r.mirrored, r.keep_reason
+            FROM searches s JOIN group_rows r ON r.group_set = s.pair_set
+            WHERE {_VISIBLE};
+        CREATE TRIGGER pairs_insert INSTEAD OF INSERT ON pairs BEGIN {_ADD_PAIR_ROW} END;
+        CREATE TRIGGER pairs_delete INSTEAD OF DELETE ON pairs BEGIN {_HIDE_PAIR_ROW} END;
+        CREATE TRIGGER pairs_update INSTEAD OF UPDATE ON pairs BEGIN {_HIDE_PAIR_ROW} {_ADD_PAIR_ROW} END;
+        CREATE TRIGGER group_members_insert INSTEAD OF INSERT ON group_members
+            BEGIN {_ADD_GROUP_ROW} {_BUMP.format("NEW")} END;
+        CREATE TRIGGER group_members_delete INSTEAD OF DELETE ON group_members
+            BEGIN {_HIDE_GROUP_ROW} {_BUMP.format("OLD")} END;
+        CREATE TRIGGER group_members_update INSTEAD OF UPDATE ON group_members
+            BEGIN {_HIDE_GROUP_ROW} {_ADD_GROUP_ROW} {_BUMP.format("OLD")} END;
+        CREATE TRIGGER images_gone BEFORE DELETE ON images BEGIN {_STALE.format("OLD")} END;
+        CREATE TRIGGER images_changed AFTER UPDATE OF path, folder, size, mtime_ns, width, height, format
+            ON images BEGIN {_STALE.format("NEW")} END;
+        -- moved images are compared again: found without reading every row
+        CREATE INDEX images_moved_at ON images(moved_at) WHERE moved_at IS NOT NULL;
+        CREATE VIEW match_pairs AS
+            SELECT a.path AS path_a, b.path AS path_b, p.mse, p.rotation, p.mirrored, p.found_at,
+                   p.image_a, p.image_b, p.search_id
+            FROM pairs p
+            JOIN images a ON a.id = p.image_a
+            JOIN images b ON b.id = p.image_b
+            WHERE p.search_id = (SELECT id FROM latest_search)
+              AND NOT EXISTS (
+                  SELECT 1 FROM decisions d
+                  WHERE d.kind = 'not-duplicates' AND d.revoked_at IS NULL
+                    AND d.hash_a = min(a.content_hash, b.content_hash)
+                    AND d.hash_b = max(a.content_hash, b.content_hash))
+              AND NOT (p.image_a IN (SELECT image_id FROM reference_images)
+                       AND p.image_b IN (SELECT image_id FROM reference_images));
+        CREATE VIEW match_groups AS
+            SELECT g.group_id, i.path, g.is_keeper, i.width, i.height, i.size, i.folder, i.format,
+                   g.mse_to_keeper, g.rotation, g.mirrored, g.root, g.image_id, g.search_id, g.keep_reason
+            FROM group_members g
+            JOIN images i ON i.id = g.image_id
+            WHERE g.search_id = (SELECT id FROM latest_search);
+        -- the point index (compare.points): fixed principal axes of the orbit features, and each
+        -- image's first five coordinates on them, so a few new images find their neighbours in an
+        -- R*Tree instead of reading a million rows
+        CREATE TABLE search_space (
+            px_size INTEGER PRIMARY KEY,
+            center BLOB NOT NULL,
+            axes BLOB NOT NULL,
+            fitted_at TEXT NOT NULL
+        );
+        CREATE VIRTUAL TABLE search_points USING rtree(image_id, x0_lo, x0_hi, x1_lo, x1_hi, x2_lo, x2_hi,
+                                                       x3_lo, x3_hi, x4_lo, x4_hi);
+        CREATE TRIGGER images_points_gone AFTER DELETE ON images BEGIN
+            DELETE FROM search_points WHERE image_id = OLD.id;
+        END;
+        """
+    )

@@ -116,33 +116,56 @@ def compare_space_task(context: CompareContext, task: SpaceTask, threshold: floa
         found_a.append(pa[keep])
         found_b.append(pb[keep])
     pa, pb = np.concatenate(found_a), np.concatenate(found_b)
-    empty = np.empty(0, np.int64)
     if len(pa) == 0:
+        empty = np.empty(0, np.int64)
         return empty, empty, empty, empty
     ids = np.asarray(bucket.ids)
     coarse, at = _coarse_of(context, bucket, np.union1d(pa, pb))
-    limit = kernel.ssd_threshold(threshold, context.px_size * context.px_size * 3)
     norm = float(bucket.meta["coarse_norm"]) if bucket.coarse is not None else nearby.largest_norm(coarse)
+    return _confirm(context.conn, context.px_size, ids, pa, pb, coarse, at, norm, bucket.samples, threshold,
+                    orientations)
+
+
+def compare_listed(conn, px_size: int, pairs: np.ndarray, threshold: float, orientations) -> tuple[np.ndarray, ...]:
+    """Listed candidate pairs ((k, 2) ids, lower first; ``points``): the block-sum bound in each
+    orientation, the samples' SSD and the exact SSD, all read from SQLite for these images only."""
+    ids = np.unique(pairs)
+    if len(ids) == 0:
+        empty = np.empty(0, np.int64)
+        return empty, empty, empty, empty
+    edges = kernel.grid_edges(px_size)
+    coarse = (load_coarse(conn, ids, len(edges) - 1) - kernel.coarse_center(edges)).astype(np.float32)
+    pa, pb = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
+    return _confirm(conn, px_size, ids, pa, pb, coarse, np.arange(len(ids)), nearby.largest_norm(coarse), None,
+                    threshold, orientations)
+
+
+def _confirm(conn, px_size: int, ids: np.ndarray, pa, pb, coarse, at, norm: float, samples, threshold: float,
+             orientations) -> tuple[np.ndarray, ...]:
+    """Pairs (positions pa, pb in ``ids``) through the block-sum bound, the samples' SSD and the exact
+    SSD; ``coarse`` holds the centred coarse vectors of positions ``at`` (ascending)."""
+    empty = np.empty(0, np.int64)
+    limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
     pair, orient = kernel.oriented_close(coarse, np.searchsorted(at, pa), np.searchsorted(at, pb),
                                          space.reach(float(np.sqrt(limit)), norm), orientations)
     if len(pair) == 0:
         return empty, empty, empty, empty
-    pair, orient = _sample_close(context, bucket, pa, pb, pair, orient, limit, orientations)
+    pair, orient = _sample_close(conn, px_size, ids, samples, pa, pb, pair, orient, limit, orientations)
     if len(pair) == 0:
         return empty, empty, empty, empty
     wanted = np.union1d(pa[pair], pb[pair])  # pair: one row per orientation in reach
-    tensors = load_tensors(context.conn, ids[wanted], context.px_size)
+    tensors = load_tensors(conn, ids[wanted], px_size)
     ia, ib = np.searchsorted(wanted, pa), np.searchsorted(wanted, pb)  # valid where a pair is in reach
     flip = ids[pa] > ids[pb]  # stored with the lower id first: seen from the right side's image
     m = kernel.confirm_pairs(tensors, ia, tensors, ib, pair, orient, limit, orientations, flip=flip)
     return (*_lower_first(ids[pa[m.rows]], ids[pb[m.rows]]), m.ssd, m.orient)
 
 
-def _sample_close(context: CompareContext, bucket: nearby.Bucket, pa, pb, pair, orient, limit, orientations):
-    """The (pair, orientation) candidates whose samples' SSD (a part of the pair's) is within the limit."""
+def _sample_close(conn, px_size: int, ids: np.ndarray, samples, pa, pb, pair, orient, limit, orientations):
+    """The (pair, orientation) candidates whose samples' SSD (a part of the pair's) is within the limit;
+    ``samples``: mapped for every position, or None to read them from SQLite."""
     at = np.union1d(pa[pair], pb[pair])
-    samples = bucket.samples[at] if bucket.samples is not None else nearby.load_samples(
-        context.conn, np.asarray(bucket.ids)[at], context.px_size)
+    samples = samples[at] if samples is not None else nearby.load_samples(conn, ids[at], px_size)
     ia, ib = np.searchsorted(at, pa), np.searchsorted(at, pb)
     keep_pair, keep_orient = [], []
     for o in orientations:
@@ -191,12 +214,13 @@ def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshol
 
 class PairWriter:
     """Inserts pairs in batched transactions, each batch sorted by the table's key: 1.1M pairs
-    took 28 s in the order found and 8 s sorted in batches of 100,000 (with a 64 MB page cache)."""
+    took 28 s in the order found and 8 s sorted in batches of 100,000 (with a 64 MB page cache).
+    The rows belong to the chain ``pair_set`` from search ``search_id`` on (``persist``)."""
 
     batch = 100_000
 
-    def __init__(self, db: Database, search_id: int, n_values: int):
-        self.db, self.search_id, self.n_values = db, search_id, n_values
+    def __init__(self, db: Database, pair_set: int, search_id: int, n_values: int):
+        self.db, self.pair_set, self.search_id, self.n_values = db, pair_set, search_id, n_values
         self.rows: list[tuple] = []
         self.now = now()
 
@@ -204,7 +228,8 @@ class PairWriter:
         image_a, image_b, ssd, orient = result
         for a, b, s, o in zip(image_a.tolist(), image_b.tolist(), ssd.tolist(), orient.tolist()):
             t = kernel.ORIENTATIONS[o]
-            self.rows.append((self.search_id, a, b, s / self.n_values, t.rotation, int(t.mirrored), self.now))
+            self.rows.append((self.pair_set, a, b, s / self.n_values, t.rotation, int(t.mirrored), self.now,
+                              self.search_id))
         if len(self.rows) >= self.batch:
             self.flush()
         return len(image_a)
@@ -214,8 +239,8 @@ class PairWriter:
             self.rows.sort()
             with self.db.atomic():
                 self.db.conn.executemany(
-                    "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO pair_rows (pair_set, image_a, image_b, mse, rotation, mirrored, found_at, found_in)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     self.rows,
                 )
             self.rows = []
@@ -235,8 +260,13 @@ class PairCollector:
     def flush(self) -> None:
         pass
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def found(self) -> tuple[np.ndarray, ...]:
+        """(image_a, image_b, ssd, orientation) of every pair, as the tasks returned them."""
         if not self.parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
-        a, b, ssd, _ = (np.concatenate(x) for x in zip(*self.parts))
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty, empty
+        return tuple(np.concatenate(x) for x in zip(*self.parts))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, b, ssd, _ = self.found()
         return a, b, ssd.astype(np.float64) / self.n_values

@@ -1,13 +1,19 @@
-"""Write a search's results: carried-over pairs, groups (with keepers and exact MSE to the keeper).
+"""Write a search's results: pairs, groups (with keepers and exact MSE to the keeper).
 
-Pairs themselves are written as they are found (``execute.PairWriter``). Groups are the
-connected components of this search's pairs minus those set aside by decisions (not
-duplicates; both in reference folders); a group of the base search with the same members and
-keepers and no image added or moved since is taken over as it is.
+Searches that build on one another share rows (``pair_rows``, ``group_rows``; the ``pairs``
+and ``group_members`` views): a row belongs to the searches of its chain from the one that
+found it to the one that hid it. A full search starts a chain and writes everything; an
+incremental search writes only what changed, in one transaction with its completion: it hides
+the pairs of images compared again, adds the pairs it found, and makes again only the groups
+those touch (or that lost or changed a member since). A million unchanged pairs cost nothing.
+
+Groups are the connected components of a search's pairs minus those set aside by decisions
+(not duplicates; both in reference folders).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import TYPE_CHECKING
@@ -18,60 +24,159 @@ from imgindex.db import decisions
 from imgindex.db.queries import load_tensors
 from imgindex.scan.discover import under
 from imgindex.compare import groups as groups_
-from imgindex.compare import kernel, space
+from imgindex.compare import kernel
+from imgindex.compare.execute import PairWriter
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-_MEMBERS = "search_id, group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored, keep_reason"
-_MEMBER_INSERT = f"INSERT INTO group_members ({_MEMBERS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW_COLUMNS = ("group_set, group_id, image_id, is_keeper, root, mse_to_keeper, rotation, mirrored, keep_reason,"
+                " found_in")
+_ROW_INSERT = f"INSERT INTO group_rows ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+VISIBLE = "found_in <= ? AND (gone_in IS NULL OR gone_in > ?)"  # the rows of one search of the chain
 
 
-def carry(db: Database, search_id: int, base_id: int, old_ids: np.ndarray) -> int:
-    """Copy the base search's pairs between images that are still there, in scope and not re-compared.
+def chain_of(db: Database, search_id: int) -> int:
+    """The chain (pair_set) a search writes to."""
+    return db.execute("SELECT pair_set FROM searches WHERE id = ?", [search_id]).fetchone()[0]
 
-    The base's pairs only name images that exist (deleting an image deletes its pairs), so the
-    shorter list is used: the ids to carry, or the existing ids not to (usually just the new ones).
-    """
-    existing = np.fromiter((r[0] for r in db.execute("SELECT id FROM images")), dtype=np.int64)
-    excluded = space.missing_from(np.sort(existing), np.sort(old_ids))
-    use_excluded = len(excluded) < len(old_ids)
-    with db.atomic():
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS carried_ids (id INTEGER PRIMARY KEY)")
-        db.execute("DELETE FROM carried_ids")
-        db.conn.executemany("INSERT INTO carried_ids VALUES (?)",
-                            [(int(i),) for i in (excluded if use_excluded else old_ids)])
-        # "+": check membership row by row; as index keys, the two IN lists make SQLite probe
-        # every (a, b) combination of the scope (4.7 s instead of 4 ms at 20k images)
-        where = ("+image_a NOT IN carried_ids AND +image_b NOT IN carried_ids" if use_excluded
-                 else "+image_a IN carried_ids AND +image_b IN carried_ids")
-        cursor = db.execute(
-            "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
-            f" SELECT ?, image_a, image_b, mse, rotation, mirrored, found_at FROM pairs WHERE search_id = ? AND {where}",
-            [search_id, base_id],
-        )
-        return cursor.rowcount
+
+def add_pairs(db: Database, pair_set: int, search_id: int, found: tuple[np.ndarray, ...], n_values: int) -> int:
+    """Write pairs a search found, leaving out those whose image left the index meanwhile (a scan
+    running beside the search); returns how many were written."""
+    image_a, image_b, ssd, orient = found
+    if len(image_a) == 0:
+        return 0
+    ids = np.unique(np.concatenate([image_a, image_b]))
+    present = np.fromiter((r[0] for r in db.execute("SELECT id FROM images WHERE id IN (SELECT value FROM json_each(?))",
+                                                    [json.dumps(ids.tolist())])), dtype=np.int64)
+    keep = np.isin(image_a, present) & np.isin(image_b, present)
+    writer = PairWriter(db, pair_set, search_id, n_values)
+    writer.add(tuple(x[keep] for x in found))
+    writer.flush()
+    return int(keep.sum())
+
+
+def hide_pairs(db: Database, pair_set: int, search_id: int, image_ids: np.ndarray) -> int:
+    """Hide, from ``search_id`` on, the chain's pairs of images compared again; returns how many."""
+    if len(image_ids) == 0:
+        return 0
+    given = json.dumps(np.asarray(image_ids).tolist())
+    hidden = 0
+    for column in ("image_a", "image_b"):
+        hidden += db.execute(f"UPDATE pair_rows SET gone_in = ? WHERE pair_set = ? AND gone_in IS NULL"
+                             f" AND {column} IN (SELECT value FROM json_each(?))",
+                             [search_id, pair_set, given]).rowcount
+    return hidden
+
+
+def count_pairs(db: Database, pair_set: int, search_id: int) -> int:
+    return db.execute(f"SELECT count(*) FROM pair_rows WHERE pair_set = ? AND {VISIBLE}",
+                      [pair_set, search_id, search_id]).fetchone()[0]
+
+
+def count_groups(db: Database, pair_set: int, search_id: int) -> int:
+    return db.execute(f"SELECT count(DISTINCT group_id) FROM group_rows WHERE group_set = ? AND {VISIBLE}",
+                      [pair_set, search_id, search_id]).fetchone()[0]
+
+
+def set_aside_count(db: Database, search_id: int, policy: groups_.Policy) -> int:
+    """How many of a search's pairs decisions set aside, found from the decisions (usually a few),
+    not by reading every pair: those decided 'not duplicates', and those of two reference images."""
+    aside = set(db.execute(
+        "SELECT p.image_a, p.image_b FROM decisions d"
+        " JOIN images x ON x.content_hash = d.hash_a JOIN images y ON y.content_hash = d.hash_b"
+        " JOIN pairs p ON p.search_id = ? AND p.image_a = min(x.id, y.id) AND p.image_b = max(x.id, y.id)"
+        " WHERE d.kind = 'not-duplicates' AND d.revoked_at IS NULL AND (d.hash_a != d.hash_b OR x.id < y.id)",
+        [search_id]).fetchall())
+    if policy.reference:
+        ref = json.dumps(sorted(decisions.reference_ids(db)))
+        aside |= set(db.execute(
+            f"SELECT image_a, image_b FROM pair_rows WHERE pair_set = ? AND {VISIBLE}"
+            " AND image_a IN (SELECT value FROM json_each(?)) AND image_b IN (SELECT value FROM json_each(?))",
+            [chain_of(db, search_id), search_id, search_id, ref, ref]).fetchall())
+    return len(aside)
 
 
 def write_groups(db: Database, search_id: int, roots: tuple[str, ...], px_size: int,
                  orientations: tuple[int, ...], policy: groups_.Policy, *, base_id: int | None = None,
                  changed: set[int] = frozenset()) -> tuple[int, int]:
-    """(groups, pairs set aside): connected components of the search's pairs that decisions leave,
-    keepers, and each member's exact MSE to its keeper; groups numbered by their keeper's path.
+    """(groups, pairs set aside): every group made again from the search's pairs that decisions
+    leave, keepers, and each member's exact MSE to its keeper; groups numbered by their keeper's path.
 
-    Replaces the search's groups in one transaction. A group of the base search with the same
-    members and the same keepers and no image added or moved since is taken over as it is;
-    only the others cost tensor reads.
-    """
+    Replaces the search's groups in one transaction. A group of ``base_id`` with the same members
+    and the same keepers and no image ``changed`` is taken over as it is; only the others cost
+    tensor reads."""
     total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
     pairs = grouping_pairs(db, search_id, policy)
     comps = groups_.components(pairs[:, 0], pairs[:, 1])
     made = groups_.make_groups(comps, members_of(db, [int(i) for c in comps for i in c]), policy)
     known = group_rows_of(db, base_id) if base_id is not None else {}
     with db.atomic():
-        db.execute("DELETE FROM group_members WHERE search_id = ?", [search_id])
+        hide_groups(db, search_id)
         store_groups(db, search_id, made, known, changed, roots, px_size, orientations)
     return len(made), total - len(pairs)
+
+
+def hide_groups(db: Database, search_id: int, group_ids: list[int] | None = None) -> None:
+    """Take a search's groups (these, or all) out of it and the searches after it in its chain:
+    rows it found itself go, older rows are hidden from it on."""
+    pair_set = chain_of(db, search_id)
+    where = "" if group_ids is None else " AND group_id IN (SELECT value FROM json_each(?))"
+    args = [] if group_ids is None else [json.dumps(sorted(group_ids))]
+    db.execute(f"DELETE FROM group_rows WHERE group_set = ? AND found_in = ?{where}", [pair_set, search_id, *args])
+    db.execute(f"UPDATE group_rows SET gone_in = ? WHERE group_set = ? AND found_in < ?"
+               f" AND (gone_in IS NULL OR gone_in > ?){where}", [search_id, pair_set, search_id, search_id, *args])
+
+
+def update_groups(db: Database, search_id: int, touched: np.ndarray, roots: tuple[str, ...], px_size: int,
+                  orientations: tuple[int, ...], policy: groups_.Policy) -> None:
+    """Make again only the groups an incremental search changed: those holding an image it
+    ``touched`` (found a pair for, or compared again) and those that lost or changed a member
+    since (``stale_groups``); every other group keeps its rows and its number. A re-made group
+    takes the smallest old number among its members; a new one a number after the highest."""
+    pair_set = chain_of(db, search_id)
+    given = json.dumps(np.asarray(touched).tolist())
+    affected = {r[0] for r in db.execute(
+        f"SELECT DISTINCT group_id FROM group_rows WHERE group_set = ? AND {VISIBLE}"
+        " AND image_id IN (SELECT value FROM json_each(?))", [pair_set, search_id, search_id, given])}
+    affected |= {r[0] for r in db.execute("SELECT group_id FROM stale_groups WHERE group_set = ?", [pair_set])}
+    db.execute("DELETE FROM stale_groups WHERE group_set = ?", [pair_set])
+    known = group_rows_of(db, search_id, sorted(affected)) if affected else {}
+    old = {row[0]: group_id for group_id, rows in _numbers_of(db, search_id, affected).items() for row in rows}
+    present = {r[0] for r in db.execute("SELECT id FROM images WHERE id IN (SELECT value FROM json_each(?))",
+                                        [given])}
+    among = sorted(set(old) | present)
+    if not among:
+        return
+    pairs = grouping_pairs(db, search_id, policy, among)
+    comps = groups_.components(pairs[:, 0], pairs[:, 1])
+    made = groups_.make_groups(comps, members_of(db, [int(i) for c in comps for i in c]), policy)
+    highest = db.execute("SELECT max(group_id) FROM group_rows WHERE group_set = ?", [pair_set]).fetchone()[0] or 0
+    made = numbered(made, old, highest)
+    changed = set(np.asarray(touched).tolist())
+    kept_groups, fresh = set(), []
+    for g in made:
+        ids = frozenset(m.image_id for m in (g.keeper, *g.others))
+        rows = known.get(ids)
+        if (rows is not None and not ids & changed and {r[0]: (r[1], r[6]) for r in rows} == _kept_as(g)
+                and old.get(g.keeper.image_id) == g.group_id):
+            kept_groups.add(g.group_id)  # the same group as before: its rows stay
+        else:
+            fresh.append(g)
+    hide_groups(db, search_id, sorted(affected - kept_groups))
+    store_groups(db, search_id, fresh, {}, changed, roots, px_size, orientations)
+
+
+def _numbers_of(db: Database, search_id: int, group_ids: set[int]) -> dict[int, list[tuple]]:
+    """The member ids of a search's groups, by group number."""
+    out: dict[int, list[tuple]] = {}
+    if group_ids:
+        for group_id, image_id in db.execute(
+                "SELECT group_id, image_id FROM group_members WHERE search_id = ? AND group_id IN"
+                " (SELECT value FROM json_each(?))", [search_id, json.dumps(sorted(group_ids))]):
+            out.setdefault(group_id, []).append((image_id,))
+    return out
 
 
 def grouping_pairs(db: Database, search_id: int, policy: groups_.Policy, among: list[int] | None = None) -> np.ndarray:
@@ -85,25 +190,27 @@ def grouping_pairs(db: Database, search_id: int, policy: groups_.Policy, among: 
 
 def store_groups(db: Database, search_id: int, made: list[groups_.Group], known: dict, changed: set[int],
                  roots: tuple[str, ...], px_size: int, orientations: tuple[int, ...], batch: int = 4096) -> None:
-    """Insert the group_members rows of ``made``: taken over from ``known`` where nothing changed,
-    else with each member's exact MSE to the keeper (tensors read a batch of groups at a time)."""
+    """Insert the rows of ``made`` into the search's chain, from the search on: taken over from
+    ``known`` where nothing changed, else with each member's exact MSE to the keeper (tensors read
+    a batch of groups at a time)."""
+    head = (chain_of(db, search_id),)
     fresh, kept = [], []
     for g in made:
         ids = frozenset(m.image_id for m in (g.keeper, *g.others))
         old = known.get(ids)
         if old is not None and not ids & changed and {r[0]: (r[1], r[6]) for r in old} == _kept_as(g):
-            kept.extend((search_id, g.group_id, *row) for row in old)
+            kept.extend((*head, g.group_id, *row, search_id) for row in old)
         else:
             fresh.append(g)
-    db.conn.executemany(_MEMBER_INSERT, kept)
+    db.conn.executemany(_ROW_INSERT, kept)
     start = 0
     while start < len(fresh):
         end, size = start, 0
         while end < len(fresh) and (end == start or size + 1 + len(fresh[end].others) <= batch):
             size += 1 + len(fresh[end].others)
             end += 1
-        db.conn.executemany(_MEMBER_INSERT, _member_rows(db, search_id, fresh[start:end], roots, px_size,
-                                                         orientations))
+        db.conn.executemany(_ROW_INSERT, [(*head, *row, search_id) for row in _member_rows(
+            db, fresh[start:end], roots, px_size, orientations)])
         start = end
 
 
@@ -126,23 +233,24 @@ def members_of(db: Database, member_ids: list[int]) -> dict[int, groups_.Member]
     return members
 
 
-def _member_rows(db: Database, search_id: int, batch: list[groups_.Group], roots: tuple[str, ...], px_size: int,
+def _member_rows(db: Database, batch: list[groups_.Group], roots: tuple[str, ...], px_size: int,
                  orientations: tuple[int, ...]) -> list[tuple]:
-    """group_members rows of a batch of groups: the keeper, then each other member's exact MSE to it."""
+    """(group_id, image_id, is_keeper, root, mse, rotation, mirrored, keep_reason) of a batch of
+    groups: the keeper, then each other member's exact MSE to it."""
     ids = [m.image_id for g in batch for m in (g.keeper, *g.others)]
     tensors = dict(zip(ids, load_tensors(db, ids, px_size)))
     n_values = px_size * px_size * 3
     rows = []
     for g in batch:
         root = next((r for r in roots if under(os.path.dirname(g.keeper.path), r)), None)
-        rows.append((search_id, g.group_id, g.keeper.image_id, 1, root, None, None, None, g.reasons[g.keeper.image_id]))
+        rows.append((g.group_id, g.keeper.image_id, 1, root, None, None, None, g.reasons[g.keeper.image_id]))
         keeper = np.repeat(tensors[g.keeper.image_id][None], len(g.others), axis=0)
         others = np.stack([tensors[m.image_id] for m in g.others])
         ssd = np.stack([kernel.exact_ssd(keeper, others, o) for o in orientations], axis=1)
         for m, row in zip(g.others, ssd):
             k = int(np.argmin(row))
             t = kernel.ORIENTATIONS[orientations[k]]
-            rows.append((search_id, g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation,
+            rows.append((g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation,
                          int(t.mirrored), g.reasons.get(m.image_id)))
     return rows
 
@@ -161,14 +269,19 @@ def group_rows_of(db: Database, search_id: int, group_ids: list[int] | None = No
     return {frozenset(r[0] for r in rows): rows for rows in by_group.values()}
 
 
-def copy_groups(db: Database, search_id: int, base_id: int) -> tuple[int, int]:
-    """(groups, pairs set aside): nothing changed since the base search, so its groups are this search's."""
-    with db.atomic():
-        db.execute(
-            f"INSERT INTO group_members ({_MEMBERS}) SELECT ?, group_id, image_id, is_keeper, root, mse_to_keeper,"
-            " rotation, mirrored, keep_reason FROM group_members WHERE search_id = ?",
-            [search_id, base_id],
-        )
-    groups = db.execute("SELECT count(DISTINCT group_id) FROM group_members WHERE search_id = ?", [search_id])
-    set_aside = db.execute("SELECT coalesce(set_aside, 0) FROM searches WHERE id = ?", [base_id])
-    return groups.fetchone()[0], set_aside.fetchone()[0]
+def numbered(made: list[groups_.Group], old: dict[int, int], highest: int) -> list[groups_.Group]:
+    """Each re-made group takes the smallest old number among its members that no other took; the
+    rest get new numbers after ``highest``."""
+    taken: set[int] = set()
+    out = []
+    for g in made:
+        members = (g.keeper, *g.others)
+        candidates = sorted({old[m.image_id] for m in members if m.image_id in old} - taken)
+        if candidates:
+            number = candidates[0]
+        else:
+            highest += 1
+            number = highest
+        taken.add(number)
+        out.append(dataclasses.replace(g, group_id=number))
+    return out

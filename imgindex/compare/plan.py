@@ -23,13 +23,14 @@ import numpy as np
 
 from imgindex.db.queries import load_tensors
 from imgindex.scan.discover import under
-from imgindex.compare import kernel, nearby, space
+from imgindex.compare import kernel, nearby, points, space
 from imgindex.compare.settings import Base
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
 CLASSIC_MAX = 5000
+FEW_KEYS = 20_000  # ids asked for by list below this, else all kept ids read
 MIN_CHUNK = 1000
 
 
@@ -121,8 +122,13 @@ def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int =
     """Compute, once per image, the keys a search plans with (identity key, coarse vector, orbit
     features, sample) for the ``ids`` that have none yet, from their tensors; workers then read
     the keys instead of the tensor to bound every pair."""
-    kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL")),
-                       dtype=np.int64)
+    if len(ids) <= FEW_KEYS:  # a few new images: ask for them, not for the million that have keys
+        kept = np.fromiter((r[0] for r in db.execute(
+            "SELECT image_id FROM search_keys WHERE sample IS NOT NULL AND image_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(np.asarray(ids).tolist())])), dtype=np.int64)
+    else:
+        kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL")),
+                           dtype=np.int64)
     missing = space.missing_from(np.sort(ids), np.sort(kept))
     edges = kernel.grid_edges(px_size)
     for start in range(0, len(missing), chunk):
@@ -143,6 +149,7 @@ def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int =
         with db.atomic():
             db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits, sample)"
                                 " VALUES (?, ?, ?, ?, ?, ?)", rows)
+            points.add(db, px_size, part, orbits)
 
 
 def identity_keys(db: Database, ids: np.ndarray) -> list[bytes]:
@@ -214,3 +221,49 @@ def _chunks(ids: np.ndarray, chunksize: int) -> list[tuple[int, ...]]:
         return []
     order = np.argsort(ids, kind="stable")
     return [tuple(ids[c].tolist()) for c in np.array_split(order, -(-len(ids) // chunksize))]
+
+
+@dataclass(frozen=True)
+class NewImages:
+    """The images an incremental search compares, when they are few: ids ascending, facts alike."""
+
+    ids: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+    folders: list
+
+
+def new_images(db: Database, base: Base, roots: tuple[str, ...], most: int) -> NewImages | None:
+    """The images in scope added or moved since ``base``, found by index (ids above the base's
+    highest, ``images_moved_at``) without reading the others; None when there are more than ``most``."""
+    rows = db.execute(
+        "SELECT id, width, height, folder FROM images WHERE id > ?"
+        " UNION SELECT id, width, height, folder FROM images WHERE moved_at >= ? ORDER BY 1 LIMIT ?",
+        [base.max_image_id, base.started_at, most + 1]).fetchall()
+    if len(rows) > most:
+        return None
+    if roots:
+        inside = {f: any(under(f, r) for r in roots) for f in {r[3] for r in rows}}
+        rows = [r for r in rows if inside[r[3]]]
+    ids, widths, heights, folders = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+    return NewImages(np.asarray(ids, dtype=np.int64), np.asarray(widths, dtype=np.int64),
+                     np.asarray(heights, dtype=np.int64), folders)
+
+
+def moved_since(db: Database, base: Base) -> np.ndarray:
+    """Ids of the images moved since ``base`` started (in scope or out of it): their pairs are
+    found again, or no longer belong."""
+    return np.fromiter((r[0] for r in db.execute("SELECT id FROM images WHERE moved_at >= ? ORDER BY id",
+                                                 [base.started_at])), dtype=np.int64)
+
+
+def scope_size(db: Database, roots: tuple[str, ...]) -> int:
+    """How many images a search covers, counted by folder (an index) rather than row by row."""
+    if not roots:
+        return db.execute("SELECT count(*) FROM images").fetchone()[0]
+    return sum(n for folder, n in db.execute("SELECT folder, count(*) FROM images GROUP BY folder")
+               if any(under(folder, r) for r in roots))
+
+
+def max_image_id(db: Database) -> int:
+    return db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0]

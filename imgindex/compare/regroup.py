@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from imgindex.compare import groups as groups_
 from imgindex.compare import kernel
 from imgindex.compare.groups import DEFAULT_RULE, Policy
-from imgindex.compare.persist import grouping_pairs, group_rows_of, members_of, store_groups, write_groups
+from imgindex.compare.persist import (grouping_pairs, group_rows_of, hide_groups, members_of, numbered, store_groups,
+                                      write_groups)
 from imgindex.compare.profile import Profile
 from imgindex.compare.settings import Settings, stored_settings
 from imgindex.db import decisions
@@ -59,8 +60,10 @@ def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | Non
                               [search_id]).fetchone()[0]
         total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
         shown = _counted_pairs(db, search_id)
-        db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ?, keep_rule = ?"
-                   " WHERE id = ?", [n_groups, shown, total - shown, version, settings.keep_rule, search_id])
+        # revision: a search building on this one meanwhile sees the change and starts again
+        db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ?, keep_rule = ?,"
+                   " revision = revision + 1 WHERE id = ?",
+                   [n_groups, shown, total - shown, version, settings.keep_rule, search_id])
     return n_groups
 
 
@@ -92,28 +95,9 @@ def _regroup_around(db: Database, search_id: int, touching: set[int], roots, px_
     affected = sorted(set(old.values()))
     known = group_rows_of(db, search_id, affected)
     highest = db.execute("SELECT max(group_id) FROM group_members WHERE search_id = ?", [search_id]).fetchone()[0] or 0
-    made = _numbered(made, old, highest)
-    db.execute("DELETE FROM group_members WHERE search_id = ? AND group_id IN (SELECT value FROM json_each(?))",
-               [search_id, json.dumps(affected)])
+    made = numbered(made, old, highest)
+    hide_groups(db, search_id, affected)
     store_groups(db, search_id, made, known, set(), roots, px_size, orientations)
-
-
-def _numbered(made: list[groups_.Group], old: dict[int, int], highest: int) -> list[groups_.Group]:
-    """Each re-made group takes the smallest old number among its members that no other took; the
-    rest get new numbers after ``highest``."""
-    taken: set[int] = set()
-    out = []
-    for g in made:
-        members = (g.keeper, *g.others)
-        candidates = sorted({old[m.image_id] for m in members if m.image_id in old} - taken)
-        if candidates:
-            number = candidates[0]
-        else:
-            highest += 1
-            number = highest
-        taken.add(number)
-        out.append(dataclasses.replace(g, group_id=number))
-    return out
 
 
 def _counted_pairs(db: Database, search_id: int) -> int:

@@ -1,13 +1,15 @@
 """One search: settings -> scope -> plan -> execute -> persist, and its row in ``searches``.
 
 Incremental: a search with the same settings as the latest one compares only the images added
-(or moved) since against all, and carries the earlier pairs whose images are still there.
+(or moved) since against all, and shares the earlier pairs and groups that nothing changed
+(``persist``); a few new images find their neighbours through the point index (``few``).
 ``full=True`` recomputes everything. ``near_pairs`` runs a search's plan at a wider threshold
 and writes nothing (the report's view past the threshold).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import TYPE_CHECKING
@@ -15,17 +17,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.db import decisions
-from imgindex.db.connect import abandon_transaction
+from imgindex.db.connect import abandon_transaction, write_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
 from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError
-from imgindex.compare import kernel, profile
+from imgindex.compare import kernel, points, profile
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
+from imgindex.compare.few import compare_few
 from imgindex.compare.nearby import Scratch
-from imgindex.compare.persist import carry, copy_groups, write_groups
+from imgindex.compare.persist import (add_pairs, count_groups, count_pairs, hide_pairs, set_aside_count, update_groups,
+                                      write_groups)
 from imgindex.compare.regroup import policy_of
-from imgindex.compare.plan import CLASSIC_MAX, default_chunksize, load_scope, new_mask, plan
-from imgindex.compare.settings import Settings, base_search, resolve_similarity, stored_settings
+from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, max_image_id, moved_since, new_images,
+                                   new_mask, plan, scope_size)
+from imgindex.compare.settings import Settings, base_search, resolve_similarity, still_head, stored_settings
 from imgindex.types import SearchProgress, SearchReport
 from imgindex.workers import resolve_processes
 
@@ -66,6 +71,8 @@ def search(
     processes = resolve_processes(processes)
     if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
         raise ImgIndexError(f"chunksize must be a whole number >= 1 (got {chunksize!r}).")
+    if algorithm not in (None, "classic", "chunked"):
+        raise ImgIndexError(f"algorithm must be 'classic' or 'chunked' (got {algorithm!r}).")
     roots = tuple(os.path.abspath(r) for r in roots)
     if in_folder and not roots:
         roots = latest_scan_roots(db)
@@ -73,50 +80,133 @@ def search(
         raise ImgIndexError("in_folder searches each scanned folder on its own: scan some folders first.")
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots,
                         stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders)
-    scope = load_scope(db, roots, in_folder)
     base = None if full else base_search(db, settings)
-    is_new = new_mask(scope, base)
-    if base is not None:  # folders no longer reference: their images were never compared with each other
-        is_new |= scope.under_any(tuple(set(base.reference) - set(settings.reference)))
-    n = len(scope.ids)
-    algorithm = algorithm or ("classic" if n <= CLASSIC_MAX else "chunked")
-    if algorithm not in ("classic", "chunked"):
-        raise ImgIndexError(f"algorithm must be 'classic' or 'chunked' (got {algorithm!r}).")
-    chunksize = chunksize or default_chunksize(n, algorithm, processes)
     search_id = start_run(db, "searches", {
-        "started_at": now(), "status": "running", **settings.as_row(), "algorithm": algorithm,
-        "processes": processes, "chunksize": chunksize, "base_search_id": base.search_id if base else None})
+        "started_at": now(), "status": "running", **settings.as_row(), "processes": processes})
     try:
-        px = settings.px_size
-        orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
-        version = decisions.version(db)
-        with Scratch() as scratch:
-            tasks = list(plan(db, scope, is_new, px, threshold, settings.same_dim, in_folder, chunksize, algorithm,
-                              scope.under_any(settings.reference), scratch))
-            new_pairs, workers = run_tasks(db, db_path, tasks, PairWriter(db, search_id, px * px * 3),
-                                           threshold=threshold, orientations=orientations, px_size=px,
-                                           processes=processes, algorithm=algorithm, progress=progress,
-                                           started=started)
-        carried = carry(db, search_id, base.search_id, scope.ids[~is_new]) if base else 0
-        if (base and new_pairs == 0 and carried == base.pairs and base.decisions_version == version
-                and base.keep_rule == settings.keep_rule and base.reference == settings.reference):
-            n_groups, set_aside = copy_groups(db, search_id, base.search_id)  # the same pairs: the same groups
-        else:
-            n_groups, set_aside = write_groups(db, search_id, roots if in_folder else (), px, orientations,
-                                               policy_of(db, settings), base_id=base.search_id if base else None,
-                                               changed=set(scope.ids[is_new].tolist()))
+        for _attempt in range(ATTEMPTS):
+            run = _Run(db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started)
+            report = run.incremental() if base is not None else run.full()
+            if report is not None:
+                return dataclasses.replace(report, off_profile=off_profile)
+            base = base_search(db, settings)  # another search of the chain finished first: build on it
+        raise ImgIndexError("Other searches of this index kept finishing while this one ran; run it again"
+                            " (or stop the watcher first).")
     except BaseException as exc:
         abandon_transaction(db)
         _finish(db, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started)
         raise
-    report = SearchReport(
-        search_id=search_id, similarity=name, threshold=threshold, algorithm=algorithm, incremental=base is not None,
-        base_search_id=base.search_id if base else None, images=n, new_images=int(is_new.sum()),
-        pairs=new_pairs + carried - set_aside, new_pairs=new_pairs, groups=n_groups,
-        duration=time.monotonic() - started, workers=workers, set_aside=set_aside, off_profile=off_profile,
-    )
-    _finish(db, search_id, "completed", started, report, int(scope.ids.max(initial=0)), version)
-    return report
+
+
+ATTEMPTS = 3
+FEW_NEW = 5000  # new images searched through the point index (one box query each) instead of a plan of all
+
+
+class _Run:
+    """One attempt at a search: full (a chain of its own) or incremental (on ``base``)."""
+
+    def __init__(self, db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started):
+        self.db, self.db_path, self.search_id, self.settings, self.base = db, db_path, search_id, settings, base
+        self.processes, self.chunksize, self.algorithm = processes, chunksize, algorithm
+        self.progress, self.started = progress, started
+        self.px = settings.px_size
+        self.orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
+        self.version = decisions.version(db)
+        self.policy = policy_of(db, settings)
+        self.roots = settings.roots if settings.in_folder else ()
+
+    def _record(self, algorithm: str, chunksize: int, n: int) -> None:
+        update_run(self.db, "searches", self.search_id, {
+            "algorithm": algorithm, "chunksize": chunksize, "images": n,
+            "base_search_id": self.base.search_id if self.base else None,
+            "pair_set": self.base.pair_set if self.base else self.search_id})
+
+    def _algorithm(self, n: int) -> tuple[str, int]:
+        algorithm = self.algorithm or ("classic" if n <= CLASSIC_MAX else "chunked")
+        return algorithm, self.chunksize or default_chunksize(n, algorithm, self.processes)
+
+    def _compare(self, scope, is_new, algorithm, chunksize, writer) -> tuple[int, int]:
+        with Scratch() as scratch:
+            tasks = list(plan(self.db, scope, is_new, self.px, self.settings.threshold, self.settings.same_dim,
+                              self.settings.in_folder, chunksize, algorithm,
+                              scope.under_any(self.settings.reference), scratch))
+            return run_tasks(self.db, self.db_path, tasks, writer, threshold=self.settings.threshold,
+                             orientations=self.orientations, px_size=self.px, processes=self.processes,
+                             algorithm=algorithm, progress=self.progress, started=self.started)
+
+    def full(self) -> SearchReport:
+        """Every pair of the scope, in a chain of its own: pairs written as found, then every group."""
+        scope = load_scope(self.db, self.settings.roots, self.settings.in_folder)
+        n = len(scope.ids)
+        algorithm, chunksize = self._algorithm(n)
+        self._record(algorithm, chunksize, n)
+        writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
+        found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
+        if algorithm == "chunked":
+            points.ensure(self.db, self.px)  # for the incremental searches to come (once)
+        n_groups, set_aside = write_groups(self.db, self.search_id, self.roots, self.px, self.orientations,
+                                           self.policy)
+        return self._done(n, n, found, found - set_aside, n_groups, set_aside, workers, int(scope.ids.max(initial=0)),
+                          algorithm)
+
+    def incremental(self) -> SearchReport | None:
+        """The images added or moved since the base against all; then, in one transaction that first
+        checks the base is still the chain's last, the changed rows only. None: the base moved."""
+        base, settings = self.base, self.settings
+        few = None if base.reference != settings.reference else new_images(self.db, base, settings.roots, FEW_NEW)
+        if few is not None:
+            n = scope_size(self.db, settings.roots)
+            algorithm, chunksize = self._algorithm(n)
+        if few is not None and algorithm == "chunked":
+            self._record(algorithm, chunksize, n)
+            collector = PairCollector(self.px * self.px * 3)
+            collector.add(compare_few(self.db, few, self.px, settings, self.orientations))
+            if self.progress is not None:
+                self.progress(SearchProgress(1, 1, len(collector.found()[0]), time.monotonic() - self.started))
+            workers, new_count, max_id = 0, len(few.ids), max_image_id(self.db)
+            moved = moved_since(self.db, base)
+        else:
+            scope = load_scope(self.db, settings.roots, settings.in_folder)
+            n = len(scope.ids)
+            algorithm, chunksize = self._algorithm(n)
+            self._record(algorithm, chunksize, n)
+            is_new = new_mask(scope, base)
+            # folders no longer reference: their images were never compared with each other
+            again = scope.under_any(tuple(set(base.reference) - set(settings.reference)))
+            is_new |= again
+            collector = PairCollector(self.px * self.px * 3)
+            _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
+            new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
+            moved = np.union1d(moved_since(self.db, base), scope.ids[again])
+        with write_transaction(self.db):
+            if not still_head(self.db, base):
+                return None
+            pair_set = base.pair_set
+            hide_pairs(self.db, pair_set, self.search_id, moved)
+            found = add_pairs(self.db, pair_set, self.search_id, collector.found(), self.px * self.px * 3)
+            a, b, _, _ = collector.found()
+            touched = np.union1d(moved, np.union1d(a, b))
+            if (base.decisions_version == self.version and base.keep_rule == settings.keep_rule
+                    and base.reference == settings.reference):
+                update_groups(self.db, self.search_id, touched, self.roots, self.px, self.orientations, self.policy)
+            else:  # decisions changed since: every group made again (unchanged ones keep their rows' values)
+                write_groups(self.db, self.search_id, self.roots, self.px, self.orientations, self.policy,
+                             base_id=base.search_id, changed=set(touched.tolist()))
+            total = count_pairs(self.db, pair_set, self.search_id)
+            set_aside = set_aside_count(self.db, self.search_id, self.policy)
+            n_groups = count_groups(self.db, pair_set, self.search_id)
+            return self._done(n, new_count, found, total - set_aside, n_groups, set_aside, workers, max_id, algorithm)
+
+    def _done(self, n, new_count, found, pairs, n_groups, set_aside, workers, max_id, algorithm) -> SearchReport:
+        report = SearchReport(
+            search_id=self.search_id, similarity=self.settings.similarity, threshold=self.settings.threshold,
+            algorithm=algorithm, incremental=self.base is not None,
+            base_search_id=self.base.search_id if self.base else None, images=n, new_images=new_count,
+            pairs=pairs, new_pairs=found, groups=n_groups, duration=time.monotonic() - self.started,
+            workers=workers, set_aside=set_aside, off_profile=(),
+        )
+        _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
+        return report
 
 
 def _finish(db: Database, search_id: int, status: str, started: float, report: SearchReport | None = None,

@@ -69,18 +69,18 @@ class Base:
     search_id: int
     max_image_id: int
     started_at: str
-    pairs: int  # every pair it found, set aside by decisions or not
     reference: tuple[str, ...] = ()
     keep_rule: str | None = None
     decisions_version: int | None = None
+    pair_set: int | None = None  # the chain it belongs to (``persist``)
+    revision: int = 0  # edits of its groups since it finished: one more means the base moved
 
 
 def base_search(db: Database, settings: Settings) -> Base | None:
     """The latest completed search with the same settings, whose pairs can be carried over."""
     row = db.execute(
         "SELECT id, max_image_id, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, decoder,"
-        " started_at, (SELECT count(*) FROM pairs p WHERE p.search_id = searches.id), reference, keep_rule,"
-        " decisions_version FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
+        " started_at, pair_set, reference, keep_rule, decisions_version, revision FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
@@ -90,7 +90,8 @@ def base_search(db: Database, settings: Settings) -> Base | None:
                                                                 "px_size", "decoder")))
     if not same:
         return None
-    return Base(row[0], row[1] or 0, row[10], row[11] or 0, tuple(json.loads(row[12] or "[]")), row[13], row[14])
+    return Base(row[0], row[1] or 0, row[10], tuple(json.loads(row[12] or "[]")), row[13], row[14],
+                row[11] if row[11] is not None else row[0], row[15] or 0)
 
 
 def stored_settings(db: Database, search_id: int) -> Settings:
@@ -101,3 +102,11 @@ def stored_settings(db: Database, search_id: int) -> Settings:
     return Settings(row[0], float(row[1]), bool(row[2]), bool(row[3]), bool(row[4]), bool(row[5]),
                     tuple(json.loads(row[6])), int(row[7] or 0), tuple(json.loads(row[8] or "[]")),
                     tuple(rule.get("keep") or ()), tuple(rule.get("prefer_folders") or ()))
+
+
+def still_head(db: Database, base: Base) -> bool:
+    """Whether ``base`` is still the last completed search of its chain, its groups unedited since
+    it was read: only then may a search build on it (``persist``)."""
+    row = db.execute("SELECT id, revision FROM searches WHERE status = 'completed' AND pair_set = ?"
+                     " ORDER BY id DESC LIMIT 1", [base.pair_set]).fetchone()
+    return row is not None and row[0] == base.search_id and (row[1] or 0) == base.revision

@@ -76,11 +76,15 @@ def _groups(db: Database) -> list[CheckFinding]:
 ORPHANS = {
     "tensors": "DELETE FROM tensors WHERE image_id NOT IN (SELECT id FROM images)",
     "search_keys": "DELETE FROM search_keys WHERE image_id NOT IN (SELECT id FROM images)",
-    "pairs": "DELETE FROM pairs WHERE image_a NOT IN (SELECT id FROM images) OR image_b NOT IN (SELECT id FROM images)"
-             " OR search_id NOT IN (SELECT id FROM searches)",
-    "group_members": "DELETE FROM group_members WHERE image_id NOT IN (SELECT id FROM images)"
-                     " OR search_id NOT IN (SELECT id FROM searches)",
+    "pair_rows": "DELETE FROM pair_rows WHERE image_a NOT IN (SELECT id FROM images)"
+                 " OR image_b NOT IN (SELECT id FROM images) OR pair_set NOT IN (SELECT id FROM searches)",
+    "group_rows": "DELETE FROM group_rows WHERE image_id NOT IN (SELECT id FROM images)"
+                  " OR group_set NOT IN (SELECT id FROM searches)",
+    "stale_groups": "DELETE FROM stale_groups WHERE group_set NOT IN (SELECT id FROM searches)",
 }
+
+
+SHOWN_AS = {"pair_rows": "pairs", "group_rows": "group_members"}  # the tables behind the views users know
 
 
 def repair(db: Database) -> list[str]:
@@ -90,7 +94,8 @@ def repair(db: Database) -> list[str]:
     done = []
     for table in sorted({r[0] for r in db.execute("PRAGMA foreign_key_check").fetchall()}):
         if table in ORPHANS:
-            done.append(f"dropped {db.execute(ORPHANS[table]).rowcount} orphan rows of {table}")
+            label = SHOWN_AS.get(table, table)
+            done.append(f"dropped {db.execute(ORPHANS[table]).rowcount} orphan rows of {label}")
     px = px_size(db)
     if px is not None:
         db.execute("DELETE FROM tensors WHERE px_size != ? OR length(tensor) != ?", [px, px * px * 3])

@@ -1,0 +1,67 @@
+"""A few new images against an index of any size (the watcher's case): their neighbours from the
+point index (``points``), then the exact kernel on those pairs only.
+
+Flows in: the new images (``plan.NewImages``) and a search's settings. Flows out: pairs (image_a,
+image_b, ssd, orientation), lower id first, the same as a full plan's tasks would find for them:
+the same buckets (dimensions, root folder), reference images never paired with each other.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgindex.scan.discover import under
+from imgindex.compare import kernel, nearby, points
+from imgindex.compare.execute import compare_listed
+from imgindex.compare.plan import NewImages, ensure_search_keys
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from imgindex.compare.settings import Settings
+
+
+def compare_few(db: Database, new: NewImages, px_size: int, settings: Settings,
+                orientations: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Every pair of a new image within the threshold, against all images in scope and each other."""
+    if len(new.ids) == 0:
+        empty = np.empty(0, np.int64)
+        return empty, empty, empty, empty
+    ensure_search_keys(db, new.ids, px_size)
+    points.ensure(db, px_size)
+    features = nearby.load_orbits(db, new.ids, len(kernel.grid_edges(px_size)) - 1)
+    limit = kernel.ssd_threshold(settings.threshold, px_size * px_size * 3)
+    pairs = _in_scope(db, points.candidates(db, px_size, new.ids, features, limit), settings)
+    return compare_listed(db.conn, px_size, pairs, settings.threshold, orientations)
+
+
+def _in_scope(db: Database, pairs: np.ndarray, settings: Settings) -> np.ndarray:
+    """The candidate pairs a full plan would also have made: both images indexed and in scope, in
+    one bucket, not both in reference folders."""
+    if len(pairs) == 0:
+        return pairs
+    ids = np.unique(pairs)
+    facts = {r[0]: r[1:] for r in db.execute("SELECT id, width, height, folder FROM images"
+                                             " WHERE id IN (SELECT value FROM json_each(?))",
+                                             [json.dumps(ids.tolist())])}
+    roots, reference = settings.roots, settings.reference
+    folders = {f for _, _, f in facts.values()}
+    root_of = {f: next((k for k, r in enumerate(roots) if under(f, r)), -1) if roots else 0 for f in folders}
+    is_ref = {f: any(under(f, r) for r in reference) for f in folders}
+
+    def key(i: int):
+        width, height, folder = facts[i]
+        return (root_of[folder] if settings.in_folder else 0,
+                (min(width, height), max(width, height)) if settings.same_dim else None)
+
+    keep = []
+    for a, b in pairs.tolist():
+        fa, fb = facts.get(a), facts.get(b)
+        if fa is None or fb is None or root_of[fa[2]] < 0 or root_of[fb[2]] < 0:
+            continue
+        if key(a) == key(b) and not (is_ref[fa[2]] and is_ref[fb[2]]):
+            keep.append((a, b))
+    return np.array(keep, dtype=np.int64).reshape(-1, 2)
