@@ -44,24 +44,21 @@ def _in_scope(db: Database, pairs: np.ndarray, settings: Settings) -> np.ndarray
     if len(pairs) == 0:
         return pairs
     ids = np.unique(pairs)
-    facts = {r[0]: r[1:] for r in db.execute("SELECT id, width, height, folder FROM images"
-                                             " WHERE id IN (SELECT value FROM json_each(?))",
-                                             [json.dumps(ids.tolist())])}
-    roots, reference = settings.roots, settings.reference
-    folders = {f for _, _, f in facts.values()}
-    root_of = {f: next((k for k, r in enumerate(roots) if under(f, r)), -1) if roots else 0 for f in folders}
-    is_ref = {f: any(under(f, r) for r in reference) for f in folders}
-
-    def key(i: int):
-        width, height, folder = facts[i]
-        return (root_of[folder] if settings.in_folder else 0,
-                (min(width, height), max(width, height)) if settings.same_dim else None)
-
-    keep = []
-    for a, b in pairs.tolist():
-        fa, fb = facts.get(a), facts.get(b)
-        if fa is None or fb is None or root_of[fa[2]] < 0 or root_of[fb[2]] < 0:
-            continue
-        if key(a) == key(b) and not (is_ref[fa[2]] and is_ref[fb[2]]):
-            keep.append((a, b))
-    return np.array(keep, dtype=np.int64).reshape(-1, 2)
+    rows = db.execute("SELECT id, width, height, folder FROM images WHERE id IN (SELECT value FROM json_each(?))"
+                      " ORDER BY id", [json.dumps(ids.tolist())]).fetchall()
+    found = np.array([r[0] for r in rows], dtype=np.int64)
+    pairs = pairs[np.isin(pairs[:, 0], found) & np.isin(pairs[:, 1], found)]
+    folders = sorted({r[3] for r in rows})
+    roots = settings.roots
+    root_of = np.array([next((k for k, r in enumerate(roots) if under(f, r)), -1) if roots else 0 for f in folders])
+    is_ref = np.array([any(under(f, r) for r in settings.reference) for f in folders], dtype=bool)
+    folder_at = np.searchsorted(folders, [r[3] for r in rows])
+    size = np.array([(min(r[1], r[2]), max(r[1], r[2])) for r in rows], dtype=np.int64).reshape(-1, 2)
+    a, b = np.searchsorted(found, pairs[:, 0]), np.searchsorted(found, pairs[:, 1])
+    fa, fb = folder_at[a], folder_at[b]
+    keep = (root_of[fa] >= 0) & (root_of[fb] >= 0) & ~(is_ref[fa] & is_ref[fb])
+    if settings.in_folder:
+        keep &= root_of[fa] == root_of[fb]
+    if settings.same_dim:
+        keep &= np.all(size[a] == size[b], axis=1)
+    return pairs[keep]

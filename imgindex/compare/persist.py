@@ -129,32 +129,113 @@ def hide_groups(db: Database, search_id: int, group_ids: list[int] | None = None
                f" AND (gone_in IS NULL OR gone_in > ?){where}", [search_id, pair_set, search_id, search_id, *args])
 
 
-def update_groups(db: Database, search_id: int, touched: np.ndarray, roots: tuple[str, ...], px_size: int,
-                  orientations: tuple[int, ...], policy: groups_.Policy) -> None:
-    """Make again only the groups an incremental search changed: those holding an image it
-    ``touched`` (found a pair for, or compared again) and those that lost or changed a member
-    since (``stale_groups``); every other group keeps its rows and its number. A re-made group
-    takes the smallest old number among its members; a new one a number after the highest."""
+def update_groups(db: Database, search_id: int, touched: np.ndarray, moved: np.ndarray, roots: tuple[str, ...],
+                  px_size: int, orientations: tuple[int, ...], policy: groups_.Policy) -> None:
+    """Change only the groups an incremental search changed; every other group keeps its rows and
+    its number.
+
+    Added pairs only join: a group that gains images of no other group, and keeps its keeper,
+    gets their rows (each one's MSE to the keeper) and keeps its own, however large it is. A
+    group that merges with another, changes keeper, holds an image compared again (``moved``: its pairs
+    were hidden, ``hide_pairs``) or lost or changed a member since (``stale_groups``) is made again
+    from its pairs: it takes the smallest old number among its members; a new group a number
+    after the highest."""
     pair_set = chain_of(db, search_id)
-    given = json.dumps(np.asarray(touched).tolist())
-    affected = {r[0] for r in db.execute(
-        f"SELECT DISTINCT group_id FROM group_rows WHERE group_set = ? AND {VISIBLE}"
-        " AND image_id IN (SELECT value FROM json_each(?))", [pair_set, search_id, search_id, given])}
-    affected |= {r[0] for r in db.execute("SELECT group_id FROM stale_groups WHERE group_set = ?", [pair_set])}
+    touched = np.asarray(touched, dtype=np.int64)
+    given = json.dumps(touched.tolist())
+    group_of = dict(db.execute(
+        f"SELECT image_id, group_id FROM group_rows WHERE group_set = ? AND {VISIBLE}"
+        " AND image_id IN (SELECT value FROM json_each(?))", [pair_set, search_id, search_id, given]).fetchall())
+    stale = {r[0] for r in db.execute("SELECT group_id FROM stale_groups WHERE group_set = ?", [pair_set])}
     db.execute("DELETE FROM stale_groups WHERE group_set = ?", [pair_set])
-    known = group_rows_of(db, search_id, sorted(affected)) if affected else {}
-    old = {row[0]: group_id for group_id, rows in _numbers_of(db, search_id, affected).items() for row in rows}
-    present = {r[0] for r in db.execute("SELECT id FROM images WHERE id IN (SELECT value FROM json_each(?))",
-                                        [given])}
-    among = sorted(set(old) | present)
-    if not among:
-        return
+    remake = stale | {group_of[i] for i in np.asarray(moved).tolist() if i in group_of}  # they may split
+    present = {r[0] for r in db.execute("SELECT id FROM images WHERE id IN (SELECT value FROM json_each(?))", [given])}
+    joins = _joins(grouping_pairs(db, search_id, policy, sorted(present)), group_of)
+    loose_remade: set[int] = set()
+    for groups_in, loose in joins:
+        if len(groups_in) == 1 and not groups_in & remake and loose:
+            if _grow(db, search_id, pair_set, next(iter(groups_in)), sorted(loose), policy, px_size, orientations):
+                continue
+        if len(groups_in) == 1 and not loose:
+            continue  # pairs within one group: nothing joins it
+        remake |= groups_in
+        loose_remade |= loose
+    if remake or loose_remade:
+        _remake(db, search_id, pair_set, remake, loose_remade, touched, roots, px_size, orientations, policy)
+
+
+def _joins(pairs: np.ndarray, group_of: dict[int, int]) -> list[tuple[set[int], set[int]]]:
+    """What added pairs join: per connected part, (the groups in it, the images in none)."""
+    parent: dict = {}
+
+    def node(i: int):
+        return ("g", group_of[i]) if i in group_of else ("i", i)
+
+    def find(x):
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in pairs.tolist():
+        na, nb = node(a), node(b)
+        parent.setdefault(na, na)
+        parent.setdefault(nb, nb)
+        ra, rb = find(na), find(nb)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    parts: dict = {}
+    for x in list(parent):
+        groups_in, loose = parts.setdefault(find(x), (set(), set()))
+        (groups_in if x[0] == "g" else loose).add(x[1])
+    return list(parts.values())
+
+
+def _grow(db: Database, search_id: int, pair_set: int, group_id: int, loose: list[int], policy: groups_.Policy,
+          px_size: int, orientations: tuple[int, ...]) -> bool:
+    """Add ``loose`` images to a group if its keeper stays its keeper; False (nothing written) if not,
+    or if one of them is a copy of a pinned picture (which copy is pinned may change)."""
+    keeper_id, root, reason = db.execute(
+        f"SELECT image_id, root, keep_reason FROM group_rows WHERE group_set = ? AND group_id = ? AND is_keeper = 1"
+        f" AND {VISIBLE}", [pair_set, group_id, search_id, search_id]).fetchone() or (None, None, None)
+    if keeper_id is None:
+        return False
+    members = members_of(db, [keeper_id, *loose])
+    if len(members) != len(loose) + 1 or any(members[i].content_hash in policy.pinned for i in loose):
+        return False
+    keeper, _, reasons = groups_.choose([keeper_id, *loose], members, policy)
+    if keeper.image_id != keeper_id:
+        return False
+    ids = sorted({keeper_id, *loose})
+    by_id = dict(zip(ids, load_tensors(db, ids, px_size)))
+    others = np.stack([by_id[i] for i in loose])
+    kept = np.repeat(by_id[keeper_id][None], len(loose), axis=0)
+    ssd = np.stack([kernel.exact_ssd(kept, others, o) for o in orientations], axis=1)
+    n_values = px_size * px_size * 3
+    rows = []
+    for image_id, row in zip(loose, ssd):
+        k = int(np.argmin(row))
+        t = kernel.ORIENTATIONS[orientations[k]]
+        rows.append((pair_set, group_id, image_id, 0, root, float(row[k]) / n_values, t.rotation, int(t.mirrored),
+                     reasons.get(image_id), search_id))
+    db.conn.executemany(_ROW_INSERT, rows)
+    return True
+
+
+def _remake(db: Database, search_id: int, pair_set: int, groups: set[int], loose: set[int], touched: np.ndarray,
+            roots, px_size: int, orientations, policy: groups_.Policy) -> None:
+    """Make ``groups`` and ``loose`` images into groups again from their pairs."""
+    known = group_rows_of(db, search_id, sorted(groups)) if groups else {}
+    old = {row[0]: group_id for group_id, rows in _numbers_of(db, search_id, groups).items() for row in rows}
+    among = sorted(set(old) | loose)
     pairs = grouping_pairs(db, search_id, policy, among)
     comps = groups_.components(pairs[:, 0], pairs[:, 1])
     made = groups_.make_groups(comps, members_of(db, [int(i) for c in comps for i in c]), policy)
     highest = db.execute("SELECT max(group_id) FROM group_rows WHERE group_set = ?", [pair_set]).fetchone()[0] or 0
     made = numbered(made, old, highest)
-    changed = set(np.asarray(touched).tolist())
+    changed = set(touched.tolist())
     kept_groups, fresh = set(), []
     for g in made:
         ids = frozenset(m.image_id for m in (g.keeper, *g.others))
@@ -164,7 +245,7 @@ def update_groups(db: Database, search_id: int, touched: np.ndarray, roots: tupl
             kept_groups.add(g.group_id)  # the same group as before: its rows stay
         else:
             fresh.append(g)
-    hide_groups(db, search_id, sorted(affected - kept_groups))
+    hide_groups(db, search_id, sorted(groups - kept_groups))
     store_groups(db, search_id, fresh, {}, changed, roots, px_size, orientations)
 
 

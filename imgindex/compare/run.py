@@ -81,15 +81,20 @@ def search(
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots,
                         stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders)
     base = None if full else base_search(db, settings)
-    search_id = start_run(db, "searches", {
-        "started_at": now(), "status": "running", **settings.as_row(), "processes": processes})
+    row = {"status": "running", **settings.as_row(), "processes": processes}
+    search_id = start_run(db, "searches", {"started_at": now(), **row})
     try:
         for _attempt in range(ATTEMPTS):
             run = _Run(db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started)
             report = run.incremental() if base is not None else run.full()
             if report is not None:
                 return dataclasses.replace(report, off_profile=off_profile)
-            base = base_search(db, settings)  # another search of the chain finished first: build on it
+            # another search of the chain finished first: build on it, as a search started after it
+            # (a chain's searches finish in the order of their ids, which the shared rows rely on)
+            base = base_search(db, settings)
+            with write_transaction(db):
+                db.execute("DELETE FROM searches WHERE id = ?", [search_id])
+                search_id = start_run(db, "searches", {"started_at": now(), **row})
         raise ImgIndexError("Other searches of this index kept finishing while this one ran; run it again"
                             " (or stop the watcher first).")
     except BaseException as exc:
@@ -188,7 +193,7 @@ class _Run:
             touched = np.union1d(moved, np.union1d(a, b))
             if (base.decisions_version == self.version and base.keep_rule == settings.keep_rule
                     and base.reference == settings.reference):
-                update_groups(self.db, self.search_id, touched, self.roots, self.px, self.orientations, self.policy)
+                update_groups(self.db, self.search_id, touched, moved, self.roots, self.px, self.orientations, self.policy)
             else:  # decisions changed since: every group made again (unchanged ones keep their rows' values)
                 write_groups(self.db, self.search_id, self.roots, self.px, self.orientations, self.policy,
                              base_id=base.search_id, changed=set(touched.tolist()))
