@@ -513,8 +513,8 @@ def shared_rows(db: Database) -> None:
             JOIN images i ON i.id = g.image_id
             WHERE g.search_id = (SELECT id FROM latest_search);
         -- the point index (compare.points): fixed principal axes of the orbit features, and each
-        -- image's first five coordinates on them, so a few new images find their neighbours in an
-        -- R*Tree instead of reading a million rows
+        -- image's first five coordinates on them in an R*Tree (its first 32 as float32 beside them,
+        -- in coords), so a few new images find their neighbours instead of reading a million rows
         CREATE TABLE search_space (
             px_size INTEGER PRIMARY KEY,
             center BLOB NOT NULL,
@@ -522,7 +522,7 @@ def shared_rows(db: Database) -> None:
             fitted_at TEXT NOT NULL
         );
         CREATE VIRTUAL TABLE search_points USING rtree(image_id, x0_lo, x0_hi, x1_lo, x1_hi, x2_lo, x2_hi,
-                                                       x3_lo, x3_hi, x4_lo, x4_hi);
+                                                       x3_lo, x3_hi, x4_lo, x4_hi, +coords);
         CREATE TRIGGER images_points_gone AFTER DELETE ON images BEGIN
             DELETE FROM search_points WHERE image_id = OLD.id;
         END;

@@ -57,7 +57,8 @@ def full_search_of_a_copy(index: Index, tmp_path, options: dict) -> tuple[dict, 
         return shown(other, report.search_id)
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["add", "remove", "move", "touch", "nothing"]), st.integers(1, 6)),
+OPS = st.lists(st.tuples(st.sampled_from(["add", "add", "remove", "move", "touch", "pin", "nothing"]),
+                         st.integers(1, 6)),
                min_size=2, max_size=5)
 
 
@@ -90,6 +91,10 @@ def test_incremental_searches_equal_full_ones_and_earlier_searches_keep_what_the
             elif op == "touch":  # bigger files: the keeper rule ('size') may choose another keeper
                 for i in chosen:
                     index.db.execute("UPDATE images SET size = size + 100000 WHERE id = ?", [i])
+            elif op == "pin" and chosen:  # a decision: the latest search is regrouped at once
+                index.keep([index.db.execute("SELECT path FROM images WHERE id = ?", [chosen[0]]).fetchone()[0]])
+                latest = max(history)  # which it may change, as decisions do
+                history[latest] = (history[latest][0], rows_of(index, latest))
             report = compare.search(index.db, str(index.path), **options)
             assert report.incremental and report.base_search_id == max(history)
             seen = shown(index, report.search_id)

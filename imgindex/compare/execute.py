@@ -63,8 +63,14 @@ def open_context(db_path: str, px_size: int, cache_size: int) -> CompareContext:
 
 
 def compare_batch(context: CompareContext, tasks: list, threshold: float, orientations) -> list[tuple]:
-    return [(compare_space_task if isinstance(t, SpaceTask) else compare_task)(context, t, threshold, orientations)
-            for t in tasks]
+    from imgindex.compare.few import FewTask, compare_few_task  # few builds on this module
+
+    def one(t):
+        if isinstance(t, FewTask):
+            return compare_few_task(context.conn, context.px_size, t, threshold, orientations)
+        return (compare_space_task if isinstance(t, SpaceTask) else compare_task)(context, t, threshold, orientations)
+
+    return [one(t) for t in tasks]
 
 
 def compare_task(context: CompareContext, task: Task, threshold: float, orientations) -> tuple[np.ndarray, ...]:

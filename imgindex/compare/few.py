@@ -1,14 +1,17 @@
 """A few new images against an index of any size (the watcher's case): their neighbours from the
-point index (``points``), then the exact kernel on those pairs only.
+point index (``points``), then the exact kernel on those pairs only, in tasks the usual runner
+spreads over the workers (each reading SQLite on its own read-only connection).
 
-Flows in: the new images (``plan.NewImages``) and a search's settings. Flows out: pairs (image_a,
-image_b, ssd, orientation), lower id first, the same as a full plan's tasks would find for them:
-the same buckets (dimensions, root folder), reference images never paired with each other.
+Flows in: the new images (``plan.NewImages``) and a search's settings. Flows out: tasks, whose
+results are pairs (image_a, image_b, ssd, orientation), lower id first, the same as a full plan's
+tasks would find for them: the same buckets (dimensions, root folder), reference images never
+paired with each other.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,21 +27,46 @@ if TYPE_CHECKING:
     from imgindex.compare.settings import Settings
 
 
-def compare_few(db: Database, new: NewImages, px_size: int, settings: Settings,
-                orientations: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """Every pair of a new image within the threshold, against all images in scope and each other."""
+FEW_PER_TASK = 100  # new images per task: two workers share a thousand
+WORK_PER_IMAGE = 40_000  # a task's work in the runner's units (candidate pairs x orientations), as measured
+
+
+@dataclass(frozen=True)
+class FewTask:
+    """New images to find the neighbours of, with what decides which pairs count (read-only work:
+    the keys and points of ``ids`` exist before the task runs)."""
+
+    ids: tuple[int, ...]
+    roots: tuple[str, ...]
+    reference: tuple[str, ...]
+    in_folder: bool
+    same_dim: bool
+
+    @property
+    def work(self) -> int:
+        return len(self.ids) * WORK_PER_IMAGE
+
+
+def few_tasks(db: Database, new: NewImages, px_size: int, settings: Settings):
+    """The keys and points of the new images (written here, once), then tasks of FEW_PER_TASK of them."""
     if len(new.ids) == 0:
-        empty = np.empty(0, np.int64)
-        return empty, empty, empty, empty
+        return []
     ensure_search_keys(db, new.ids, px_size)
     points.ensure(db, px_size)
-    features = nearby.load_orbits(db, new.ids, len(kernel.grid_edges(px_size)) - 1)
-    limit = kernel.ssd_threshold(settings.threshold, px_size * px_size * 3)
-    pairs = _in_scope(db, points.candidates(db, px_size, new.ids, features, limit), settings)
-    return compare_listed(db.conn, px_size, pairs, settings.threshold, orientations)
+    return [FewTask(tuple(new.ids[k : k + FEW_PER_TASK].tolist()), settings.roots, settings.reference,
+                    settings.in_folder, settings.same_dim) for k in range(0, len(new.ids), FEW_PER_TASK)]
 
 
-def _in_scope(db: Database, pairs: np.ndarray, settings: Settings) -> np.ndarray:
+def compare_few_task(conn, px_size: int, task: FewTask, threshold: float, orientations) -> tuple[np.ndarray, ...]:
+    """Every pair of the task's images within the threshold, against all images in scope and each other."""
+    ids = np.array(task.ids, dtype=np.int64)
+    features = nearby.load_orbits(conn, ids, len(kernel.grid_edges(px_size)) - 1)
+    limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
+    pairs = _in_scope(conn, points.candidates(conn, px_size, ids, features, limit), task)
+    return compare_listed(conn, px_size, pairs, threshold, orientations)
+
+
+def _in_scope(db, pairs: np.ndarray, settings: FewTask) -> np.ndarray:
     """The candidate pairs a full plan would also have made: both images indexed and in scope, in
     one bucket, not both in reference folders."""
     if len(pairs) == 0:

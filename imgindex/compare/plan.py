@@ -236,12 +236,14 @@ class NewImages:
 def new_images(db: Database, base: Base, roots: tuple[str, ...], most: int) -> NewImages | None:
     """The images in scope added or moved since ``base``, found by index (ids above the base's
     highest, ``images_moved_at``) without reading the others; None when there are more than ``most``."""
-    rows = db.execute(
-        "SELECT id, width, height, folder FROM images WHERE id > ?"
-        " UNION SELECT id, width, height, folder FROM images WHERE moved_at >= ? ORDER BY 1 LIMIT ?",
-        [base.max_image_id, base.started_at, most + 1]).fetchall()
-    if len(rows) > most:
+    moved = db.execute("SELECT id FROM images WHERE moved_at IS NOT NULL AND moved_at >= ? LIMIT ?",
+                       [base.started_at, most + 1]).fetchall()
+    added = db.execute("SELECT id FROM images WHERE id > ? LIMIT ?", [base.max_image_id, most + 1]).fetchall()
+    ids = sorted({r[0] for r in moved} | {r[0] for r in added})
+    if len(ids) > most:
         return None
+    rows = db.execute("SELECT id, width, height, folder FROM images WHERE id IN (SELECT value FROM json_each(?))"
+                      " ORDER BY id", [json.dumps(ids)]).fetchall()
     if roots:
         inside = {f: any(under(f, r) for r in roots) for f in {r[3] for r in rows}}
         rows = [r for r in rows if inside[r[3]]]
@@ -253,8 +255,9 @@ def new_images(db: Database, base: Base, roots: tuple[str, ...], most: int) -> N
 def moved_since(db: Database, base: Base) -> np.ndarray:
     """Ids of the images moved since ``base`` started (in scope or out of it): their pairs are
     found again, or no longer belong."""
-    return np.fromiter((r[0] for r in db.execute("SELECT id FROM images WHERE moved_at >= ? ORDER BY id",
-                                                 [base.started_at])), dtype=np.int64)
+    # (IS NOT NULL: so SQLite reads the partial index images_moved_at, not every row)
+    return np.sort(np.fromiter((r[0] for r in db.execute(
+        "SELECT id FROM images WHERE moved_at IS NOT NULL AND moved_at >= ?", [base.started_at])), dtype=np.int64))
 
 
 def scope_size(db: Database, roots: tuple[str, ...]) -> int:

@@ -23,7 +23,7 @@ from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError
 from imgindex.compare import kernel, points, profile
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
-from imgindex.compare.few import compare_few
+from imgindex.compare.few import few_tasks
 from imgindex.compare.nearby import Scratch
 from imgindex.compare.persist import (add_pairs, count_groups, count_pairs, hide_pairs, set_aside_count, update_groups,
                                       write_groups)
@@ -165,10 +165,11 @@ class _Run:
         if few is not None and algorithm == "chunked":
             self._record(algorithm, chunksize, n)
             collector = PairCollector(self.px * self.px * 3)
-            collector.add(compare_few(self.db, few, self.px, settings, self.orientations))
-            if self.progress is not None:
-                self.progress(SearchProgress(1, 1, len(collector.found()[0]), time.monotonic() - self.started))
-            workers, new_count, max_id = 0, len(few.ids), max_image_id(self.db)
+            _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few, self.px, settings), collector,
+                                   threshold=settings.threshold, orientations=self.orientations, px_size=self.px,
+                                   processes=self.processes, algorithm="chunked", progress=self.progress,
+                                   started=self.started)
+            new_count, max_id = len(few.ids), max_image_id(self.db)
             moved = moved_since(self.db, base)
         else:
             scope = load_scope(self.db, settings.roots, settings.in_folder)
@@ -193,7 +194,8 @@ class _Run:
             touched = np.union1d(moved, np.union1d(a, b))
             if (base.decisions_version == self.version and base.keep_rule == settings.keep_rule
                     and base.reference == settings.reference):
-                update_groups(self.db, self.search_id, touched, moved, self.roots, self.px, self.orientations, self.policy)
+                update_groups(self.db, self.search_id, collector.found(), moved, self.roots, self.px,
+                              self.orientations, self.policy)
             else:  # decisions changed since: every group made again (unchanged ones keep their rows' values)
                 write_groups(self.db, self.search_id, self.roots, self.px, self.orientations, self.policy,
                              base_id=base.search_id, changed=set(touched.tolist()))
