@@ -512,19 +512,24 @@ def shared_rows(db: Database) -> None:
             FROM group_members g
             JOIN images i ON i.id = g.image_id
             WHERE g.search_id = (SELECT id FROM latest_search);
-        -- the point index (compare.points): fixed principal axes of the orbit features, and each
-        -- image's first five coordinates on them in an R*Tree (its first 32 as float32 beside them,
-        -- in coords), so a few new images find their neighbours instead of reading a million rows
+        -- the point index (compare.points): fixed principal axes of the orbit features (center,
+        -- axes), a grid of cells of side ``side`` over the first four from ``origin``, and each
+        -- image's cell with its first 32 coordinates (float32), so a few new images find their
+        -- neighbours in a few ranges of cells instead of reading a million rows
         CREATE TABLE search_space (
             px_size INTEGER PRIMARY KEY,
             center BLOB NOT NULL,
             axes BLOB NOT NULL,
+            origin BLOB NOT NULL,
+            side REAL NOT NULL,
             fitted_at TEXT NOT NULL
         );
-        CREATE VIRTUAL TABLE search_points USING rtree(image_id, x0_lo, x0_hi, x1_lo, x1_hi, x2_lo, x2_hi,
-                                                       x3_lo, x3_hi, x4_lo, x4_hi, +coords);
-        CREATE TRIGGER images_points_gone AFTER DELETE ON images BEGIN
-            DELETE FROM search_points WHERE image_id = OLD.id;
-        END;
+        CREATE TABLE search_points (
+            cell INTEGER NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            coords BLOB NOT NULL,
+            PRIMARY KEY (cell, image_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX search_points_image ON search_points(image_id);
         """
     )

@@ -1,80 +1,101 @@
-"""The point index: every image's orbit-feature point (``space``) on fixed principal axes, its first
-POINT_DIMS coordinates kept in SQLite's R*Tree (``search_points``), so an incremental search of a
-few new images finds every indexed image within reach by a box query each, reading no other row.
+"""The point index: every image's orbit-feature point (``space``) on fixed principal axes, kept in
+SQLite by the cell of a grid over its first CELL_DIMS coordinates, with its first KEPT_DIMS
+coordinates beside it (``search_points``). An incremental search of a few new images finds every
+indexed image within reach in a few ranges of cells each, reading no other row.
 
 Flows in: orbit features (``search_keys.orbits``). Flows out: candidate pairs of image ids.
 
 Why no matching pair is lost: any orthonormal axes keep distances, so each coordinate of two
 points differs by at most their distance, which is at most sqrt(SSD) in every orientation
-(``space``), and so does their distance over the first KEPT_DIMS coordinates (kept beside the
-box, the second check). Both are widened by the float32 rounding of the kept features, of the
-projection and of the kept coordinates, and the R*Tree rounds the boxes it keeps outwards. The axes are fitted once (on the
-index as it first was) and kept: later images may spread differently, which costs candidates,
-never pairs.
+(``space``): two points within reach r lie at most ceil(r / side) cells apart along each grid
+axis (cells past the grid's edge are clamped to it, which brings points closer, never further),
+and their distance over the kept coordinates is at most r too. Both checks are widened by the
+float32 rounding of the kept features, of the projection and of the kept coordinates. The axes
+and the grid are fitted once (on the index as it first was) and kept: later images may spread
+differently, or a search use another threshold, which costs candidates, never pairs.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgindex.db.runs import now
 from imgindex.compare import kernel, nearby, space
+from imgindex.compare.settings import SIMILARITY_PRESETS
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-POINT_DIMS = 5  # the most an R*Tree holds
-KEPT_DIMS = space.CLOSE_DIMS  # coordinates kept beside them, to check a box's points against
+CELL_DIMS = 4  # grid axes: 3^4 neighbouring cells at the fitted threshold
+KEPT_DIMS = space.CLOSE_DIMS  # coordinates kept beside the cell, to check a neighbour's point against
+CELL_BITS = 15  # cells along each axis: 32,768, a key of 60 bits
 FIT_SAMPLE = 50_000
-_COLUMNS = ", ".join(f"x{k}_lo, x{k}_hi" for k in range(POINT_DIMS))
-_INSERT = (f"INSERT OR REPLACE INTO search_points (image_id, {_COLUMNS}, coords)"
-           f" VALUES ({', '.join('?' * (2 + 2 * POINT_DIMS))})")
-_QUERY = "SELECT image_id, coords FROM search_points WHERE " + " AND ".join(
-    f"x{k}_hi >= ? AND x{k}_lo <= ?" for k in range(POINT_DIMS))
 
 
-def axes_of(db: Database, px_size: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(center, axes (m, KEPT_DIMS)) of the kept space, or None before the first is fitted."""
-    row = db.execute("SELECT center, axes FROM search_space WHERE px_size = ?", [px_size]).fetchone()
+class Space:
+    """The kept axes and grid."""
+
+    def __init__(self, center: np.ndarray, axes: np.ndarray, origin: np.ndarray, side: float):
+        self.center, self.axes, self.origin, self.side = center, axes, origin, side
+
+    def coordinates(self, features: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """(k, KEPT_DIMS) float64 coordinates of float32 features, a chunk at a time."""
+        out = np.empty((len(features), self.axes.shape[1]))
+        for start in range(0, len(features), chunk):
+            out[start : start + chunk] = (features[start : start + chunk].astype(np.float64) - self.center) @ self.axes
+        return out
+
+    def cells(self, points: np.ndarray) -> np.ndarray:
+        """(k, CELL_DIMS) int64 cell of each point along each grid axis, clamped to the grid."""
+        cells = np.floor((points[:, :CELL_DIMS] - self.origin) / self.side)
+        return np.clip(cells, 0, (1 << CELL_BITS) - 1).astype(np.int64)
+
+
+def key_of(cells: np.ndarray) -> np.ndarray:
+    """One int64 per cell, the last axis varying fastest (so a run along it is a range of keys)."""
+    key = np.zeros(len(cells), dtype=np.int64)
+    for k in range(CELL_DIMS):
+        key = (key << CELL_BITS) | cells[:, k]
+    return key
+
+
+def space_of(db: Database, px_size: int) -> Space | None:
+    """The kept space, or None before the first is fitted."""
+    row = db.execute("SELECT center, axes, origin, side FROM search_space WHERE px_size = ?", [px_size]).fetchone()
     if row is None:
         return None
     center = np.frombuffer(row[0], dtype=np.float64)
-    return center, np.frombuffer(row[1], dtype=np.float64).reshape(len(center), -1)
-
-
-def coordinates(center: np.ndarray, axes: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """(k, KEPT_DIMS) float64 coordinates of float32 features on the kept axes."""
-    return (features.astype(np.float64) - center) @ axes
+    return Space(center, np.frombuffer(row[1], dtype=np.float64).reshape(len(center), -1),
+                 np.frombuffer(row[2], dtype=np.float64), float(row[3]))
 
 
 def add(db: Database, px_size: int, ids: np.ndarray, features: np.ndarray) -> None:
     """Keep the points of ``ids`` (their orbit features given); a no-op before the space exists."""
-    kept = axes_of(db, px_size)
+    kept = space_of(db, px_size)
     if kept is None or len(ids) == 0:
         return
-    _insert(db, ids, coordinates(*kept, features))
+    _insert(db, kept, np.asarray(ids, dtype=np.int64), kept.coordinates(features))
 
 
-def _insert(db: Database, ids: np.ndarray, points: np.ndarray, batch: int = 100_000) -> None:
-    """Rows in the order of a coarse grid over the first two axes: an R*Tree fills 20% faster so."""
-    spread = float(points[:, 0].max() - points[:, 0].min()) if len(points) else 0.0
-    cell = np.floor(points[:, :2] / max(spread / 64, 1e-9))
-    order = np.lexsort((cell[:, 1], cell[:, 0]))
+def _insert(db: Database, sp: Space, ids: np.ndarray, points: np.ndarray, batch: int = 100_000) -> None:
+    """Rows in key order (a B-tree fills fastest so): a million in a few seconds."""
+    keys = key_of(sp.cells(points))
+    order = np.argsort(keys, kind="stable")
     for start in range(0, len(order), batch):
         part = order[start : start + batch]
         kept = points[part].astype(np.float32)
-        rows = [(i, *[v for x in p[:POINT_DIMS] for v in (x, x)], k.tobytes())
-                for i, p, k in zip(ids[part].tolist(), points[part].tolist(), kept)]
         with db.atomic():
-            db.conn.executemany(_INSERT, rows)
+            db.conn.executemany("INSERT OR REPLACE INTO search_points (cell, image_id, coords) VALUES (?, ?, ?)",
+                                zip(keys[part].tolist(), ids[part].tolist(), (k.tobytes() for k in kept)))
 
 
 def ensure(db: Database, px_size: int) -> None:
-    """Fit and keep the space, and every keyed image's point, the first time they are needed (about
-    25 s at a million images, once); afterwards new keys add their points as they are made."""
-    if axes_of(db, px_size) is not None:
+    """Fit and keep the space, and every keyed image's point, the first time they are needed (once);
+    afterwards new keys add their points as they are made."""
+    if space_of(db, px_size) is not None:
         return
     ids = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL"
                                                 " ORDER BY image_id")), dtype=np.int64)
@@ -82,18 +103,28 @@ def ensure(db: Database, px_size: int) -> None:
         return
     features = nearby.load_orbits(db, ids, len(kernel.grid_edges(px_size)) - 1)
     fitted = space.fit(features[:: max(1, len(features) // FIT_SAMPLE)], 1.0)
-    center, axes = fitted.center, fitted.axes[:, :KEPT_DIMS]
-    if axes.shape[1] < POINT_DIMS:  # tiny tensors: zero axes fill the box's dimensions (every point at 0)
-        axes = np.hstack([axes, np.zeros((len(axes), POINT_DIMS - axes.shape[1]))])
+    axes = fitted.axes[:, :KEPT_DIMS]
+    if axes.shape[1] < CELL_DIMS:  # tiny tensors: zero axes fill the grid's dimensions (every point at 0)
+        axes = np.hstack([axes, np.zeros((len(axes), CELL_DIMS - axes.shape[1]))])
+    sp = Space(fitted.center, np.ascontiguousarray(axes), np.zeros(CELL_DIMS), 1.0)
+    points = sp.coordinates(features)
+    del features
+    # cells as wide as the reach of 'similar' (so it looks at 3^4 of them), or wider if the spread
+    # needs it to fit the grid; the origin one cell below the lowest point
+    bound = 255.0 * np.sqrt(px_size * px_size * 3)
+    low, high = points[:, :CELL_DIMS].min(axis=0), points[:, :CELL_DIMS].max(axis=0)
+    side = max(_bounds(kernel.ssd_threshold(SIMILARITY_PRESETS["similar"], px_size * px_size * 3), px_size)[0],
+               float((high - low).max()) / ((1 << CELL_BITS) - 4), 1e-6 * bound)
+    sp = Space(sp.center, sp.axes, low - side, side)
     with db.atomic():
         db.execute("DELETE FROM search_points")
-        db.execute("INSERT INTO search_space (px_size, center, axes, fitted_at) VALUES (?, ?, ?, ?)",
-                   [px_size, center.tobytes(), np.ascontiguousarray(axes).tobytes(), now()])
-    _insert(db, ids, coordinates(center, axes, features))
+        db.execute("INSERT INTO search_space (px_size, center, axes, origin, side, fitted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                   [px_size, sp.center.tobytes(), sp.axes.tobytes(), sp.origin.tobytes(), side, now()])
+    _insert(db, sp, ids, points)
 
 
 def _bounds(limit: float, px_size: int) -> tuple[float, float]:
-    """(half width of a box, squared distance over the kept coordinates) within which a point in
+    """(radius along any axis, squared distance over the kept coordinates) within which a point in
     reach of the SSD limit lies, as kept: the radius widened for float32 features of norm at most
     that of a white tensor, the float64 projection, and float32 coordinates."""
     bound = 255.0 * np.sqrt(px_size * px_size * 3)
@@ -101,16 +132,29 @@ def _bounds(limit: float, px_size: int) -> tuple[float, float]:
     return radius, space.reach(radius, 2 * bound)  # coordinates: centred, so within twice the bound
 
 
-def candidates(db: Database, px_size: int, ids: np.ndarray, features: np.ndarray, limit: float) -> np.ndarray:
+def _ranges(sp: Space, cell: np.ndarray, steps: int) -> list[tuple[int, int]]:
+    """(first, last) keys of the runs of cells within ``steps`` of ``cell`` along every axis."""
+    top = (1 << CELL_BITS) - 1
+    spans = [range(max(0, c - steps), min(top, c + steps) + 1) for c in cell[:-1].tolist()]
+    lo, hi = max(0, int(cell[-1]) - steps), min(top, int(cell[-1]) + steps)
+    prefixes = np.array(np.meshgrid(*spans, indexing="ij")).reshape(len(spans), -1).T
+    first = key_of(np.hstack([prefixes, np.full((len(prefixes), 1), lo)]))
+    return list(zip(first.tolist(), (first + (hi - lo)).tolist()))
+
+
+def candidates(db, px_size: int, ids: np.ndarray, features: np.ndarray, limit: float) -> np.ndarray:
     """(k, 2) distinct pairs (lower id first) of each of ``ids`` with every kept point within reach,
     itself excepted; the others may be any indexed image (the caller keeps those in scope)."""
-    center, axes = axes_of(db, px_size)
-    h, reach2 = _bounds(limit, px_size)
+    sp = space_of(db, px_size)
+    radius, reach2 = _bounds(limit, px_size)
+    steps = int(np.ceil(radius / sp.side))
+    points = sp.coordinates(features)
     found = []
-    points = coordinates(center, axes, features)
-    for image_id, p, q in zip(ids.tolist(), points.tolist(), points.astype(np.float32)):
-        box = [v for x in p[:POINT_DIMS] for v in (x - h, x + h)]
-        rows = db.execute(_QUERY, box).fetchall()
+    for image_id, cell, q in zip(ids.tolist(), sp.cells(points), points.astype(np.float32)):
+        rows = db.execute(
+            "SELECT p.image_id, p.coords FROM json_each(?) r JOIN search_points p"
+            " ON p.cell BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]')",
+            [json.dumps(_ranges(sp, cell, steps))]).fetchall()
         hits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         kept = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         hits = hits[space.close(kept, np.broadcast_to(q, kept.shape), reach2) & (hits != image_id)]
