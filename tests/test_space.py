@@ -166,3 +166,30 @@ def test_the_scratch_folder_goes_when_the_search_ends_and_a_killed_searchs_goes_
         assert report.pairs > 0
     assert not stale.exists()
     assert set(Path(tempfile.gettempdir()).glob("imgindex-search-*")) <= before  # its own is gone too
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 6, 30, 120]), st.booleans())
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_point_index_finds_every_pair_of_new_images_past_its_fitted_grid_and_threshold(tmp_path_factory, seed,
+                                                                                           threshold, rotate):
+    """The point index is fitted on the first images (here a narrow set: its grid is small) and kept;
+    later images far outside it, searched at thresholds other than the one its cells fit, lose no pair."""
+    rng = np.random.default_rng(seed)
+    px = 8
+    narrow = np.clip(120 + rng.integers(-3, 4, (12, px, px, 3)), 0, 255).astype(np.uint8)
+    later = _tight_set(rng, 30, px, max(1, int(threshold)))
+    later = np.concatenate([later, 255 - later[:6], np.clip(later[:6].astype(int) + 2, 0, 255).astype(np.uint8)])
+    with Index(tmp_path_factory.mktemp("points") / "i.db") as index:
+        ids = insert(index, narrow)
+        options = dict(similarity=float(threshold), rotate=rotate, processes=1, chunksize=5, algorithm="chunked")
+        compare.search(index.db, str(index.path), **options)
+        assert index.db.execute("SELECT count(*) FROM search_space").fetchone()[0] == 1
+        for part in np.array_split(later, 3):
+            ids += insert(index, part, folders=[f"/photos/{len(ids)}"] * len(part))
+            report = compare.search(index.db, str(index.path), **options)
+            assert report.incremental and report.new_images == len(part)
+            assert stored_pairs(index, report.search_id) == brute_force(dict(zip(ids, np.concatenate(
+                [narrow, later])[: len(ids)])), threshold, rotate)
+        index.db.execute("DELETE FROM images WHERE id = ?", [ids[0]])  # a removed image's point goes with it
+        kept = index.db.execute("SELECT count(*) FROM search_points").fetchone()[0]
+        assert kept == index.db.execute("SELECT count(*) FROM images").fetchone()[0]

@@ -63,14 +63,15 @@ def open_context(db_path: str, px_size: int, cache_size: int) -> CompareContext:
 
 
 def compare_batch(context: CompareContext, tasks: list, threshold: float, orientations) -> list[tuple]:
-    from imgindex.compare.few import FewTask, compare_few_task  # few builds on this module
+    return [_one(context, t, threshold, orientations) for t in tasks]
 
-    def one(t):
-        if isinstance(t, FewTask):
-            return compare_few_task(context.conn, context.px_size, t, threshold, orientations)
-        return (compare_space_task if isinstance(t, SpaceTask) else compare_task)(context, t, threshold, orientations)
 
-    return [one(t) for t in tasks]
+def _one(context: CompareContext, task, threshold: float, orientations) -> tuple[np.ndarray, ...]:
+    if hasattr(task, "compare"):  # a task that knows its own work (``few.FewTask``, which builds on this module)
+        return task.compare(context.conn, context.px_size, threshold, orientations)
+    if isinstance(task, SpaceTask):
+        return compare_space_task(context, task, threshold, orientations)
+    return compare_task(context, task, threshold, orientations)
 
 
 def compare_task(context: CompareContext, task: Task, threshold: float, orientations) -> tuple[np.ndarray, ...]:

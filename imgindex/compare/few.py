@@ -46,6 +46,9 @@ class FewTask:
     def work(self) -> int:
         return len(self.ids) * WORK_PER_IMAGE
 
+    def compare(self, conn, px_size: int, threshold: float, orientations) -> tuple[np.ndarray, ...]:
+        return compare_few_task(conn, px_size, self, threshold, orientations)
+
 
 def few_tasks(db: Database, new: NewImages, px_size: int, settings: Settings):
     """The keys and points of the new images (written here, once), then tasks of FEW_PER_TASK of them."""

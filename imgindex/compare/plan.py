@@ -124,7 +124,8 @@ def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int =
     the keys instead of the tensor to bound every pair."""
     if len(ids) <= FEW_KEYS:  # a few new images: ask for them, not for the million that have keys
         kept = np.fromiter((r[0] for r in db.execute(
-            "SELECT image_id FROM search_keys WHERE sample IS NOT NULL AND image_id IN (SELECT value FROM json_each(?))",
+            "SELECT image_id FROM search_keys WHERE sample IS NOT NULL"
+            " AND image_id IN (SELECT value FROM json_each(?))",
             [json.dumps(np.asarray(ids).tolist())])), dtype=np.int64)
     else:
         kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL")),

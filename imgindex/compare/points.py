@@ -118,7 +118,8 @@ def ensure(db: Database, px_size: int) -> None:
     sp = Space(sp.center, sp.axes, low - side, side)
     with db.atomic():
         db.execute("DELETE FROM search_points")
-        db.execute("INSERT INTO search_space (px_size, center, axes, origin, side, fitted_at) VALUES (?, ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO search_space (px_size, center, axes, origin, side, fitted_at)"
+                   " VALUES (?, ?, ?, ?, ?, ?)",
                    [px_size, sp.center.tobytes(), sp.axes.tobytes(), sp.origin.tobytes(), side, now()])
     _insert(db, sp, ids, points)
 

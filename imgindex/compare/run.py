@@ -25,12 +25,12 @@ from imgindex.compare import kernel, points, profile
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
 from imgindex.compare.few import few_tasks
 from imgindex.compare.nearby import Scratch
-from imgindex.compare.persist import (add_pairs, count_groups, count_pairs, hide_pairs, set_aside_count, update_groups,
-                                      write_groups)
+from imgindex.compare.persist import add_pairs, count_groups, count_pairs, hide_pairs, set_aside_count, write_groups
 from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, max_image_id, moved_since, new_images,
                                    new_mask, plan, scope_size)
 from imgindex.compare.settings import Settings, base_search, resolve_similarity, still_head, stored_settings
+from imgindex.compare.update import update_groups
 from imgindex.types import SearchProgress, SearchReport
 from imgindex.workers import resolve_processes
 
