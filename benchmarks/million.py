@@ -9,7 +9,9 @@ Each search runs as its own `imgindex search` process; its wall time and the pea
 it and its workers are printed. Exactness is checked, not assumed: every planted pair must be
 found, and on a random sample of the set a brute-force pass (the kernel on every pair of the
 sample, no pruning) must find exactly the pairs the search stored among those images. Then 1,000
-new images (with planted copies of old ones) and then one new image are searched incrementally.
+new images (with planted copies of old ones) and then one new image are searched incrementally,
+with `imgindex search` (which also writes every group) and then as the watcher does (a process
+that opens the index and searches); exactness is checked again after them.
 The candidate counts show what each bound leaves.
 """
 
@@ -34,6 +36,15 @@ import imgindex  # noqa: E402
 from imgindex.compare import kernel, nearby, space  # noqa: E402
 from imgindex.compare.settings import SIMILARITY_PRESETS  # noqa: E402
 from imgindex.db.queries import load_tensors  # noqa: E402
+
+
+API_SEARCH = """
+import sys, imgindex
+with imgindex.Index(sys.argv[1]) as index:
+    r = index.search(similarity="similar", processes=int(sys.argv[2]))
+assert r.incremental, r
+print(f"Search {r.search_id}: {r.new_images:,} new, {r.new_pairs:,} new pairs, the search itself {r.duration:.2f} s")
+"""
 
 
 def build(n: int, processes: int) -> tuple[Path, list]:
@@ -168,14 +179,21 @@ def main() -> None:
     threshold = SIMILARITY_PRESETS["similar"]
     print(f"  exactness: {check_exact(db, planted, args.sample, threshold, orientations)}", flush=True)
     print(f"  candidates ('similar'): {candidates(db, threshold, orientations)}", flush=True)
-    for k in (1000, 1):
-        new_pairs = add_images(db, k, seed=k)
-        seconds, rss, summary = search(db, "similar", args.processes, full=False)
+    for k, how in ((1000, "cli"), (1, "cli"), (1000, "api"), (1, "api")):
+        new_pairs = add_images(db, k, seed=k + (7 if how == "api" else 0))
+        if how == "cli":  # `imgindex search`, which also writes every group to its output (here /dev/null)
+            seconds, rss, summary = search(db, "similar", args.processes, full=False)
+        else:  # the watcher's case: a process that opens the index and searches, writing no listing
+            run = measure([sys.executable, "-c", API_SEARCH, str(db), str(args.processes)])
+            seconds, rss, summary = run.seconds, run.peak_rss_mb, run.stdout.strip()
         found = stored_pairs(db)
         lost = [p for p in new_pairs if p not in found]
         if lost:
             raise SystemExit(f"FAILED: the incremental search missed planted pairs {lost[:3]}")
-        print(f"  +{k:<5,} new   incremental {seconds:7.2f} s   peak RSS {rss:6.0f} MB   {summary}", flush=True)
+        print(f"  +{k:<5,} new   incremental ({how}) {seconds:7.2f} s   peak RSS {rss:6.0f} MB   {summary}",
+              flush=True)
+    print(f"  exactness after the incremental searches: {check_exact(db, planted, args.sample, threshold, orientations)}",
+          flush=True)
     run = measure([sys.executable, "-m", "imgindex.cli", "status", "--db", str(db)])
     print(f"  status {run.seconds:.2f} s")
 

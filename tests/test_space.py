@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgindex import Index
-from imgindex.compare import kernel, space
+from imgindex.compare import few, kernel, space
 from imgindex.compare import run as compare
 
 from test_compare import brute_force, insert, stored_pairs
@@ -193,3 +193,22 @@ def test_the_point_index_finds_every_pair_of_new_images_past_its_fitted_grid_and
         index.db.execute("DELETE FROM images WHERE id = ?", [ids[0]])  # a removed image's point goes with it
         kept = index.db.execute("SELECT count(*) FROM search_points").fetchone()[0]
         assert kept == index.db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+
+def test_new_images_matching_each_other_across_tasks_are_one_pair_each(tmp_path):
+    """A few new images are searched in tasks of FEW_PER_TASK; two new images that match, in two
+    tasks, are found once (by the lower one's task), so the search writes each pair once."""
+    rng = np.random.default_rng(3)
+    first = _tight_set(rng, 30, 8, 4)
+    later = _tight_set(rng, 3 * few.FEW_PER_TASK, 8, 4)
+    with Index(tmp_path / "i.db") as index:
+        ids = insert(index, first)
+        options = dict(similarity=4.0, processes=1, chunksize=50, algorithm="chunked")
+        compare.search(index.db, str(index.path), **options)
+        new = insert(index, later, folders=["/photos/later"] * len(later))
+        report = compare.search(index.db, str(index.path), **options)
+        assert report.incremental and report.new_images == len(later)
+        found = stored_pairs(index, report.search_id)
+        assert found == brute_force(dict(zip(ids + new, np.concatenate([first, later]))), 4.0)
+        task_of = {i: k // few.FEW_PER_TASK for k, i in enumerate(new)}
+        assert any(a in task_of and b in task_of and task_of[a] != task_of[b] for a, b in found)

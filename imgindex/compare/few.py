@@ -37,6 +37,7 @@ class FewTask:
     the keys and points of ``ids`` exist before the task runs)."""
 
     ids: tuple[int, ...]
+    new: tuple[int, ...]  # every new image of the search (ascending): a pair of two is the lower one's task's
     roots: tuple[str, ...]
     reference: tuple[str, ...]
     in_folder: bool
@@ -56,8 +57,9 @@ def few_tasks(db: Database, new: NewImages, px_size: int, settings: Settings):
         return []
     ensure_search_keys(db, new.ids, px_size)
     points.ensure(db, px_size)
-    return [FewTask(tuple(new.ids[k : k + FEW_PER_TASK].tolist()), settings.roots, settings.reference,
-                    settings.in_folder, settings.same_dim) for k in range(0, len(new.ids), FEW_PER_TASK)]
+    every = tuple(new.ids.tolist())
+    return [FewTask(every[k : k + FEW_PER_TASK], every, settings.roots, settings.reference, settings.in_folder,
+                    settings.same_dim) for k in range(0, len(every), FEW_PER_TASK)]
 
 
 def compare_few_task(conn, px_size: int, task: FewTask, threshold: float, orientations) -> tuple[np.ndarray, ...]:
@@ -66,6 +68,9 @@ def compare_few_task(conn, px_size: int, task: FewTask, threshold: float, orient
     features = nearby.load_orbits(conn, ids, len(kernel.grid_edges(px_size)) - 1)
     limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
     pairs = _in_scope(conn, points.candidates(conn, px_size, ids, features, limit), task)
+    new = np.array(task.new, dtype=np.int64)
+    both_new = np.isin(pairs[:, 0], new) & np.isin(pairs[:, 1], new)
+    pairs = pairs[~(both_new & ~np.isin(pairs[:, 0], ids))]  # two new images: the lower one's task has it
     return compare_listed(conn, px_size, pairs, threshold, orientations)
 
 
