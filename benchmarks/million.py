@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import WORKDIR, measure  # noqa: E402
@@ -36,6 +37,7 @@ import imgindex  # noqa: E402
 from imgindex.compare import kernel, nearby, space  # noqa: E402
 from imgindex.compare.settings import SIMILARITY_PRESETS  # noqa: E402
 from imgindex.db.queries import load_tensors  # noqa: E402
+from imgindex.report.data import load_groups  # noqa: E402
 
 
 API_SEARCH = """
@@ -192,10 +194,31 @@ def main() -> None:
             raise SystemExit(f"FAILED: the incremental search missed planted pairs {lost[:3]}")
         print(f"  +{k:<5,} new   incremental ({how}) {seconds:7.2f} s   peak RSS {rss:6.0f} MB   {summary}",
               flush=True)
-    print(f"  exactness after the incremental searches: {check_exact(db, planted, args.sample, threshold, orientations)}",
-          flush=True)
+    exact = check_exact(db, planted, args.sample, threshold, orientations)
+    print(f"  exactness after the incremental searches: {exact}", flush=True)
     run = measure([sys.executable, "-m", "imgindex.cli", "status", "--db", str(db)])
     print(f"  status {run.seconds:.2f} s")
+    print(f"  {report_top_groups(db, 500, args.processes)}")
+
+
+def report_top_groups(db: Path, top: int, processes: int) -> str:
+    """`imgindex report --limit-groups top`, after writing a PNG file (from its tensor) for each member
+    of those groups: the stored vectors have no files, and the report's thumbnails need them."""
+    folder = WORKDIR / "report-files"
+    folder.mkdir(exist_ok=True)
+    with imgindex.Index(db) as index:
+        search_id = index.db.execute("SELECT id FROM latest_search").fetchone()[0]
+        ids = sorted({m.image_id for g in load_groups(index.db, search_id)[:top] for m in g.members})
+        with index.db.atomic():
+            for image_id, tensor in zip(ids, load_tensors(index.db, ids, 50)):
+                path = folder / f"{image_id}.png"
+                Image.fromarray(tensor).save(path)
+                index.db.execute("UPDATE images SET path = ?, folder = ? WHERE id = ?",
+                                 [str(path), str(folder), image_id])
+    run = measure([sys.executable, "-m", "imgindex.cli", "report", "--db", str(db), "--limit-groups", str(top),
+                   "-o", str(WORKDIR / "report-million.html"), "--processes", str(processes)])
+    return (f"report of the top {top} groups ({len(ids):,} images, thumbnails from files): {run.seconds:.1f} s,"
+            f" peak RSS {run.peak_rss_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,31 @@ def test_histogram_and_near_misses_equal_a_brute_force_search(library):
     assert {os.path.basename(a.path) for a, b, _ in view.near_misses[:1]} <= {"a.png", "a-brighter.png"}
 
 
+def test_in_a_large_index_the_report_looks_past_the_threshold_from_a_sample(library, monkeypatch):
+    """Above NEAR_SAMPLE_OVER images the report looks at the neighbours of a random sample only (seeded by
+    the search), through the point index: each sampled image's nearest neighbour among all equals brute force."""
+    from imgindex.compare import run as compare_run
+
+    monkeypatch.setattr(compare_run, "NEAR_SAMPLE_OVER", 4)  # the library's few images count as many
+    monkeypatch.setattr(compare_run, "NEAR_SAMPLE", 4)
+    with Index(library["db"]) as index:
+        search = index.db.execute("SELECT id, threshold FROM latest_search JOIN searches USING (id)").fetchone()
+        cap = histogram_cap(search[1])
+        view = threshold_view(index.db, str(index.path), search[0], cap, processes=1)
+        rows = index.db.execute("SELECT id, width, height FROM images ORDER BY id").fetchall()
+        tensors = {i: t for i, t in zip((r[0] for r in rows), _tensors(index, [r[0] for r in rows]))}
+    looked = np.sort(np.random.default_rng(search[0]).choice(np.array([r[0] for r in rows]), 4, replace=False))
+    dims = {r[0]: sorted(r[1:]) for r in rows}
+    nearest = []
+    for a in looked.tolist():
+        mses = [best_match(tensors[a], tensors[b], rotate=True, mirror=False)[0] for b in tensors
+                if b != a and dims[a] == dims[b]]
+        best = min([m for m in mses if m <= cap], default=np.inf)
+        nearest += [best] if np.isfinite(best) else []
+    assert view.sampled and view.images == 4 and view.population == len(rows) > 4
+    assert sorted(np.round(view.nearest, 6).tolist()) == sorted(np.round(nearest, 6).tolist())
+
+
 def _tensors(index, ids):
     return load_tensors(index.db, np.array(ids), index.px_size)
 

@@ -2,7 +2,7 @@
 point index (``points``), then the exact kernel on those pairs only, in tasks the usual runner
 spreads over the workers (each reading SQLite on its own read-only connection).
 
-Flows in: the new images (``plan.NewImages``) and a search's settings. Flows out: tasks, whose
+Flows in: the new images' ids and a search's settings. Flows out: tasks, whose
 results are pairs (image_a, image_b, ssd, orientation), lower id first, the same as a full plan's
 tasks would find for them: the same buckets (dimensions, root folder), reference images never
 paired with each other.
@@ -19,7 +19,7 @@ import numpy as np
 from imgindex.scan.discover import under
 from imgindex.compare import kernel, nearby, points
 from imgindex.compare.execute import compare_listed
-from imgindex.compare.plan import NewImages, ensure_search_keys
+from imgindex.compare.plan import ensure_search_keys
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -51,13 +51,14 @@ class FewTask:
         return compare_few_task(conn, px_size, self, threshold, orientations)
 
 
-def few_tasks(db: Database, new: NewImages, px_size: int, settings: Settings):
-    """The keys and points of the new images (written here, once), then tasks of FEW_PER_TASK of them."""
-    if len(new.ids) == 0:
+def few_tasks(db: Database, new: np.ndarray, px_size: int, settings: Settings):
+    """The keys and points of the new images (ids ascending; written here, once), then tasks of
+    FEW_PER_TASK of them."""
+    if len(new) == 0:
         return []
-    ensure_search_keys(db, new.ids, px_size)
+    ensure_search_keys(db, new, px_size)
     points.ensure(db, px_size)
-    every = tuple(new.ids.tolist())
+    every = tuple(np.asarray(new).tolist())
     return [FewTask(every[k : k + FEW_PER_TASK], every, settings.roots, settings.reference, settings.in_folder,
                     settings.same_dim) for k in range(0, len(every), FEW_PER_TASK)]
 

@@ -165,7 +165,7 @@ class _Run:
         if few is not None and algorithm == "chunked":
             self._record(algorithm, chunksize, n)
             collector = PairCollector(self.px * self.px * 3)
-            _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few, self.px, settings), collector,
+            _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings), collector,
                                    threshold=settings.threshold, orientations=self.orientations, px_size=self.px,
                                    processes=self.processes, algorithm="chunked", progress=self.progress,
                                    started=self.started)
@@ -227,9 +227,16 @@ def _finish(db: Database, search_id: int, status: str, started: float, report: S
                                            "max_image_id": max_image_id})
 
 
+NEAR_SAMPLE = 2000  # images whose neighbours the report looks at past the threshold, in an index of more
+NEAR_SAMPLE_OVER = 50_000  # than this (all of them below: one plan of the whole index at the wider threshold)
+
+
 def near_pairs(db: Database, db_path: str, search_id: int, cap: float, *,
-               processes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(scope ids, image_a, image_b, mse) of every pair within MSE ``cap`` under a search's settings.
+               processes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(ids looked at, image_a, image_b, mse, images in scope): every pair within MSE ``cap`` under a
+    search's settings of each image looked at: all of them, or above NEAR_SAMPLE_OVER a random
+    sample of NEAR_SAMPLE (seeded by the search), through the point index (a full plan at the wider
+    threshold took 325 s and 2.4 GB at a million).
 
     Nothing is written: the report uses it to show each image's nearest neighbour beyond the
     threshold, which the pairs table (matches only) cannot tell.
@@ -242,9 +249,16 @@ def near_pairs(db: Database, db_path: str, search_id: int, cap: float, *,
     algorithm = "classic" if n <= CLASSIC_MAX else "chunked"
     orientations = kernel.orientation_indices(settings.rotate, settings.mirror)
     collector = PairCollector(px * px * 3)
+    if n > NEAR_SAMPLE_OVER:
+        looked = np.sort(np.random.default_rng(search_id).choice(scope.ids, NEAR_SAMPLE, replace=False))
+        wide = dataclasses.replace(settings, reference=())
+        tasks = few_tasks(db, looked, px, wide)
+        run_tasks(db, db_path, tasks, collector, threshold=cap, orientations=orientations, px_size=px,
+                  processes=processes, algorithm="chunked", progress=None, started=time.monotonic())
+        return (looked, *collector.pairs(), n)
     with Scratch() as scratch:
         tasks = list(plan(db, scope, np.ones(n, dtype=bool), px, cap, settings.same_dim, settings.in_folder,
                           default_chunksize(n, algorithm, processes), algorithm, scratch=scratch))
         run_tasks(db, db_path, tasks, collector, threshold=cap, orientations=orientations, px_size=px,
                   processes=processes, algorithm=algorithm, progress=None, started=time.monotonic())
-    return (scope.ids, *collector.pairs())
+    return (scope.ids, *collector.pairs(), n)

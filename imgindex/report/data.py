@@ -88,26 +88,33 @@ class ThresholdView:
     """Each image's nearest-neighbour MSE (within ``cap``) and the closest pairs above the threshold."""
 
     cap: float
-    images: int
+    images: int  # the images looked at: all of the search's, or a random sample of them
     nearest: np.ndarray  # MSE to the nearest neighbour of every image that has one within cap
     near_misses: tuple[tuple[ReportMember, ReportMember, float], ...]  # the closest, up to NEAR_MISSES
     near_miss_count: int
+    population: int = 0  # the search's images (more than ``images`` when a sample was looked at)
+
+    @property
+    def sampled(self) -> bool:
+        return self.population > self.images
 
 
 def threshold_view(db: Database, db_path: str, search_id: int, cap: float, *,
                    processes: int | None = None) -> ThresholdView:
-    """Compare the search's images again with a wider threshold (nothing is written) to see past it."""
-    ids, a, b, mse = near_pairs(db, db_path, search_id, cap, processes=processes)
+    """Compare the search's images (or, in a large index, a random sample of them) again with a wider
+    threshold (nothing is written) to see past it."""
+    ids, a, b, mse, population = near_pairs(db, db_path, search_id, cap, processes=processes)
     best = np.full(len(ids), np.inf)
-    where = np.searchsorted(ids, a), np.searchsorted(ids, b)
-    np.minimum.at(best, where[0], mse)
-    np.minimum.at(best, where[1], mse)
+    for side in (a, b):  # (a sample's pairs may have one image outside it)
+        at = np.minimum(np.searchsorted(ids, side), max(len(ids) - 1, 0))
+        mine = ids[at] == side if len(ids) else np.zeros(len(side), dtype=bool)
+        np.minimum.at(best, at[mine], mse[mine])
     matched = {(x, y) for x, y in db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ?", [search_id])}
     beyond = [k for k in np.argsort(mse, kind="stable").tolist() if (int(a[k]), int(b[k])) not in matched]
     chosen = beyond[:NEAR_MISSES]
     facts = _members(db, {int(a[k]) for k in chosen} | {int(b[k]) for k in chosen})
     near = tuple((facts[int(a[k])], facts[int(b[k])], float(mse[k])) for k in chosen)
-    return ThresholdView(cap, len(ids), best[np.isfinite(best)], near, len(beyond))
+    return ThresholdView(cap, len(ids), best[np.isfinite(best)], near, len(beyond), population)
 
 
 def _members(db: Database, ids: set[int]) -> dict[int, ReportMember]:
