@@ -94,7 +94,7 @@ def set_aside_count(db: Database, search_id: int, policy: groups_.Policy) -> int
         ref = json.dumps(sorted(decisions.reference_ids(db)))
         aside |= set(db.execute(
             f"SELECT image_a, image_b FROM pair_rows WHERE pair_set = ? AND {VISIBLE}"
-            " AND image_a IN (SELECT value FROM json_each(?)) AND image_b IN (SELECT value FROM json_each(?))",
+            " AND image_a IN (SELECT value FROM json_each(?)) AND +image_b IN (SELECT value FROM json_each(?))",
             [chain_of(db, search_id), search_id, search_id, ref, ref]).fetchall())
     return len(aside)
 

@@ -65,7 +65,9 @@ def unignored_pairs(db: Database, search_id: int, among: list[int] | None = None
     if among is None:
         where, args = "", [search_id]
     else:
-        where = " AND p.image_a IN (SELECT value FROM json_each(?)) AND p.image_b IN (SELECT value FROM json_each(?))"
+        # "+": image_b is checked row by row; as a second index key, SQLite probes every (a, b) of
+        # the two lists (12,000 images: 49 s instead of 1 s)
+        where = " AND p.image_a IN (SELECT value FROM json_each(?)) AND +p.image_b IN (SELECT value FROM json_each(?))"
         args = [search_id, json.dumps(among), json.dumps(among)]
     if db.execute("SELECT 1 FROM decisions WHERE kind = 'not-duplicates' AND revoked_at IS NULL LIMIT 1").fetchone():
         return db.execute(

@@ -193,7 +193,7 @@ def _matched_pairs(db: Database, ids: list[int]) -> set[tuple[int, int]]:
     """The pairs among ``ids`` that the latest search found."""
     rows = db.execute(
         "SELECT image_a, image_b FROM pairs WHERE search_id = (SELECT id FROM latest_search)"
-        " AND image_a IN (SELECT value FROM json_each(?)) AND image_b IN (SELECT value FROM json_each(?))",
+        " AND image_a IN (SELECT value FROM json_each(?)) AND +image_b IN (SELECT value FROM json_each(?))",
         [str(ids), str(ids)]).fetchall()
     return {tuple(r) for r in rows}
 
