@@ -57,6 +57,7 @@ def connect(path: str | os.PathLike) -> Database:
         # 64 MB of page cache (SQLite's default is 2 MB): writing a million pairs' index entries
         # took 28 s with the default and 8.6 s with this (benchmarks/million.py, PairWriter)
         conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
+        # no mmap_size: a 1 GB map read no faster at a million images (benchmarks/sqlite_settings.py)
         db = Database(conn, execute_plugins=False)
         _refuse_future_schema(db, path, MIGRATIONS)
         MIGRATIONS.apply(db)
