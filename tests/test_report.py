@@ -101,12 +101,7 @@ def _by_group(conn) -> dict[int, list[tuple[int, int]]]:
 
 
 def test_histogram_and_near_misses_equal_a_brute_force_search(library):
-    with Index(library["db"]) as index:
-        search = index.db.execute("SELECT id, threshold FROM latest_search JOIN searches USING (id)").fetchone()
-        cap = histogram_cap(search[1])
-        view = threshold_view(index.db, str(index.path), search[0], cap, processes=1)
-        rows = index.db.execute("SELECT id, width, height FROM images ORDER BY id").fetchall()
-        tensors = {i: t for i, t in zip((r[0] for r in rows), _tensors(index, [r[0] for r in rows]))}
+    search, cap, view, rows, tensors = _looked_past(library)
     nearest = {r[0]: np.inf for r in rows}
     pair_mse = []
     for k, (a, wa, ha) in enumerate(rows):
@@ -135,12 +130,7 @@ def test_in_a_large_index_the_report_looks_past_the_threshold_from_a_sample(libr
 
     monkeypatch.setattr(compare_run, "NEAR_SAMPLE_OVER", 4)  # the library's few images count as many
     monkeypatch.setattr(compare_run, "NEAR_SAMPLE", 4)
-    with Index(library["db"]) as index:
-        search = index.db.execute("SELECT id, threshold FROM latest_search JOIN searches USING (id)").fetchone()
-        cap = histogram_cap(search[1])
-        view = threshold_view(index.db, str(index.path), search[0], cap, processes=1)
-        rows = index.db.execute("SELECT id, width, height FROM images ORDER BY id").fetchall()
-        tensors = {i: t for i, t in zip((r[0] for r in rows), _tensors(index, [r[0] for r in rows]))}
+    search, cap, view, rows, tensors = _looked_past(library)
     looked = np.sort(np.random.default_rng(search[0]).choice(np.array([r[0] for r in rows]), 4, replace=False))
     dims = {r[0]: sorted(r[1:]) for r in rows}
     nearest = []
@@ -151,6 +141,17 @@ def test_in_a_large_index_the_report_looks_past_the_threshold_from_a_sample(libr
         nearest += [best] if np.isfinite(best) else []
     assert view.sampled and view.images == 4 and view.population == len(rows) > 4
     assert sorted(np.round(view.nearest, 6).tolist()) == sorted(np.round(nearest, 6).tolist())
+
+
+def _looked_past(library):
+    """(latest search (id, threshold), cap, its threshold view, image rows (id, width, height), tensors by id)."""
+    with Index(library["db"]) as index:
+        search = index.db.execute("SELECT id, threshold FROM latest_search JOIN searches USING (id)").fetchone()
+        cap = histogram_cap(search[1])
+        view = threshold_view(index.db, str(index.path), search[0], cap, processes=1)
+        rows = index.db.execute("SELECT id, width, height FROM images ORDER BY id").fetchall()
+        tensors = {i: t for i, t in zip((r[0] for r in rows), _tensors(index, [r[0] for r in rows]))}
+    return search, cap, view, rows, tensors
 
 
 def _tensors(index, ids):
