@@ -126,3 +126,23 @@ def test_a_folder_that_vanishes_during_a_scan_keeps_its_rows(tmp_path):
         unplugged.rename(root.parent)
         again = index.scan(root, processes=1)
         assert index.count() == 40 and again.removed == 0
+
+
+def test_an_incomplete_point_index_is_found_and_made_again(tmp_path):
+    root, db = library(tmp_path)
+    from imgindex import Index
+    from imgindex.compare import points
+
+    with Index(db) as index:
+        points.ensure(index.db, index.px_size)  # as the first search of more than 5,000 images does
+        assert index.db.execute("SELECT count(*) FROM search_points").fetchone()[0] == 4
+    break_it(db, "DELETE FROM search_points WHERE image_id = (SELECT min(image_id) FROM search_points)")
+    ran = invoke("check", "--db", db)
+    assert ran.returncode == 1 and "PROBLEM point index" in ran.stdout
+    repaired = invoke("check", "--db", db, "--repair")
+    assert repaired.returncode == 0 and "dropped the point index" in repaired.stdout, repaired.stdout
+    with Index(db) as index:
+        assert index.db.execute("SELECT count(*) FROM search_space").fetchone()[0] == 0
+        points.ensure(index.db, index.px_size)
+        assert index.db.execute("SELECT count(*) FROM search_points").fetchone()[0] == 4
+    assert invoke("check", "--db", db).returncode == 0

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.db.connect import write_transaction
 from imgindex.db.runs import now
 from imgindex.compare import kernel, nearby, space
 from imgindex.compare.settings import SIMILARITY_PRESETS
@@ -94,14 +95,18 @@ def _insert(db: Database, sp: Space, ids: np.ndarray, points: np.ndarray, batch:
 
 def ensure(db: Database, px_size: int) -> None:
     """Fit and keep the space, and every keyed image's point, the first time they are needed (once);
-    afterwards new keys add their points as they are made."""
+    afterwards new keys add their points as they are made.
+
+    Fitted outside the write lock, kept under it in one transaction: no other process sees the
+    space before every point is in, and images given keys meanwhile by another process (which
+    saw no space, so kept no point) get theirs too."""
     if space_of(db, px_size) is not None:
         return
-    ids = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL"
-                                                " ORDER BY image_id")), dtype=np.int64)
+    ids = _keyed(db)
     if len(ids) < 2:  # nothing to fit yet: the first search with keys does it
         return
-    features = nearby.load_orbits(db, ids, len(kernel.grid_edges(px_size)) - 1)
+    grid = len(kernel.grid_edges(px_size)) - 1
+    features = nearby.load_orbits(db, ids, grid)
     fitted = space.fit(features[:: max(1, len(features) // FIT_SAMPLE)], 1.0)
     axes = fitted.axes[:, :KEPT_DIMS]
     if axes.shape[1] < CELL_DIMS:  # tiny tensors: zero axes fill the grid's dimensions (every point at 0)
@@ -116,12 +121,23 @@ def ensure(db: Database, px_size: int) -> None:
     side = max(_bounds(kernel.ssd_threshold(SIMILARITY_PRESETS["similar"], px_size * px_size * 3), px_size)[0],
                float((high - low).max()) / ((1 << CELL_BITS) - 4), 1e-6 * bound)
     sp = Space(sp.center, sp.axes, low - side, side)
-    with db.atomic():
+    with write_transaction(db):
+        if space_of(db, px_size) is not None:
+            return  # another process kept one meanwhile
         db.execute("DELETE FROM search_points")
         db.execute("INSERT INTO search_space (px_size, center, axes, origin, side, fitted_at)"
                    " VALUES (?, ?, ?, ?, ?, ?)",
                    [px_size, sp.center.tobytes(), sp.axes.tobytes(), sp.origin.tobytes(), side, now()])
-    _insert(db, sp, ids, points)
+        _insert(db, sp, ids, points)
+        since = space.missing_from(_keyed(db), ids)
+        if len(since):
+            _insert(db, sp, since, sp.coordinates(nearby.load_orbits(db, since, grid)))
+
+
+def _keyed(db: Database) -> np.ndarray:
+    """Ids (ascending) of the images whose search keys are all there."""
+    return np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL"
+                                                 " ORDER BY image_id")), dtype=np.int64)
 
 
 def _bounds(limit: float, px_size: int) -> tuple[float, float]:

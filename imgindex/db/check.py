@@ -36,7 +36,22 @@ def findings(db: Database) -> list[CheckFinding]:
         out += _tensors(db, px)
     out += _journal(db)
     out += _groups(db)
+    out += _points(db)
     return out
+
+
+_UNPOINTED = ("SELECT count(*) FROM search_keys k WHERE k.sample IS NOT NULL AND EXISTS (SELECT 1 FROM search_space)"
+              " AND NOT EXISTS (SELECT 1 FROM search_points p WHERE p.image_id = k.image_id)")
+
+
+def _points(db: Database) -> list[CheckFinding]:
+    """Every image with search keys has its point, once the point index exists (``compare.points``):
+    an incremental search would otherwise never find it as a neighbour."""
+    missing = db.execute(_UNPOINTED).fetchone()[0]
+    if missing:
+        return [CheckFinding("point index", missing, "images with search keys have no point in the point index"
+                             " (an incremental search could miss their pairs); the next search makes it again", True)]
+    return []
 
 
 def _tensors(db: Database, px: int) -> list[CheckFinding]:
@@ -89,13 +104,17 @@ SHOWN_AS = {"pair_rows": "pairs", "group_rows": "group_members"}  # the tables b
 
 def repair(db: Database) -> list[str]:
     """Fix what ``findings`` can, short of the journal and the groups (the facade settles and regroups):
-    drop orphan rows, and queue images without a good tensor for the next scan (their row goes, so
+    drop orphan rows and an incomplete point index, and queue images without a good tensor for the next scan (their row goes, so
     the next scan finds the file new and reads it; decisions are kept by content). Returns what was done."""
     done = []
     for table in sorted({r[0] for r in db.execute("PRAGMA foreign_key_check").fetchall()}):
         if table in ORPHANS:
             label = SHOWN_AS.get(table, table)
             done.append(f"dropped {db.execute(ORPHANS[table]).rowcount} orphan rows of {label}")
+    if db.execute(_UNPOINTED).fetchone()[0]:
+        db.execute("DELETE FROM search_space")  # the next search that needs it fits and fills it again
+        db.execute("DELETE FROM search_points")
+        done.append("dropped the point index: the next search makes it again")
     px = px_size(db)
     if px is not None:
         db.execute("DELETE FROM tensors WHERE px_size != ? OR length(tensor) != ?", [px, px * px * 3])
