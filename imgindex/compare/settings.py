@@ -1,5 +1,5 @@
 """What a search compares with what: the similarity presets, a search's settings, and the earlier
-search whose pairs an incremental search may carry over (the latest with the same settings)."""
+search an incremental search builds on, sharing its rows (the latest with the same settings)."""
 
 from __future__ import annotations
 
