@@ -190,20 +190,30 @@ def _member_rows(db: Database, batch: list[groups_.Group], roots: tuple[str, ...
     groups: the keeper, then each other member's exact MSE to it."""
     ids = [m.image_id for g in batch for m in (g.keeper, *g.others)]
     tensors = dict(zip(ids, load_tensors(db, ids, px_size)))
-    n_values = px_size * px_size * 3
     rows = []
     for g in batch:
         root = next((r for r in roots if under(os.path.dirname(g.keeper.path), r)), None)
         rows.append((g.group_id, g.keeper.image_id, 1, root, None, None, None, g.reasons[g.keeper.image_id]))
-        keeper = np.repeat(tensors[g.keeper.image_id][None], len(g.others), axis=0)
-        others = np.stack([tensors[m.image_id] for m in g.others])
-        ssd = np.stack([kernel.exact_ssd(keeper, others, o) for o in orientations], axis=1)
-        for m, row in zip(g.others, ssd):
-            k = int(np.argmin(row))
-            t = kernel.ORIENTATIONS[orientations[k]]
-            rows.append((g.group_id, m.image_id, 0, root, float(row[k]) / n_values, t.rotation,
-                         int(t.mirrored), g.reasons.get(m.image_id)))
+        others = [m.image_id for m in g.others]
+        rows += [(g.group_id, image_id, 0, root, *to_keeper, g.reasons.get(image_id))
+                 for image_id, to_keeper in zip(others, mse_to_keeper(tensors, g.keeper.image_id, others,
+                                                                     orientations))]
     return rows
+
+
+def mse_to_keeper(tensors: dict, keeper: int, others: list[int], orientations: tuple[int, ...]) -> list[tuple]:
+    """(mse, rotation, mirrored) of each of ``others`` against the keeper, exact, in its best
+    orientation (``tensors``: image id -> tensor)."""
+    if not others:
+        return []
+    kept = np.repeat(tensors[keeper][None], len(others), axis=0)
+    ssd = np.stack([kernel.exact_ssd(kept, np.stack([tensors[i] for i in others]), o) for o in orientations], axis=1)
+    out = []
+    for row in ssd:
+        k = int(np.argmin(row))
+        t = kernel.ORIENTATIONS[orientations[k]]
+        out.append((float(row[k]) / tensors[keeper].size, t.rotation, int(t.mirrored)))
+    return out
 
 
 def group_rows_of(db: Database, search_id: int, group_ids: list[int] | None = None) -> dict[frozenset, list[tuple]]:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from imgindex.compare import groups as groups_
 from imgindex.compare import kernel
 from imgindex.compare.groups import DEFAULT_RULE, Policy
-from imgindex.compare.persist import (grouping_pairs, group_rows_of, hide_groups, members_of, numbered, store_groups,
-                                      write_groups)
+from imgindex.compare.persist import (chain_of, count_groups, count_pairs, grouping_pairs, group_rows_of, hide_groups,
+                                      members_of, numbered, set_aside_count, store_groups, write_groups)
 from imgindex.compare.profile import Profile
 from imgindex.compare.settings import Settings, stored_settings
 from imgindex.db import decisions
@@ -56,10 +56,10 @@ def regroup(db: Database, search_id: int | None = None, *, keeper: Profile | Non
             write_groups(db, search_id, roots, settings.px_size, orientations, policy, base_id=search_id)
         elif touching:
             _regroup_around(db, search_id, touching, roots, settings.px_size, orientations, policy)
-        n_groups = db.execute("SELECT count(DISTINCT group_id) FROM group_members WHERE search_id = ?",
-                              [search_id]).fetchone()[0]
-        total = db.execute("SELECT count(*) FROM pairs WHERE search_id = ?", [search_id]).fetchone()[0]
-        shown = _counted_pairs(db, search_id)
+        pair_set = chain_of(db, search_id)
+        n_groups = count_groups(db, pair_set, search_id)
+        total = count_pairs(db, pair_set, search_id)
+        shown = total - set_aside_count(db, search_id, policy)  # what match_pairs shows
         # revision: a search building on this one meanwhile sees the change and starts again
         db.execute("UPDATE searches SET groups = ?, pairs = ?, set_aside = ?, decisions_version = ?, keep_rule = ?,"
                    " revision = revision + 1 WHERE id = ?",
@@ -98,12 +98,3 @@ def _regroup_around(db: Database, search_id: int, touching: set[int], roots, px_
     made = numbered(made, old, highest)
     hide_groups(db, search_id, affected)
     store_groups(db, search_id, made, known, set(), roots, px_size, orientations)
-
-
-def _counted_pairs(db: Database, search_id: int) -> int:
-    """The pairs decisions leave (what match_pairs shows for the latest search)."""
-    return db.execute(
-        "SELECT count(*) FROM pairs p JOIN images a ON a.id = p.image_a JOIN images b ON b.id = p.image_b"
-        f" WHERE p.search_id = ? AND {decisions.NOT_IGNORED}"
-        " AND NOT (p.image_a IN (SELECT image_id FROM reference_images)"
-        " AND p.image_b IN (SELECT image_id FROM reference_images))", [search_id]).fetchone()[0]

@@ -15,9 +15,8 @@ import numpy as np
 from imgindex.db.queries import load_tensors
 from imgindex.scan.discover import under
 from imgindex.compare import groups as groups_
-from imgindex.compare import kernel
-from imgindex.compare.persist import (ROW_INSERT, VISIBLE, chain_of, kept_as, group_rows_of, grouping_pairs,
-                                      hide_groups, members_of, numbered, store_groups)
+from imgindex.compare.persist import (ROW_INSERT, VISIBLE, chain_of, group_rows_of, grouping_pairs, hide_groups,
+                                      kept_as, members_of, mse_to_keeper, numbered, store_groups)
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -141,16 +140,9 @@ def _join(db: Database, search_id: int, pair_set: int, groups_in: set[int], loos
     facts = members_of(db, [keeper, *joining])
     _, _, reasons = groups_.choose([keeper, *joining], facts, policy)
     ids = sorted({keeper, *joining})
-    by_id = dict(zip(ids, load_tensors(db, ids, px_size)))
-    kept = np.repeat(by_id[keeper][None], len(joining), axis=0)
-    ssd = np.stack([kernel.exact_ssd(kept, np.stack([by_id[i] for i in joining]), o) for o in orientations], axis=1)
-    n_values = px_size * px_size * 3
-    rows = []
-    for image_id, row in zip(joining, ssd):
-        k = int(np.argmin(row))
-        t = kernel.ORIENTATIONS[orientations[k]]
-        rows.append((pair_set, winner, image_id, 0, root, float(row[k]) / n_values, t.rotation, int(t.mirrored),
-                     reasons.get(image_id), search_id))
+    tensors = dict(zip(ids, load_tensors(db, ids, px_size)))
+    rows = [(pair_set, winner, image_id, 0, root, *to_keeper, reasons.get(image_id), search_id)
+            for image_id, to_keeper in zip(joining, mse_to_keeper(tensors, keeper, joining, orientations))]
     if others:
         hide_groups(db, search_id, sorted(others))
     db.conn.executemany(ROW_INSERT, rows)
@@ -178,7 +170,7 @@ def _remake(db: Database, search_id: int, pair_set: int, groups: set[int], loose
             roots, px_size: int, orientations, policy: groups_.Policy) -> None:
     """Make ``groups`` and ``loose`` images into groups again from their pairs."""
     known = group_rows_of(db, search_id, sorted(groups)) if groups else {}
-    old = {row[0]: group_id for group_id, rows in _numbers_of(db, search_id, groups).items() for row in rows}
+    old = dict(_visible_rows(db, search_id, pair_set, groups, "image_id, group_id"))
     among = sorted(set(old) | loose)
     pairs = grouping_pairs(db, search_id, policy, among)
     comps = groups_.components(pairs[:, 0], pairs[:, 1])
@@ -197,14 +189,3 @@ def _remake(db: Database, search_id: int, pair_set: int, groups: set[int], loose
             fresh.append(g)
     hide_groups(db, search_id, sorted(groups - kept_groups))
     store_groups(db, search_id, fresh, {}, changed, roots, px_size, orientations)
-
-
-def _numbers_of(db: Database, search_id: int, group_ids: set[int]) -> dict[int, list[tuple]]:
-    """The member ids of a search's groups, by group number."""
-    out: dict[int, list[tuple]] = {}
-    if group_ids:
-        for group_id, image_id in db.execute(
-                "SELECT group_id, image_id FROM group_members WHERE search_id = ? AND group_id IN"
-                " (SELECT value FROM json_each(?))", [search_id, json.dumps(sorted(group_ids))]):
-            out.setdefault(group_id, []).append((image_id,))
-    return out
