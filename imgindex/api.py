@@ -78,25 +78,29 @@ class Index:
     def scan(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, *, recursive: bool = True,
              limit_extensions: bool = True, px_size: int = 50, processes: int | None = None,
              reference: Iterable[str | os.PathLike] = (),
-             progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
+             progress: Callable[[ScanProgress], None] | None = None, scheduler=None) -> ScanReport:
         """Bring the index in line with ``paths``: add new files, re-read changed ones, drop gone ones.
 
         Files that cannot be decoded are recorded in ``scan_errors``, never raised. ``reference``
         folders are scanned too (when not under ``paths``) and become the index's reference folders.
+        ``scheduler``: read the files on a Dask cluster: ``'tcp://HOST:8786'``, ``'local'`` (a
+        LocalCluster of ``processes`` workers) or a ``distributed.Client``; None: the local worker
+        pool, unless ``IMGINDEX_SCHEDULER`` names one (the ``dask`` extra).
         """
         paths = [_expand(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         reference = [_expand(r) for r in reference]
         scope = ScanScope(_with_reference(paths, reference), recursive=recursive)
         report = self.scan_scope(scope, limit_extensions=limit_extensions, px_size=px_size, processes=processes,
-                                 progress=progress)
+                                 progress=progress, scheduler=scheduler)
         self.add_reference(reference, regroup=False)
         return report
 
     def scan_scope(self, scope: ScanScope, *, limit_extensions: bool = True, px_size: int = 50,
-                   processes: int | None = None, progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
+                   processes: int | None = None, progress: Callable[[ScanProgress], None] | None = None,
+                   scheduler=None) -> ScanReport:
         """Scan exactly ``scope``: some folders deep, some flat, some files left for later (the watcher's way)."""
         return run_scan(self.db, str(self.path), scope, limit_extensions=limit_extensions, px_size=px_size,
-                        processes=processes, progress=progress)
+                        processes=processes, progress=progress, scheduler=scheduler)
 
     # ---------------------------------------------------------------- searching and results
 
@@ -105,20 +109,21 @@ class Index:
                prefer_folders: Iterable[str] | None = None, reference: Iterable[str | os.PathLike] = (),
                in_folder: bool = False, roots: Iterable[str | os.PathLike] = (), processes: int | None = None,
                chunksize: int | None = None, full: bool = False, save_profile: bool = False,
-               progress: Callable[[SearchProgress], None] | None = None) -> SearchReport:
+               progress: Callable[[SearchProgress], None] | None = None, scheduler=None) -> SearchReport:
         """Find matching pairs among indexed images (those under ``roots``, or all) and group them.
 
         Settings left at None come from the index's search profile (set by the first search;
         ``save_profile=True`` makes this run's settings the profile). ``reference`` folders are
         added to the index's (see ``add_reference``). Incremental by default: only images added
         or moved since the last search with the same settings are compared. ``full`` starts over.
+        ``scheduler``: compare on a Dask cluster (as for ``scan``).
         """
         self.add_reference(reference, regroup=False)
         return run_search(self.db, str(self.path), similarity=similarity, rotate=rotate, mirror=mirror,
                           same_dim=same_dim, keep=keep, prefer_folders=None if prefer_folders is None else
                           tuple(prefer_folders), in_folder=in_folder, roots=tuple(_expand(r) for r in roots),
                           processes=processes, chunksize=chunksize, full=full, save_profile=save_profile,
-                          progress=progress)
+                          progress=progress, scheduler=scheduler)
 
     def result(self, search_id: int | None = None) -> dict:
         """difPy's shape, {keeper_path: [[match_path, mse], ...]}, of the latest (or given) search."""

@@ -79,7 +79,8 @@ class ScanReport:
     vanished: int
     decoded: int
     duration: float
-    workers: int = 0  # decoding processes started (0: decoded in this process)
+    workers: int = 0  # decoding processes started (0: decoded in this process), or the cluster's workers
+    executor: str = ""  # what read the files: 'local pool (2 processes)', 'dask tcp://host:8786 (8 workers)'
     errors: tuple[ScanErrorInfo, ...] = ()
     unlisted_folders: tuple[ScanErrorInfo, ...] = ()
     skipped_files: tuple[SkippedFile, ...] = ()  # what the walk passed over (not image files, links...), and why
@@ -110,7 +111,8 @@ class SearchReport:
     new_pairs: int
     groups: int
     duration: float
-    workers: int = 0  # comparison processes started (0: compared in this process)
+    workers: int = 0  # comparison processes started (0: compared in this process), or the cluster's workers
+    executor: str = ""  # what compared: 'local pool (2 processes)', 'dask local (2 workers)'
     set_aside: int = 0  # pairs found but not reported: decided not duplicates, or both in reference folders
     off_profile: tuple[str, ...] = ()  # settings this run took that differ from the index's profile
 

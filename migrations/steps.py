@@ -533,3 +533,16 @@ def shared_rows(db: Database) -> None:
         CREATE INDEX search_points_image ON search_points(image_id);
         """
     )
+
+
+@MIGRATIONS(name="0012_executor")
+def executor(db: Database) -> None:
+    """What ran each scan's and search's work: the local pool or a Dask cluster (``imgindex status``)."""
+    db.executescript(
+        """
+        -- 'local pool (2 processes)', 'dask local (2 workers)', 'dask tcp://host:8786 (8 workers)';
+        -- NULL for runs recorded before this column existed (all of them local)
+        ALTER TABLE scans ADD COLUMN executor TEXT;
+        ALTER TABLE searches ADD COLUMN executor TEXT;
+        """
+    )

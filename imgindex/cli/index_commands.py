@@ -13,11 +13,13 @@ import click
 from imgindex.api import Index
 from imgindex.cli import render
 from imgindex.cli.app import cli, progress_bar, user_errors
+from imgindex.cluster.connect import open_cluster
 from imgindex.cli.options import (
     db_option,
     existing_db_option,
     processes_option,
     quiet_option,
+    scheduler_option,
     reference_option,
     scan_options,
     search_options,
@@ -34,9 +36,10 @@ PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(file_ok
 @scan_options
 @reference_option
 @processes_option
+@scheduler_option
 @quiet_option
 @user_errors
-def scan(paths, db_path, recursive, limit_extensions, px_size, reference, processes, quiet):
+def scan(paths, db_path, recursive, limit_extensions, px_size, reference, processes, scheduler, quiet):
     """Index the images under PATHS into the database; only new, changed and removed files cost time.
 
     \b
@@ -44,9 +47,10 @@ def scan(paths, db_path, recursive, limit_extensions, px_size, reference, proces
       imgindex scan ~/Pictures /mnt/backup --db photos.db
       imgindex scan ~/Pictures --db photos.db --no-recursive
       imgindex scan ~/Incoming --reference ~/Archive --db photos.db
+      imgindex scan /mnt/photos --db photos.db --scheduler tcp://10.0.0.5:8786
     """
     with Index(db_path) as index:
-        report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference)
+        report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference, scheduler)
         if not quiet:
             render.scan_summary(report, index.path, index.count())
 
@@ -55,9 +59,10 @@ def scan(paths, db_path, recursive, limit_extensions, px_size, reference, proces
 @db_option
 @search_options
 @processes_option
+@scheduler_option
 @quiet_option
 @user_errors
-def search(db_path, in_folder, chunksize, full, fmt, output, processes, quiet, **settings):
+def search(db_path, in_folder, chunksize, full, fmt, output, processes, scheduler, quiet, **settings):
     """Find matching images among those indexed in the database, and write the groups.
 
     Options not given are the index's search profile (set by the first search; see imgindex
@@ -71,7 +76,7 @@ def search(db_path, in_folder, chunksize, full, fmt, output, processes, quiet, *
       imgindex search --db photos.db --keep oldest,resolution --save-profile
     """
     with Index(db_path) as index:
-        report = _search(index, (), settings, in_folder, chunksize, full, processes, quiet)
+        report = _search(index, (), settings, in_folder, chunksize, full, processes, quiet, scheduler)
         _write_result(index, report, fmt, output, quiet)
 
 
@@ -81,10 +86,11 @@ def search(db_path, in_folder, chunksize, full, fmt, output, processes, quiet, *
 @scan_options
 @search_options
 @processes_option
+@scheduler_option
 @quiet_option
 @user_errors
 def find(paths, db_path, recursive, limit_extensions, px_size, in_folder, chunksize, full, fmt, output, processes,
-         quiet, **settings):
+         scheduler, quiet, **settings):
     """Scan PATHS and search them in one go: difPy's command line, with a memory.
 
     \b
@@ -94,11 +100,11 @@ def find(paths, db_path, recursive, limit_extensions, px_size, in_folder, chunks
       imgindex find ~/Incoming --reference ~/Archive
     """
     reference = settings.pop("reference")
-    with Index(db_path) as index:
-        scan_report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference)
+    with Index(db_path) as index, open_cluster(scheduler, workers=processes) as cluster:  # one cluster for both
+        scan_report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference, cluster)
         if not quiet:
             render.scan_summary(scan_report, index.path, index.count(), file=sys.stderr)
-        report = _search(index, scan_report.roots, settings, in_folder, chunksize, full, processes, quiet)
+        report = _search(index, scan_report.roots, settings, in_folder, chunksize, full, processes, quiet, cluster)
         _write_result(index, report, fmt, output, quiet)
 
 
@@ -173,19 +179,21 @@ def status(db_path):
         click.echo(line)
 
 
-def _scan(index: Index, paths, recursive, limit_extensions, px_size, processes, quiet, reference=()) -> ScanReport:
+def _scan(index: Index, paths, recursive, limit_extensions, px_size, processes, quiet, reference=(),
+          scheduler=None) -> ScanReport:
     with progress_bar(quiet) as bar:
         return index.scan(paths, recursive=recursive, limit_extensions=limit_extensions, px_size=px_size,
-                          processes=processes, reference=reference, progress=bar)
+                          processes=processes, reference=reference, progress=bar, scheduler=scheduler)
 
 
-def _search(index: Index, roots, settings: dict, in_folder, chunksize, full, processes, quiet) -> SearchReport:
+def _search(index: Index, roots, settings: dict, in_folder, chunksize, full, processes, quiet,
+            scheduler=None) -> SearchReport:
     """``settings``: the match options (similarity, rotate, mirror, same_dim, keep, prefer_folders, reference,
     save_profile); None where not given."""
     settings = {**settings, "prefer_folders": settings["prefer_folders"] or None}
     with progress_bar(quiet) as bar:
         return index.search(**settings, in_folder=in_folder, roots=roots, processes=processes, chunksize=chunksize,
-                            full=full, progress=bar)
+                            full=full, progress=bar, scheduler=scheduler)
 
 
 def _write_result(index: Index, report: SearchReport, fmt: str, output, quiet: bool) -> None:

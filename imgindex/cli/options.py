@@ -24,6 +24,11 @@ existing_db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_de
                                   type=click.Path(dir_okay=False, exists=True),
                                   help="SQLite file holding the index and its latest search.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+scheduler_option = click.option(
+    "--scheduler", metavar="ADDRESS", envvar="IMGINDEX_SCHEDULER", default=None,
+    help="Run on a Dask cluster: a scheduler's address (tcp://HOST:8786), or 'local' to start one on this"
+         " machine with --processes workers (needs: pip install \"imgindex[dask]\").  [default: the local"
+         " worker pool; env: IMGINDEX_SCHEDULER]")
 processes_option = click.option("--processes", type=click.IntRange(min=1), default=None,
                                 help="Worker processes  [default: number of CPUs].")
 limit_extensions_option = click.option(

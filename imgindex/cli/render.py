@@ -42,7 +42,7 @@ def shown(path: str) -> str:
 def scan_summary(report: ScanReport, db_path, images: int, file=None) -> None:
     echo = functools.partial(click.echo, file=file)
     verb = "Scanned" if report.status == "completed" else f"Scan {report.status}:"
-    echo(f"{verb} {', '.join(report.roots)} into {db_path} in {report.duration:.1f} s")
+    echo(f"{verb} {', '.join(report.roots)} into {db_path} in {report.duration:.1f} s" + _on_cluster(report))
     rows = [
         ("files seen", report.seen, ""),
         ("new", report.added, f"{report.reused:,} were byte copies: stored tensor reused" if report.reused else ""),
@@ -76,7 +76,8 @@ def search_summary(report: SearchReport, profile=None) -> None:
     aside = f"; {report.set_aside:,} more set aside by decisions" if report.set_aside else ""
     click.echo(
         f"Search {report.search_id}: {report.pairs:,} matching pairs in {report.groups:,} groups among "
-        f"{report.images:,} images (MSE <= {report.threshold:g}; {how}{aside}) in {report.duration:.1f} s",
+        f"{report.images:,} images (MSE <= {report.threshold:g}; {how}{aside}) in {report.duration:.1f} s"
+        + _on_cluster(report),
         err=True,
     )
     if report.off_profile and profile is not None:
@@ -169,17 +170,26 @@ def profile_lines(profile) -> None:
 # ---------------------------------------------------------------- status and the watcher
 
 
+def _on_cluster(report) -> str:
+    return f", on {report.executor}" if report.executor.startswith("dask") else ""
+
+
+def _ran_on(run: dict) -> str:
+    return f", on {run['executor']}" if run.get("executor") else ""
+
+
 def status_lines(st: Status, db_path) -> list[str]:
     lines = [f"Index {db_path}: {st.images:,} images (tensors {st.px_size or '-'} px), "
              f"{st.errors:,} files could not be read (table scan_errors)"]
     s = st.last_scan
     lines.append("Last scan: none yet (imgindex scan DIR)" if not s else
                  f"Last scan: #{s['id']} {s['status']}, started {s['started_at']}: +{s['added']} new, "
-                 f"{s['updated']} changed, {s['moved']} moved, {s['removed']} removed, {s['failed']} failed")
+                 f"{s['updated']} changed, {s['moved']} moved, {s['removed']} removed, {s['failed']} failed"
+                 + _ran_on(s))
     s = st.last_search
     lines.append("Matches: no search yet (imgindex search)" if not s else
                  f"Matches: search #{s['id']} ({s['similarity']}, MSE <= {s['threshold']:g}) at {s['finished_at']}: "
-                 f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images")
+                 f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images" + _ran_on(s))
     if st.profile is not None:
         lines.append("Search profile: " + profile_line(st.profile))
     if st.decisions:

@@ -1,11 +1,11 @@
 """A few new images against an index of any size (the watcher's case): their neighbours from the
-point index (``points``), then the exact kernel on those pairs only, in tasks the usual runner
-spreads over the workers (each reading SQLite on its own read-only connection).
+point index (``points``), then the bounds and the exact kernel on those pairs only (``tasks``), in
+tasks the usual runner spreads over the workers (each reading SQLite on its own read-only
+connection; on a cluster the coordinator looks the pairs up and sends them with their keys).
 
-Flows in: the new images' ids and a search's settings. Flows out: tasks, whose
-results are pairs (image_a, image_b, ssd, orientation), lower id first, the same as a full plan's
-tasks would find for them: the same buckets (dimensions, root folder), reference images never
-paired with each other.
+Flows in: the new images' ids and a search's settings. Flows out: tasks, whose candidate pairs
+(``FewTask.listed``) are those a full plan's tasks would compare for them: the same buckets
+(dimensions, root folder), reference images never paired with each other.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 
 from imgindex.scan.discover import under
 from imgindex.compare import kernel, nearby, points
-from imgindex.compare.execute import compare_listed
 from imgindex.compare.plan import ensure_search_keys
 
 if TYPE_CHECKING:
@@ -47,8 +46,8 @@ class FewTask:
     def work(self) -> int:
         return len(self.ids) * WORK_PER_IMAGE
 
-    def compare(self, conn, px_size: int, threshold: float, orientations) -> tuple[np.ndarray, ...]:
-        return compare_few_task(conn, px_size, self, threshold, orientations)
+    def listed(self, conn, px_size: int, threshold: float) -> np.ndarray:
+        return listed_pairs(conn, px_size, self, threshold)
 
 
 def few_tasks(db: Database, new: np.ndarray, px_size: int, settings: Settings):
@@ -63,16 +62,16 @@ def few_tasks(db: Database, new: np.ndarray, px_size: int, settings: Settings):
                     settings.same_dim) for k in range(0, len(every), FEW_PER_TASK)]
 
 
-def compare_few_task(conn, px_size: int, task: FewTask, threshold: float, orientations) -> tuple[np.ndarray, ...]:
-    """Every pair of the task's images within the threshold, against all images in scope and each other."""
+def listed_pairs(conn, px_size: int, task: FewTask, threshold: float) -> np.ndarray:
+    """The candidate pairs ((k, 2) ids, lower first) of the task's images, against all images in
+    scope and each other, from the point index: an index lookup, so it runs where SQLite is."""
     ids = np.array(task.ids, dtype=np.int64)
     features = nearby.load_orbits(conn, ids, len(kernel.grid_edges(px_size)) - 1)
     limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
     pairs = _in_scope(conn, points.candidates(conn, px_size, ids, features, limit), task)
     new = np.array(task.new, dtype=np.int64)
     both_new = np.isin(pairs[:, 0], new) & np.isin(pairs[:, 1], new)
-    pairs = pairs[~(both_new & ~np.isin(pairs[:, 0], ids))]  # two new images: the lower one's task has it
-    return compare_listed(conn, px_size, pairs, threshold, orientations)
+    return pairs[~(both_new & ~np.isin(pairs[:, 0], ids))]  # two new images: the lower one's task has it
 
 
 def _in_scope(db, pairs: np.ndarray, settings: FewTask) -> np.ndarray:

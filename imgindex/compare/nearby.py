@@ -231,11 +231,15 @@ class Bucket:
 
     def grid(self, prefix: str, name: str) -> space.Grid:
         if name not in self.grids:
-            order = np.load(f"{prefix}-{name}-order.npy", mmap_mode="r")
-            keys = np.load(f"{prefix}-{name}-keys.npy")
-            cells, starts, counts = np.unique(keys, return_index=True, return_counts=True)
-            self.grids[name] = space.Grid(order, keys, cells, starts, counts)
+            self.grids[name] = _load_grid(prefix, name, "r")
         return self.grids[name]
+
+
+def _load_grid(prefix: str, name: str, mmap_mode: str | None) -> space.Grid:
+    order = np.load(f"{prefix}-{name}-order.npy", mmap_mode=mmap_mode)
+    keys = np.load(f"{prefix}-{name}-keys.npy")
+    cells, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+    return space.Grid(order, keys, cells, starts, counts)
 
 
 def open_bucket(prefix: str, grids: dict | None = None, meta: dict | None = None) -> Bucket:
@@ -248,3 +252,20 @@ def open_bucket(prefix: str, grids: dict | None = None, meta: dict | None = None
                   np.load(coarse, mmap_mode="r") if coarse.exists() else None,
                   np.load(samples, mmap_mode="r") if samples.exists() else None,
                   grids if grids is not None else {}, meta)
+
+
+def held_bucket(db: Database, prefix: str, px_size: int) -> Bucket:
+    """A bucket's arrays read into memory, its coarse vectors and samples included (written now
+    when the plan left them to SQLite): what a cluster worker gets, having neither this scratch
+    folder nor the index."""
+    meta = dict(np.load(f"{prefix}-meta.npz"))
+    ids = np.load(f"{prefix}-ids.npy")
+    coarse, samples = Path(f"{prefix}-coarse.npy"), Path(f"{prefix}-sample.npy")
+    if not coarse.exists():
+        order = np.argsort(ids, kind="stable")
+        meta["coarse_norm"] = _write_coarse(db, coarse, ids[order], order, px_size)
+        _write_samples(db, samples, ids[order], order, px_size)
+    names = [Path(f).name[len(Path(prefix).name) + 1 : -len("-order.npy")]
+             for f in sorted(Path(prefix).parent.glob(f"{Path(prefix).name}-*-order.npy"))]
+    return Bucket(ids, np.load(f"{prefix}-points.npy"), np.load(coarse), np.load(samples),
+                  {name: _load_grid(prefix, name, None) for name in names}, meta)

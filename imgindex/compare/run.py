@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.cluster.connect import executor, open_cluster
 from imgindex.db import decisions
 from imgindex.db.connect import abandon_transaction, write_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
@@ -58,11 +59,13 @@ def search(
     save_profile: bool = False,
     progress: Callable[[SearchProgress], None] | None = None,
     algorithm: str | None = None,
+    scheduler=None,
 ) -> SearchReport:
     """Find every pair of indexed images with MSE <= the threshold; record pairs and groups.
 
     Settings not given come from the index's profile (``compare.profile``). ``algorithm``
-    forces 'classic' or 'chunked' (default: classic up to CLASSIC_MAX images).
+    forces 'classic' or 'chunked' (default: classic up to CLASSIC_MAX images). ``scheduler``:
+    compare on a Dask cluster (``imgindex.cluster.connect``); None, the local worker pool.
     """
     started = time.monotonic()
     chosen, off_profile = profile.resolve(db, profile.given(similarity, rotate, mirror, same_dim, keep, prefer_folders),
@@ -81,11 +84,20 @@ def search(
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots,
                         stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders)
     base = None if full else base_search(db, settings)
-    row = {"status": "running", **settings.as_row(), "processes": processes}
+    with open_cluster(scheduler, workers=processes) as cluster:
+        row = {"status": "running", **settings.as_row(), "processes": processes, "executor": executor(cluster, processes)}
+        return _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started,
+                         off_profile, cluster)
+
+
+def _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started, off_profile,
+              cluster) -> SearchReport:
+    """The search, started again on a newer base while another search of its chain finishes first."""
     search_id = start_run(db, "searches", {"started_at": now(), **row})
     try:
         for _attempt in range(ATTEMPTS):
-            run = _Run(db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started)
+            run = _Run(db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started,
+                       cluster)
             report = run.incremental() if base is not None else run.full()
             if report is not None:
                 return dataclasses.replace(report, off_profile=off_profile)
@@ -110,8 +122,10 @@ FEW_NEW = 5000  # new images searched through the point index (one box query eac
 class _Run:
     """One attempt at a search: full (a chain of its own) or incremental (on ``base``)."""
 
-    def __init__(self, db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started):
+    def __init__(self, db, db_path, search_id, settings, base, processes, chunksize, algorithm, progress, started,
+                 cluster=None):
         self.db, self.db_path, self.search_id, self.settings, self.base = db, db_path, search_id, settings, base
+        self.cluster = cluster
         self.processes, self.chunksize, self.algorithm = processes, chunksize, algorithm
         self.progress, self.started = progress, started
         self.px = settings.px_size
@@ -137,7 +151,7 @@ class _Run:
                               scope.under_any(self.settings.reference), scratch))
             return run_tasks(self.db, self.db_path, tasks, writer, threshold=self.settings.threshold,
                              orientations=self.orientations, px_size=self.px, processes=self.processes,
-                             algorithm=algorithm, progress=self.progress, started=self.started)
+                             algorithm=algorithm, progress=self.progress, started=self.started, cluster=self.cluster)
 
     def full(self) -> SearchReport:
         """Every pair of the scope, in a chain of its own: pairs written as found, then every group."""
@@ -168,7 +182,7 @@ class _Run:
             _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings), collector,
                                    threshold=settings.threshold, orientations=self.orientations, px_size=self.px,
                                    processes=self.processes, algorithm="chunked", progress=self.progress,
-                                   started=self.started)
+                                   started=self.started, cluster=self.cluster)
             new_count, max_id = len(few.ids), max_image_id(self.db)
             moved = moved_since(self.db, base)
         else:
@@ -210,7 +224,7 @@ class _Run:
             algorithm=algorithm, incremental=self.base is not None,
             base_search_id=self.base.search_id if self.base else None, images=n, new_images=new_count,
             pairs=pairs, new_pairs=found, groups=n_groups, duration=time.monotonic() - self.started,
-            workers=workers, set_aside=set_aside, off_profile=(),
+            workers=workers, executor=executor(self.cluster, self.processes), set_aside=set_aside, off_profile=(),
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report

@@ -78,8 +78,10 @@ def build(
     show_progress: bool = True,
     processes: int | None = None,
     db: str | os.PathLike | None = None,
+    scheduler=None,
 ) -> Build:
-    """Index ``directories`` (difPy's ``build``). Keep ``db=`` to make the next build incremental."""
+    """Index ``directories`` (difPy's ``build``). Keep ``db=`` to make the next build incremental.
+    ``scheduler``: decode on a Dask cluster (``Index.scan``)."""
     folders = _directories(directories)
     tempdir = tempfile.TemporaryDirectory(prefix="imgindex-") if db is None else None
     index = Index(os.path.join(tempdir.name, "imgindex.db") if tempdir else db)
@@ -87,7 +89,7 @@ def build(
     bar = ProgressLine() if show_progress else None
     try:
         report = index.scan(folders, recursive=recursive, limit_extensions=limit_extensions, px_size=px_size,
-                            processes=processes, progress=bar)
+                            processes=processes, progress=bar, scheduler=scheduler)
         logs = {e.path: f"{e.error_class}: {e.message}" for e in index.scan_errors(report.roots)}
     except BaseException:
         index.close()
@@ -220,13 +222,14 @@ def search(
     *,
     mirror: bool = False,
     reference: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    scheduler=None,
 ) -> Search:
     """Find duplicates (``similarity='duplicates'``), near-duplicates ('similar') or pairs within an MSE.
 
     ``reference``: a folder or a list of folders, under the built ones, whose images are always kept
     (never in ``lower_quality``, never moved or deleted; a group's key in ``result`` unless an image
     in it is pinned) and not compared with each other; stored with the index, as
-    ``imgindex search --reference`` does.
+    ``imgindex search --reference`` does. ``scheduler``: compare on a Dask cluster (``Index.search``).
     """
     folders = [] if reference is None else [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
     bar = ProgressLine() if show_progress else None
@@ -235,7 +238,7 @@ def search(
         # difPy's settings, passed every time: an index's stored search profile never changes what is compared
         report = dif.index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
                                   in_folder=dif.in_folder, roots=dif.directories, processes=processes,
-                                  chunksize=chunksize, reference=folders, progress=bar)
+                                  chunksize=chunksize, reference=folders, progress=bar, scheduler=scheduler)
     finally:
         if bar is not None:
             bar.clear()

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from imgindex.cluster.connect import executor, open_cluster
+from imgindex.cluster.decode import ClusterReader
 from imgindex.db.connect import abandon_transaction
 from imgindex.db.queries import get_setting, set_setting
 from imgindex.db.runs import now, start_run, update_run
@@ -55,8 +57,10 @@ def scan(
     px_size: int = 50,
     processes: int | None = None,
     progress: Callable[[ScanProgress], None] | None = None,
+    scheduler=None,
 ) -> ScanReport:
-    """Bring the index ``db`` (opened on ``db_path``) in line with the folders of ``scope``."""
+    """Bring the index ``db`` (opened on ``db_path``) in line with the folders of ``scope``.
+    ``scheduler``: read the files on a Dask cluster (``imgindex.cluster.connect``)."""
     px_size = check_px_size(px_size)
     processes = resolve_processes(processes)
     if scope.missing_ok:
@@ -68,7 +72,8 @@ def scan(
     _claim_px_size(db, px_size)
     scope = ScanScope(roots, frozenset(os.path.abspath(r) for r in scope.flat),
                       frozenset(os.path.abspath(p) for p in scope.skip_paths), scope.recursive, scope.missing_ok)
-    return _ScanRun(db, db_path, scope, limit_extensions, px_size, processes, progress).execute()
+    with open_cluster(scheduler, workers=processes) as cluster:
+        return _ScanRun(db, db_path, scope, limit_extensions, px_size, processes, progress, cluster).execute()
 
 
 def _claim_px_size(db: Database, px_size: int) -> None:
@@ -86,7 +91,7 @@ def _claim_px_size(db: Database, px_size: int) -> None:
 class _ScanRun:
     """The loop of one scan: walk, diff, read, write; then removal and the scans row."""
 
-    def __init__(self, db, db_path, scope: ScanScope, limit_extensions, px_size, processes, progress):
+    def __init__(self, db, db_path, scope: ScanScope, limit_extensions, px_size, processes, progress, cluster):
         self.db, self.scope, self.progress = db, scope, progress
         self.limit_extensions = limit_extensions
         self.started = time.monotonic()
@@ -94,12 +99,13 @@ class _ScanRun:
         self.visited: set[str] = set()
         self.unlisted: list[ScanErrorInfo] = []
         self.skipped: list[SkippedFile] = []
+        self.executor = executor(cluster, processes)
+        self.reader = reader(db.conn, db_path, px_size, processes) if cluster is None else ClusterReader(cluster, px_size)
         options = {"recursive": scope.recursive, "limit_extensions": limit_extensions, "px_size": px_size,
                    "processes": processes, "decoder": DECODER}
-        scan_id = start_run(db, "scans", {"started_at": now(), "status": "running",
+        scan_id = start_run(db, "scans", {"started_at": now(), "status": "running", "executor": executor(cluster, processes),
                                           "roots": json.dumps(list(scope.roots)), "options": json.dumps(options)})
         self.writer = IndexWriter(db, px_size, scan_id)
-        self.reader = reader(db.conn, db_path, px_size, processes)
 
     def execute(self) -> ScanReport:
         if self.progress is not None:
@@ -211,7 +217,7 @@ class _ScanRun:
             scan_id=self.writer.scan_id, roots=self.scope.roots, status=status, seen=c.seen, added=c.added,
             updated=c.updated, moved=c.moved, reused=c.reused, unchanged=c.unchanged, removed=c.removed,
             skipped=c.skipped, failed=c.failed, vanished=c.vanished, decoded=c.decoded,
-            duration=time.monotonic() - self.started, workers=self.reader.workers_started,
+            duration=time.monotonic() - self.started, workers=self.reader.workers_started, executor=self.executor,
             errors=tuple(self.writer.errors), unlisted_folders=tuple(self.unlisted), skipped_files=tuple(self.skipped),
         )
 

@@ -1,0 +1,164 @@
+"""The scheduler a command runs on: none (the local worker pool), an address, ``local``, or a Client.
+
+``local`` starts a ``distributed.LocalCluster`` in a fresh interpreter (``host``): a LocalCluster
+started in the caller's process spawns workers that re-import the caller's ``__main__``, which
+fails for a script read from stdin ("Nanny failed to start") and runs a script without a main guard
+again in every worker. Its scheduler listens on 127.0.0.1 only, over TLS with a certificate made
+for this run and required of every peer: no other program on the machine can join it or send it
+work. ``IMGINDEX_SCHEDULER`` names a scheduler when the option is not given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from imgindex.errors import ImgIndexError
+
+log = logging.getLogger(__name__)
+
+ENV = "IMGINDEX_SCHEDULER"
+CONNECT_TIMEOUT = 30  # seconds to reach a scheduler
+HOST_TIMEOUT = 120  # seconds for the local cluster to start
+
+
+class ClusterError(ImgIndexError):
+    """The Dask cluster could not be reached, was lost, or the extra is not installed."""
+
+
+@dataclass
+class Cluster:
+    """A connected Dask client and what ``imgindex status`` says of it."""
+
+    client: Any
+    address: str
+    local: bool = False
+
+    @property
+    def workers(self) -> int:
+        return len(self.client.scheduler_info(n_workers=-1).get("workers", {})) if self.client else 0
+
+    def label(self) -> str:
+        kind = "dask local" if self.local else f"dask {self.address}"
+        return f"{kind} ({self.workers} workers)"
+
+
+def executor(cluster: Cluster | None, processes: int) -> str:
+    """What ran a scan's or a search's work, as ``imgindex status`` shows it."""
+    return cluster.label() if cluster is not None else f"local pool ({processes} processes)"
+
+
+def distributed():
+    """The ``distributed`` module, or a ClusterError saying how to install it."""
+    try:
+        import distributed as module
+    except ImportError as exc:
+        raise ClusterError('Running on a Dask cluster needs the dask extra: pip install "imgindex[dask]"'
+                           f" (could not import distributed: {exc}).") from None
+    return module
+
+
+def chosen(scheduler) -> Any:
+    """The scheduler asked for: the argument, else ``IMGINDEX_SCHEDULER``, else None (the local pool)."""
+    if scheduler is None:
+        scheduler = os.environ.get(ENV) or None
+    if isinstance(scheduler, str):
+        scheduler = scheduler.strip() or None
+    return scheduler
+
+
+@contextmanager
+def open_cluster(scheduler, *, workers: int | None = None):
+    """A Cluster for ``scheduler`` (None: yields None), closed (and a local one stopped) on exit.
+    ``workers``: the local cluster's worker processes (default: the CPU count)."""
+    scheduler = chosen(scheduler)
+    if scheduler is None:
+        yield None
+    elif isinstance(scheduler, Cluster):
+        yield scheduler
+    elif not isinstance(scheduler, str):  # a distributed.Client the caller made and keeps
+        yield Cluster(scheduler, str(getattr(scheduler.scheduler, "address", "client")))
+    elif scheduler.lower() == "local":
+        with _local(workers or os.cpu_count() or 1) as cluster:
+            yield cluster
+    else:
+        with _remote(scheduler) as cluster:
+            yield cluster
+
+
+@contextmanager
+def _remote(address: str):
+    if "://" not in address:
+        raise ClusterError(f"A scheduler is 'local' or an address like tcp://HOST:8786 (got {address!r}).")
+    module = distributed()
+    try:
+        client = module.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"Could not reach the Dask scheduler at {address}: {exc}. Is `dask scheduler`"
+                           " running there, and reachable from this machine?") from None
+    try:
+        yield Cluster(client, address)
+    finally:
+        _close(client)
+
+
+@contextmanager
+def _local(workers: int):
+    """A LocalCluster of ``workers`` single-threaded worker processes, in a host process of its own."""
+    module = distributed()
+    from distributed.security import Security
+
+    try:
+        security = Security.temporary()
+    except ImportError as exc:
+        raise ClusterError(f'The local cluster needs the dask extra in full: pip install "imgindex[dask]" ({exc}).')
+    host = subprocess.Popen([sys.executable, "-m", "imgindex.cluster.host"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=_host_env())
+    client = None
+    try:
+        host.stdin.write(pickle.dumps({"workers": workers, "security": security}))
+        host.stdin.flush()
+        line = host.stdout.readline().decode().strip()
+        if not line.startswith("tls://"):
+            raise ClusterError(f"The local Dask cluster did not start (its process said {line!r}; see above).")
+        client = module.Client(line, security=security, timeout=HOST_TIMEOUT, set_as_default=False)
+        client.wait_for_workers(workers, timeout=HOST_TIMEOUT)
+        yield Cluster(client, line, local=True)
+    finally:
+        if client is not None:
+            _close(client)
+        _stop(host)
+
+
+def _host_env() -> dict:
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")  # one BLAS thread per worker: the workers are the parallelism
+    return env
+
+
+def _stop(host: subprocess.Popen) -> None:
+    try:
+        host.stdin.close()  # the host stops its cluster at end of input
+    except OSError:
+        pass
+    try:
+        host.wait(30)
+    except subprocess.TimeoutExpired:
+        host.kill()
+        host.wait()
+
+
+def _close(client) -> None:
+    try:
+        client.close(timeout=10)
+    except Exception:  # a lost scheduler: nothing left to close
+        log.debug("closing the Dask client failed", exc_info=True)

@@ -1,0 +1,86 @@
+"""A scan's files read on a Dask cluster: the workers open each file by its path, hash it and
+decode it, and send back the file facts and the tensor; only this process writes them.
+
+Every worker must see the photos at the same path as this machine (the same mount). A file a
+worker could not find but this machine can is recorded as a scan error (``unreadable_on_worker``)
+with what to do, never dropped as gone, and read again by the next scan. Workers have no index
+to ask whether a content is known, so each file they get is decoded (the local pool skips the
+decode of a copy already indexed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+from imgindex.cluster.calls import Calls
+from imgindex.cluster.connect import Cluster
+from imgindex.errors import DecodeError
+from imgindex.scan.decode import FileResult, read_file
+from imgindex.scan.diff import ReadTask
+from imgindex.scan.reader import TASK_BATCH
+
+
+def read_on_worker(paths: list[str], px_size: int) -> tuple[str, list[FileResult]]:
+    """(this worker's host name, each file's FileResult): runs on a worker."""
+    return socket.gethostname(), [read_file(path, px_size) for path in paths]
+
+
+class ClusterReader:
+    """``scan.reader``'s runner, on a cluster: submit ReadTasks, take (task, FileResult) pairs."""
+
+    def __init__(self, cluster: Cluster, px_size: int, batch_work: int = TASK_BATCH):
+        self.calls = Calls(cluster)
+        self.px_size, self.batch_work = px_size, batch_work
+        self.batch: list[ReadTask] = []
+        self.work = 0
+        self.workers_started = cluster.workers
+
+    def __enter__(self) -> ClusterReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, task: ReadTask, work: int = 1) -> None:
+        self.batch.append(task)
+        self.work += work
+
+    def ready(self) -> Iterator[tuple[ReadTask, FileResult]]:
+        """Results finished now; blocks only while the calls in flight are at their limit."""
+        if self.work >= self.batch_work:
+            while self.calls.full():
+                yield from self._take(block=True)
+            self._send()
+        yield from self._take(block=False)
+
+    def finish(self) -> Iterator[tuple[ReadTask, FileResult]]:
+        while self.batch or len(self.calls):
+            if self.batch and not self.calls.full():
+                self._send()
+            else:
+                yield from self._take(block=True)
+
+    def close(self) -> None:
+        self.calls.cancel()
+
+    def _send(self) -> None:
+        batch, self.batch, self.work = self.batch, [], 0
+        self.calls.submit(batch, read_on_worker, [t.path for t in batch], self.px_size)
+
+    def _take(self, block: bool) -> Iterator[tuple[ReadTask, FileResult]]:
+        for batch, (host, results) in self.calls.done(block=block):
+            for task, result in zip(batch, results):
+                yield task, _seen_here(result, host)
+
+
+def _seen_here(result: FileResult, host: str) -> FileResult:
+    """A file the worker could not find is gone only if this machine cannot find it either."""
+    if not result.vanished or not os.path.exists(result.path):
+        return result
+    error = DecodeError(result.path, "unreadable_on_worker",
+                        f"the Dask worker on {host} cannot find this file, which this machine can: every"
+                        " worker must see the photos at the same path (mount the folder there at that path);"
+                        " the next scan reads it again")
+    return FileResult(path=result.path, error=error)  # no size or time: the next scan tries it again

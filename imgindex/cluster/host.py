@@ -1,0 +1,35 @@
+"""The local cluster of ``--scheduler local``, in a fresh interpreter: ``python -m imgindex.cluster.host``.
+
+Reads its settings (pickled: worker count, TLS security) from stdin, prints the scheduler's
+address, and stops the cluster when stdin closes (the command ended, or died). Its workers are
+spawned from this process, so they re-import this module, never the user's script.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle; it closes stdin
+    settings = pickle.load(sys.stdin.buffer)  # reads the settings' bytes only
+    from distributed import LocalCluster
+
+    try:
+        cluster = LocalCluster(n_workers=settings["workers"], threads_per_worker=1, processes=True,
+                               host="127.0.0.1", protocol="tls", security=settings["security"],
+                               dashboard_address=None, scheduler_port=0, silence_logs=40)
+    except Exception as exc:
+        print(f"failed: {type(exc).__name__}: {exc}", flush=True)
+        raise SystemExit(1) from None
+    print(cluster.scheduler_address, flush=True)
+    try:
+        sys.stdin.buffer.read()  # until the command closes its end
+    finally:
+        cluster.close(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
