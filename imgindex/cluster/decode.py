@@ -5,14 +5,16 @@ Every worker must see the photos at the same path as this machine (the same moun
 worker could not find but this machine can is recorded as a scan error (``unreadable_on_worker``)
 with what to do, never dropped as gone, and read again by the next scan. Workers have no index
 to ask whether a content is known, so each file they get is decoded (the local pool skips the
-decode of a copy already indexed).
+decode of a copy already indexed); this process asks instead, and a known content's tensor is
+dropped, so a moved file keeps its row and a copy shares its tensor, as with the local pool.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from imgindex.cluster.calls import Calls
 from imgindex.cluster.connect import Cluster
@@ -30,8 +32,9 @@ def read_on_worker(paths: list[str], px_size: int) -> tuple[str, list[FileResult
 class ClusterReader:
     """``scan.reader``'s runner, on a cluster: submit ReadTasks, take (task, FileResult) pairs."""
 
-    def __init__(self, cluster: Cluster, px_size: int, batch_work: int = TASK_BATCH):
+    def __init__(self, cluster: Cluster, px_size: int, known: Callable[[str], bool], batch_work: int = TASK_BATCH):
         self.calls = Calls(cluster)
+        self.known = known
         self.px_size, self.batch_work = px_size, batch_work
         self.batch: list[ReadTask] = []
         self.work = 0
@@ -72,6 +75,8 @@ class ClusterReader:
     def _take(self, block: bool) -> Iterator[tuple[ReadTask, FileResult]]:
         for batch, (host, results) in self.calls.done(block=block):
             for task, result in zip(batch, results):
+                if result.decoded is not None and self.known(result.content_hash):
+                    result = dataclasses.replace(result, decoded=None)  # the writer places it as known
                 yield task, _seen_here(result, host)
 
 

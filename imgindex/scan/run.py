@@ -26,7 +26,7 @@ from imgindex.errors import ImgIndexError, SettingsMismatchError
 from imgindex.scan import discover
 from imgindex.scan.decode import DECODER
 from imgindex.scan.diff import Row, diff_folder
-from imgindex.scan.reader import reader, work
+from imgindex.scan.reader import ReadContext, reader, work
 from imgindex.scan.writer import IndexWriter
 from imgindex.types import ScanErrorInfo, ScanProgress, ScanReport, ScanScope, SkippedFile
 from imgindex.workers import resolve_processes
@@ -100,7 +100,8 @@ class _ScanRun:
         self.unlisted: list[ScanErrorInfo] = []
         self.skipped: list[SkippedFile] = []
         self.executor = executor(cluster, processes)
-        self.reader = reader(db.conn, db_path, px_size, processes) if cluster is None else ClusterReader(cluster, px_size)
+        self.reader = reader(db.conn, db_path, px_size, processes) if cluster is None else ClusterReader(
+            cluster, px_size, ReadContext(db.conn, px_size).known)
         options = {"recursive": scope.recursive, "limit_extensions": limit_extensions, "px_size": px_size,
                    "processes": processes, "decoder": DECODER}
         scan_id = start_run(db, "scans", {"started_at": now(), "status": "running", "executor": executor(cluster, processes),
