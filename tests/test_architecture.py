@@ -14,9 +14,11 @@ ALLOWED = {
     "imgindex.errors": set(),
     "imgindex.humanize": set(),
     "imgindex.workers": {"imgindex.errors"},
+    "imgindex.cluster": {"imgindex.errors"},  # the second executor: a Dask cluster
     "imgindex.db": {"imgindex.errors", "imgindex.types", "imgindex.migrations"},
-    "imgindex.scan": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers"},
-    "imgindex.compare": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.scan"},
+    "imgindex.scan": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.cluster"},
+    "imgindex.compare": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.cluster",
+                         "imgindex.scan"},
     "imgindex.actions": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan"},
     "imgindex.report": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.scan",
                         "imgindex.compare", "imgindex.humanize"},
@@ -31,7 +33,8 @@ ALLOWED = {
     "imgindex.serve": {"imgindex.api", "imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan.decode"},
     "imgindex.compat": {"imgindex.api", "imgindex.types", "imgindex.errors", "imgindex.progress"},
     "imgindex.cli": {"imgindex.api", "imgindex.types", "imgindex.errors", "imgindex.progress", "imgindex.humanize",
-                     "imgindex.compat", "imgindex.serve.server"},  # compat: `imgindex difpy` is the difPy-shaped API's command line
+                     "imgindex.compat", "imgindex.serve.server",
+                     "imgindex.cluster.connect"},  # find opens one cluster for its scan and its search  # compat: `imgindex difpy` is the difPy-shaped API's command line
     "imgindex._worker_main": {"imgindex.workers"},
     "imgindex.__main__": {"imgindex.cli"},
     "imgindex": set(),  # __init__ names its exports as strings and imports them on first use
@@ -129,9 +132,10 @@ def test_function_level_imports_are_only_the_listed_heavy_ones():
     assert found == FUNCTION_LEVEL
 
 
-def test_only_the_workers_module_starts_processes():
+def test_only_the_workers_module_and_the_local_cluster_start_processes():
+    starters = {"imgindex.workers", "imgindex.cluster.connect"}  # the pool; the host of --scheduler local
     users = [name for name, path in modules().items()
-             if name != "imgindex.workers" and ("WorkerPool" in path.read_text() or "subprocess" in path.read_text())]
+             if name not in starters and ("WorkerPool" in path.read_text() or "subprocess" in path.read_text())]
     assert users == []
 
 

@@ -190,30 +190,33 @@ def test_a_few_new_images_through_the_point_index_on_a_cluster_equal_the_local_p
 
 def test_a_worker_killed_during_a_search_changes_nothing(tmp_path, cluster):
     rng = np.random.default_rng(11)
-    tensors = adversarial_set(rng, 400, px=8)
+    tensors = adversarial_set(rng, 2400, px=8)
     here, there = _vectors(tmp_path, "local", tensors), _vectors(tmp_path, "dask", tensors)
     before = set(cluster.scheduler_info(n_workers=-1)["workers"])
-    pids = cluster.run(os.getpid)
+    pids = cluster.run(os.getpid)  # worker address -> pid
     killed = []
 
-    def kill_one(progress):  # once the first tasks are back: the others are in flight on both workers
-        if not killed and progress.done >= 3:
-            victim = next(iter(pids.values()))
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+    def kill_a_busy_worker(progress):
+        if killed:
+            return
+        busy = [address for address, keys in cluster.processing().items() if keys]
+        if busy:  # a worker with a call in hand: that call must be run again elsewhere
+            os.kill(pids[busy[0]], signal.SIGKILL)
+            killed.append(busy[0])
 
     with here, there:
         from imgindex.compare import run as compare
 
-        options = dict(similarity=30, rotate=True, mirror=True, same_dim=False, chunksize=8, algorithm="classic",
+        options = dict(similarity=30, rotate=True, mirror=True, same_dim=False, chunksize=40, algorithm="classic",
                        processes=2)
         local = compare.search(here.db, str(here.path), **options)
-        remote = compare.search(there.db, str(there.path), **options, scheduler=cluster, progress=kill_one)
-        assert killed, "the search ended before a worker could be killed"
+        remote = compare.search(there.db, str(there.path), **options, scheduler=cluster, progress=kill_a_busy_worker)
+        assert killed, "no worker had a call in hand when the search reported progress"
         assert stored_pairs(there, remote.search_id) == stored_pairs(here, local.search_id)
         assert by_path(there, remote.search_id) == by_path(here, local.search_id)
+        assert local.pairs > 100
     cluster.wait_for_workers(2, timeout=60)  # the nanny started a new one
-    assert set(cluster.scheduler_info(n_workers=-1)["workers"]) != before
+    assert killed[0] not in cluster.scheduler_info(n_workers=-1)["workers"] and killed[0] in before
 
 
 SCRIPT = """
@@ -280,3 +283,16 @@ def test_the_scheduler_can_be_named_in_the_environment(tmp_path, cluster, monkey
         assert index.search(similarity="similar").executor.startswith("local pool")
         row = sqlite3.connect(index.path).execute("SELECT executor FROM scans").fetchone()
         assert row == (report.executor,)
+
+
+def test_the_difpy_shaped_api_takes_a_scheduler_too(tmp_path, cluster):
+    import imgindex
+
+    photos = library(tmp_path / "photos")
+    results = []
+    for scheduler in (None, cluster):
+        dif = imgindex.build(str(photos), show_progress=False, processes=2, scheduler=scheduler)
+        found = imgindex.search(dif, similarity="similar", mirror=True, same_dim=False, show_progress=False,
+                                processes=2, scheduler=scheduler)
+        results.append((found.result, sorted(found.lower_quality)))
+    assert results[1] == results[0] and len(results[0][0]) == 8

@@ -15,12 +15,15 @@ import sys
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle; it closes stdin
     settings = pickle.load(sys.stdin.buffer)  # reads the settings' bytes only
+    import dask
     from distributed import LocalCluster
 
+    # no HTTP routes (the scheduler's API can retire workers; TLS does not cover it), no dashboard
+    dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})
     try:
         cluster = LocalCluster(n_workers=settings["workers"], threads_per_worker=1, processes=True,
                                host="127.0.0.1", protocol="tls", security=settings["security"],
-                               dashboard_address=None, scheduler_port=0, silence_logs=40)
+                               dashboard_address="127.0.0.1:0", scheduler_port=0, silence_logs=40)
     except Exception as exc:
         print(f"failed: {type(exc).__name__}: {exc}", flush=True)
         raise SystemExit(1) from None

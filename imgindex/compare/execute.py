@@ -25,6 +25,7 @@ from imgindex.db.runs import now
 from imgindex.errors import ImgIndexError
 from imgindex.compare import kernel, nearby
 from imgindex.compare.few import FewTask
+from imgindex.compare.on_cluster import run_on_cluster
 from imgindex.compare.nearby import SpaceTask
 from imgindex.compare.plan import Task
 from imgindex.compare.tasks import Exact, listed_bounds, space_bounds, task_bounds
@@ -104,8 +105,6 @@ def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshol
     """Execute tasks and hand their pairs to ``writer``: (pairs found, workers used). With a
     ``cluster`` (``imgindex.cluster``), on its workers."""
     if cluster is not None:
-        from imgindex.cluster.compare import run_on_cluster
-
         return run_on_cluster(db, cluster, tasks, writer, threshold=threshold, orientations=orientations,
                               px_size=px_size, progress=progress, started=started)
     total_work = sum(t.work for t in tasks) * len(orientations)
