@@ -34,7 +34,7 @@ distributed = pytest.importorskip("distributed", reason="the dask extra is part 
 @pytest.fixture(scope="module")
 def cluster():
     """A LocalCluster of two worker processes, as the issue asks, and a client on it."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                                   host="127.0.0.1", silence_logs=40) as local:
         with distributed.Client(local, set_as_default=False) as client:
             yield client

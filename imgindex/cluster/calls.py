@@ -2,22 +2,28 @@
 
 A worker lost mid-call costs a retry: the scheduler runs the call again elsewhere (its arguments
 travel with it, or were scattered to every worker). A lost scheduler, or a call that killed
-worker after worker, ends the command with a ClusterError; what was written before is kept. On
-Ctrl-C every call still queued or running is cancelled before KeyboardInterrupt goes on.
+worker after worker, ends the command with a ClusterError; what was written before is kept. A
+scheduler that stops answering (frozen, or its machine gone silent: the connection stays open for
+minutes) is lost too, once it leaves a ping unanswered. On Ctrl-C every call still queued or
+running is cancelled before KeyboardInterrupt goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 from collections.abc import Iterator
 from typing import Any
 
-from imgindex.cluster.connect import Cluster, ClusterError, distributed
+from imgindex.cluster.connect import Cluster, ClusterError
 from imgindex.errors import ImgIndexError
 
 log = logging.getLogger(__name__)
 
 DEPTH = 3  # calls queued per worker: enough to keep it busy while results travel
+QUIET = 2.0  # seconds without a finished call before asking the scheduler whether it still answers
+PING_TIMEOUT = 15.0  # seconds it has to answer (it answers in milliseconds, even when busy)
 
 
 class Calls:
@@ -27,7 +33,7 @@ class Calls:
         self.cluster = cluster
         self.client = cluster.client
         self.limit = depth * max(cluster.workers, 1)
-        self.finished = distributed().as_completed(loop=self.client.loop)
+        self.finished: queue.SimpleQueue = queue.SimpleQueue()  # futures as they finish, fed by their callbacks
         self.tags: dict[str, Any] = {}
 
     def __len__(self) -> int:
@@ -42,7 +48,7 @@ class Calls:
         except Exception as exc:
             raise _lost(self.cluster, exc) from exc
         self.tags[future.key] = (tag, future)
-        self.finished.add(future)
+        future.add_done_callback(self.finished.put)  # also when cancelled: the connection lost
 
     def scatter(self, data) -> Any:
         """``data`` on every worker (a worker lost later leaves the others' copies)."""
@@ -51,17 +57,64 @@ class Calls:
         except Exception as exc:
             raise _lost(self.cluster, exc) from exc
 
+    def everywhere(self, func, *args) -> dict[str, Any]:
+        """``func(*args)`` on every worker now: {worker address: result}."""
+        try:
+            return self.client.run(func, *args)
+        except Exception as exc:
+            raise _lost(self.cluster, exc) from exc
+
     def done(self, *, block: bool = True) -> Iterator[tuple[Any, Any]]:
         """(tag, result) of calls finished now; with ``block``, waits for at least one if any runs."""
         try:
-            while self.tags and (block or self.finished.has_ready()):
+            while self.tags and (block or not self.finished.empty()):
+                future = self._next()
+                if future.key not in self.tags:  # cancelled before
+                    continue
                 block = False
-                future = next(self.finished)
                 tag, _ = self.tags.pop(future.key)
-                yield tag, _result(self.cluster, future)
+                yield tag, self._result(future)
         except KeyboardInterrupt:
             self.cancel()
             raise
+
+    def _next(self):
+        """The next finished call's future, waiting QUIET seconds at a time and pinging in between."""
+        while True:
+            try:
+                return self.finished.get(timeout=QUIET)
+            except queue.Empty:
+                self._ping()
+
+    def _result(self, future) -> Any:
+        """``future``'s result, fetched (through the scheduler) while pinging it: one frozen just after the
+        call finished would hold the fetch for ever, and a fetch cut short would start again from nothing."""
+        fetch = asyncio.run_coroutine_threadsafe(self.client.gather(future, asynchronous=True),
+                                                 self.client.loop.asyncio_loop)
+        try:
+            while True:
+                try:
+                    return fetch.result(timeout=QUIET)
+                except TimeoutError:
+                    if fetch.done():  # the call's own
+                        raise
+                    self._ping()
+        except ImgIndexError:
+            raise
+        except Exception as exc:
+            if future.status == "error" and not _killed_workers(exc):
+                raise  # the call itself failed (whatever it raised): the same error as in a local worker
+            raise _lost(self.cluster, exc) from exc
+        finally:
+            fetch.cancel()
+
+    def _ping(self) -> None:
+        try:
+            self.client.sync(self.client.scheduler.identity, callback_timeout=PING_TIMEOUT)
+        except TimeoutError as exc:
+            raise _lost(self.cluster, exc, f"it did not answer for {PING_TIMEOUT:.0f} s") from exc
+        except Exception as exc:  # unreachable now (a network down), or the client closed
+            raise _lost(self.cluster, exc) from exc
 
     def cancel(self) -> None:
         futures = [f for _, f in self.tags.values()]
@@ -72,28 +125,22 @@ class Calls:
             log.debug("could not cancel the cluster's calls", exc_info=True)
 
 
-def _result(cluster: Cluster, future) -> Any:
-    try:
-        return future.result()
-    except ImgIndexError:
-        raise
-    except Exception as exc:
-        if future.status == "error" and not _is_cluster_fault(exc):
-            raise  # the call itself failed: the same error as in a local worker
-        raise _lost(cluster, exc) from exc
-
-
-def _is_cluster_fault(exc: BaseException) -> bool:
+def _killed_workers(exc: BaseException) -> bool:
     from distributed.scheduler import KilledWorker
 
-    return isinstance(exc, (KilledWorker, OSError, TimeoutError))
+    return isinstance(exc, KilledWorker)
 
 
-def _lost(cluster: Cluster, exc: BaseException) -> ClusterError:
+def _lost(cluster: Cluster, exc: BaseException, why: str | None = None) -> ClusterError:
     name = type(exc).__name__
     if name == "KilledWorker":
         return ClusterError(f"A call killed every Dask worker that ran it ({exc}); nothing of it was written."
                             " Run the same command again without --scheduler to see which file or task fails.")
-    return ClusterError(f"Lost the Dask scheduler at {cluster.address} ({name}: {exc}). Everything written"
+    if why is None:  # one line: a cancelled call's text spans two, a closed comm's names its ends
+        from distributed.comm import CommClosedError
+
+        lost = isinstance(exc, CommClosedError) or getattr(exc, "reason", None) == "scheduler-connection-lost"
+        why = "the connection to it was lost" if lost else " ".join(f"{name}: {exc}".split())
+    return ClusterError(f"Lost the Dask scheduler at {cluster.address} ({why}). Everything written"
                         " before is kept: run the same command again once the cluster is back, and it goes on"
                         " from there.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 ENV = "IMGINDEX_SCHEDULER"
 CONNECT_TIMEOUT = 30  # seconds to reach a scheduler
 HOST_TIMEOUT = 120  # seconds for the local cluster to start
+WORKER_TIMEOUT = 30  # seconds a scheduler without workers gets for one to join
 
 
 class ClusterError(ImgIndexError):
@@ -85,10 +87,10 @@ def open_cluster(scheduler, *, workers: int | None = None):
     elif not isinstance(scheduler, str):  # a distributed.Client the caller made and keeps
         yield Cluster(scheduler, str(getattr(scheduler.scheduler, "address", "client")))
     elif scheduler.lower() == "local":
-        with _local(workers or os.cpu_count() or 1) as cluster:
+        with _quiet("distributed.batched", logging.WARNING), _local(workers or os.cpu_count() or 1) as cluster:
             yield cluster
     else:
-        with _remote(scheduler) as cluster:
+        with _quiet("distributed.batched", logging.WARNING), _remote(scheduler) as cluster:
             yield cluster
 
 
@@ -98,14 +100,27 @@ def _remote(address: str):
         raise ClusterError(f"A scheduler is 'local' or an address like tcp://HOST:8786 (got {address!r}).")
     module = distributed()
     try:
+        _knock(address)
         client = module.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except ValueError as exc:  # before the Client, which would then hang the exit for 60 s
+        raise ClusterError(f"A scheduler is 'local' or an address like tcp://HOST:8786 ({exc}).") from None
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"Could not reach the Dask scheduler at {address}: {exc}. Is `dask scheduler`"
                            " running there, and reachable from this machine?") from None
     try:
+        _wait_for_a_worker(client, address)
         yield Cluster(client, address)
     finally:
         _close(client)
+
+
+def _wait_for_a_worker(client, address: str) -> None:
+    """A scheduler without workers answers every ping and runs nothing: say so instead of waiting."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
+    except TimeoutError:
+        raise ClusterError(f"The Dask scheduler at {address} has no workers (none joined in {WORKER_TIMEOUT} s):"
+                           f" start `dask worker {address}` on the machines that see the photos.") from None
 
 
 @contextmanager
@@ -136,6 +151,19 @@ def _local(workers: int):
         _stop(host)
 
 
+def _knock(address: str) -> None:
+    """ValueError for an address the Client cannot use (an unknown scheme, no port); OSError at once
+    when nothing listens at one over TCP (tcp, tls, ws): the Client would retry a refused connection
+    (or a name that does not resolve) for the whole CONNECT_TIMEOUT."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    scheme = parse_address(address)[0]
+    get_backend(scheme)
+    if scheme in ("tcp", "tls", "ws", "wss"):  # over TCP
+        socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT).close()
+
+
 def _host_env() -> dict:
     env = dict(os.environ)
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -158,7 +186,29 @@ def _stop(host: subprocess.Popen) -> None:
 
 
 def _close(client) -> None:
+    """Close ``client``; after a lost scheduler its reconnect attempt, cut short here, logs a traceback
+    (and a 'failed to reconnect after 30 s' it never waited for): to the debug log."""
+    with _quiet("distributed.client", logging.CRITICAL + 1):
+        try:
+            client.close(timeout=10)
+        except Exception:  # a lost scheduler: nothing left to close
+            log.debug("closing the Dask client failed", exc_info=True)
+
+
+@contextmanager
+def _quiet(logger: str, below: int):
+    """Records of ``logger`` below the level ``below`` go to this module's debug log instead: Dask's
+    lines (tracebacks at INFO among them) about a connection it lost, which the ClusterError says in
+    one line, would read as a crash under it."""
+
+    def to_debug(record: logging.LogRecord) -> bool:
+        if record.levelno >= below:
+            return True
+        log.debug("%s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+        return False
+
+    logging.getLogger(logger).addFilter(to_debug)
     try:
-        client.close(timeout=10)
-    except Exception:  # a lost scheduler: nothing left to close
-        log.debug("closing the Dask client failed", exc_info=True)
+        yield
+    finally:
+        logging.getLogger(logger).removeFilter(to_debug)

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from imgindex.cluster.connect import executor, open_cluster
-from imgindex.cluster.decode import ClusterReader
+from imgindex.scan.on_cluster import ClusterReader
 from imgindex.db.connect import abandon_transaction
 from imgindex.db.queries import get_setting, set_setting
 from imgindex.db.runs import now, start_run, update_run
@@ -101,7 +101,7 @@ class _ScanRun:
         self.skipped: list[SkippedFile] = []
         self.executor = executor(cluster, processes)
         self.reader = reader(db.conn, db_path, px_size, processes) if cluster is None else ClusterReader(
-            cluster, px_size, ReadContext(db.conn, px_size).known)
+            cluster, px_size, ReadContext(db.conn, px_size).known, scope.roots)
         options = {"recursive": scope.recursive, "limit_extensions": limit_extensions, "px_size": px_size,
                    "processes": processes, "decoder": DECODER}
         scan_id = start_run(db, "scans", {"started_at": now(), "status": "running", "executor": executor(cluster, processes),
