@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from imgindex import Index
+from imgindex.compare import execute
 
 from helpers import invoke, photo_like, write_image
 from test_compare import adversarial_set, brute_force, insert, stored_pairs
@@ -38,6 +39,14 @@ def cluster():
                                   host="127.0.0.1", silence_logs=40) as local:
         with distributed.Client(local, set_as_default=False) as client:
             yield client
+
+
+@pytest.fixture(autouse=True)
+def compare_on_the_cluster(request, monkeypatch):
+    """Searches this small go to the cluster too: a search with less work than the local pool would
+    start its workers for runs in this process whatever the executor (tested on its own)."""
+    if "small_search" not in request.node.name:
+        monkeypatch.setattr(execute, "INLINE_WORK", 0)
 
 
 def library(root: Path) -> Path:
@@ -296,3 +305,44 @@ def test_the_difpy_shaped_api_takes_a_scheduler_too(tmp_path, cluster):
                                 processes=2, scheduler=scheduler)
         results.append((found.result, sorted(found.lower_quality)))
     assert results[1] == results[0] and len(results[0][0]) == 8
+
+
+def test_a_small_search_runs_here_whatever_the_executor_as_the_local_pool_would(tmp_path, cluster):
+    rng = np.random.default_rng(5)
+    tensors = adversarial_set(rng, 60, px=8)
+    here, there = _vectors(tmp_path, "local", tensors), _vectors(tmp_path, "dask", tensors)
+    with here, there:
+        local = here.search(similarity=30, processes=2)
+        remote = there.search(similarity=30, processes=2, scheduler=cluster)
+        assert local.workers == remote.workers == 0  # neither started or used any worker
+        assert stored_pairs(there, remote.search_id) == stored_pairs(here, local.search_id)
+
+
+def test_data_lost_with_the_only_worker_is_sent_again_and_changes_nothing(tmp_path, caplog):
+    """One worker holds everything scattered: killing it loses that data for sure (the nanny starts
+    a new, empty one), and the search sends it again with the calls that read it."""
+    rng = np.random.default_rng(13)
+    tensors = adversarial_set(rng, 2400, px=8)
+    here, there = _vectors(tmp_path, "local", tensors), _vectors(tmp_path, "dask", tensors)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0", silence_logs=50) as local, \
+            distributed.Client(local, set_as_default=False) as client, here, there:
+        (pid,) = client.run(os.getpid).values()
+        killed = []
+
+        def kill_the_worker(progress):
+            if not killed and progress.done:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        from imgindex.compare import run as compare
+
+        options = dict(similarity=30, rotate=True, mirror=True, same_dim=False, chunksize=40, algorithm="classic",
+                       processes=2)
+        local_report = compare.search(here.db, str(here.path), **options)
+        remote = compare.search(there.db, str(there.path), **options, scheduler=client, progress=kill_the_worker)
+        assert killed and any("died with data this search had sent it" in r.message for r in caplog.records)
+        client.wait_for_workers(1, timeout=60)
+        assert list(client.run(os.getpid).values()) != [pid]  # the nanny's new worker did the rest
+        assert stored_pairs(there, remote.search_id) == stored_pairs(here, local_report.search_id)
+        assert by_path(there, remote.search_id) == by_path(here, local_report.search_id)

@@ -66,6 +66,10 @@ class CompareContext:
     def samples(self, ids: np.ndarray) -> np.ndarray:
         return nearby.load_samples(self.conn, ids, self.px_size)
 
+    @property
+    def has_samples(self) -> bool:
+        return True
+
     def bucket(self, prefix: str) -> nearby.Bucket:
         """A bucket's arrays, mapped again for this task (the grids and small facts kept)."""
         kept = self.buckets.get(prefix)
@@ -103,11 +107,12 @@ def run_tasks(db: Database, db_path: str, tasks: list[Task], writer, *, threshol
               px_size: int, processes: int, algorithm: str, progress: Callable[[SearchProgress], None] | None,
               started: float, cluster=None) -> tuple[int, int]:
     """Execute tasks and hand their pairs to ``writer``: (pairs found, workers used). With a
-    ``cluster`` (``imgindex.cluster``), on its workers."""
-    if cluster is not None:
+    ``cluster`` (``imgindex.cluster``), on its workers, unless the work is too small for the local
+    pool to start its own (then here, as the pool would)."""
+    total_work = sum(t.work for t in tasks) * len(orientations)
+    if cluster is not None and total_work >= INLINE_WORK:
         return run_on_cluster(db, cluster, tasks, writer, threshold=threshold, orientations=orientations,
                               px_size=px_size, progress=progress, started=started)
-    total_work = sum(t.work for t in tasks) * len(orientations)
     workers = processes if total_work >= INLINE_WORK else 1
     runner = BatchRunner(compare_batch, processes=workers, args=(threshold, orientations),
                          context=CompareContext(db.conn, px_size), initializer=open_context,

@@ -255,17 +255,36 @@ def open_bucket(prefix: str, grids: dict | None = None, meta: dict | None = None
 
 
 def held_bucket(db: Database, prefix: str, px_size: int) -> Bucket:
-    """A bucket's arrays read into memory, its coarse vectors and samples included (written now
-    when the plan left them to SQLite): what a cluster worker gets, having neither this scratch
+    """A bucket's arrays read into memory, its coarse vectors included (written now when the plan
+    left them to SQLite), its samples not: what a cluster worker gets, having neither this scratch
     folder nor the index."""
     meta = dict(np.load(f"{prefix}-meta.npz"))
     ids = np.load(f"{prefix}-ids.npy")
-    coarse, samples = Path(f"{prefix}-coarse.npy"), Path(f"{prefix}-sample.npy")
+    coarse = Path(f"{prefix}-coarse.npy")
     if not coarse.exists():
         order = np.argsort(ids, kind="stable")
         meta["coarse_norm"] = _write_coarse(db, coarse, ids[order], order, px_size)
-        _write_samples(db, samples, ids[order], order, px_size)
     names = [Path(f).name[len(Path(prefix).name) + 1 : -len("-order.npy")]
              for f in sorted(Path(prefix).parent.glob(f"{Path(prefix).name}-*-order.npy"))]
-    return Bucket(ids, np.load(f"{prefix}-points.npy"), np.load(coarse), np.load(samples),
+    return Bucket(ids, np.load(f"{prefix}-points.npy"), np.load(coarse), None,
                   {name: _load_grid(prefix, name, None) for name in names}, meta)
+
+
+GRID_PARTS = ("order", "keys", "cells", "starts", "counts")
+
+
+def bucket_arrays(bucket: Bucket) -> dict[str, np.ndarray]:
+    """A held bucket as named arrays: what Dask sends fastest (each array as it is, no pickling)."""
+    arrays = {"ids": bucket.ids, "points": bucket.points, "coarse": bucket.coarse}
+    arrays.update({f"meta:{k}": np.asarray(v) for k, v in bucket.meta.items()})
+    for name, grid in bucket.grids.items():
+        arrays.update({f"grid:{name}:{part}": getattr(grid, part) for part in GRID_PARTS})
+    return arrays
+
+
+def bucket_of(arrays: dict[str, np.ndarray]) -> Bucket:
+    """The Bucket ``bucket_arrays`` took apart."""
+    meta = {k[5:]: v for k, v in arrays.items() if k.startswith("meta:")}
+    names = {k.split(":")[1] for k in arrays if k.startswith("grid:")}
+    grids = {n: space.Grid(*(arrays[f"grid:{n}:{part}"] for part in GRID_PARTS)) for n in names}
+    return Bucket(arrays["ids"], arrays["points"], arrays["coarse"], None, grids, meta)

@@ -34,6 +34,10 @@ class Keys(Protocol):
     def samples(self, ids: np.ndarray) -> np.ndarray:
         """Samples (``kernel.sample``) of ``ids`` (distinct, in that order): (k, s, s, 3) uint8."""
 
+    @property
+    def has_samples(self) -> bool:
+        """Whether ``samples`` can answer (else the samples' stage is left out: the exact check decides)."""
+
 
 @dataclass(frozen=True)
 class HeldKeys:
@@ -42,6 +46,11 @@ class HeldKeys:
     ids: np.ndarray  # ascending
     coarse_rows: np.ndarray
     sample_rows: np.ndarray | None = None
+
+    def __post_init__(self):  # sent over a network, arrays may arrive unaligned: numpy reads those slowly
+        for name in ("ids", "coarse_rows", "sample_rows"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, np.require(getattr(self, name), requirements=["A", "C"]))
 
     def _at(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
@@ -57,6 +66,10 @@ class HeldKeys:
         if self.sample_rows is None:
             raise KeyError("samples were not sent with this task")
         return self.sample_rows[self._at(ids)]
+
+    @property
+    def has_samples(self) -> bool:
+        return self.sample_rows is not None
 
     @staticmethod
     def joined(*parts: HeldKeys) -> HeldKeys:
@@ -169,10 +182,12 @@ def _centred(coarse: np.ndarray, px_size: int) -> np.ndarray:
 def _bounds(keys: Keys, px_size: int, ids: np.ndarray, pa, pb, coarse, at, norm: float, samples, limit: float,
             orientations) -> Exact:
     """Pairs (positions pa, pb in ``ids``) through the block-sum bound and the samples' SSD; ``coarse``
-    holds the centred coarse vectors of positions ``at`` (ascending)."""
+    holds the centred coarse vectors of positions ``at`` (ascending). Without samples at hand (a
+    cluster worker is not sent them: 57% of a bucket's bytes, and after the block bound they rule
+    out little) the exact check takes what the block bound left: the same pairs come out."""
     pair, orient = kernel.oriented_close(coarse, np.searchsorted(at, pa), np.searchsorted(at, pb),
                                          space.reach(float(np.sqrt(limit)), norm), orientations)
-    if len(pair):
+    if len(pair) and (samples is not None or (keys is not None and keys.has_samples)):
         pair, orient = _sample_close(keys, ids, samples, pa, pb, pair, orient, limit, orientations)
     return exact_step(ids, pa, pb, pair, orient, limit)
 
