@@ -19,6 +19,8 @@ import queue
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from imgindex.cluster.connect import Cluster, ClusterError
 from imgindex.errors import ImgIndexError
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 DEPTH = 3  # calls queued per worker: enough to keep it busy while results travel
 QUIET = 2.0  # seconds without a finished call before asking the scheduler whether it still answers
 PING_TIMEOUT = 15.0  # seconds it has to answer (it answers in milliseconds, even when busy)
+BIG = 1 << 20  # bytes of an array argument above which it is scattered, not put in the call
 LOST = "lost"  # the result of a call whose scattered data died with its worker: scatter it again, resend
 
 
@@ -53,7 +56,10 @@ class Calls:
         return len(self.tags) >= self.limit
 
     def submit(self, tag, func, *args) -> None:
+        """``func(*args)`` on a worker; an array argument of more than BIG bytes goes to it directly
+        (in the call, it would pass through the scheduler and stay in its memory)."""
         try:
+            args = [self.scatter(a) if isinstance(a, np.ndarray) and a.nbytes > BIG else a for a in args]
             future = self.client.submit(func, *args, pure=False)
         except Exception as exc:
             raise _lost(self.cluster, exc) from exc
