@@ -151,8 +151,13 @@ class TreeWatch:
                 cmd = self.cmdlines[pid]
                 if "imgindex.cluster.host" in cmd:
                     kind, under_host = "host", True
-                elif kind != "command" and under_host:
-                    kind = "helper" if "resource_tracker" in cmd or "forkserver" in cmd else "worker"
+                elif kind != "command" and under_host:  # workers: spawned, or forked from the forkserver
+                    if "resource_tracker" in cmd:
+                        kind = "helper"
+                    elif "forkserver" in cmd:
+                        kind = "worker" if kind == "forkserver" else "forkserver"
+                    else:
+                        kind = "worker"
                 elif kind != "command":
                     kind = "helper" if "resource_tracker" in cmd else "pool"
                 self.tree.kinds.setdefault(pid, kind)
@@ -240,7 +245,8 @@ def check_tree(tree: Tree, executor: str, processes: int, cmd: list[str]) -> str
     if tree.left:
         raise SystemExit(f"FAILED: cluster processes {sorted(tree.left)} still run after {' '.join(cmd)} ended")
     if executor == "dask":
-        return (f"1 command + 1 cluster host + {workers} workers + {tree.count('helper')} helpers in the tree;"
+        helpers = tree.count("helper") + tree.count("forkserver")
+        return (f"1 command + 1 cluster host + {workers} workers + {helpers} helpers in the tree;"
                 f" the cluster {tree.cluster_kb_at_peak / 1024:.0f} MB of {tree.peak_kb / 1024:.0f} MB at the peak")
     return f"1 command + {tree.count('pool')} pool workers + {tree.count('helper')} helpers in the tree"
 
