@@ -346,3 +346,14 @@ def test_data_lost_with_the_only_worker_is_sent_again_and_changes_nothing(tmp_pa
         assert list(client.run(os.getpid).values()) != [pid]  # the nanny's new worker did the rest
         assert stored_pairs(there, remote.search_id) == stored_pairs(here, local_report.search_id)
         assert by_path(there, remote.search_id) == by_path(here, local_report.search_id)
+
+
+def test_a_duplicates_search_starts_the_local_cluster_only_when_it_has_work_for_it(tmp_path):
+    rng = np.random.default_rng(17)
+    tensors = adversarial_set(rng, 200, px=8)
+    here, there = _vectors(tmp_path, "local", tensors), _vectors(tmp_path, "dask", tensors)
+    with here, there:
+        local = here.search(similarity="duplicates", processes=2)
+        remote = there.search(similarity="duplicates", processes=2, scheduler="local")  # started at first use
+        assert remote.workers == 2 and remote.executor == "dask local (2 workers)"
+        assert stored_pairs(there, remote.search_id) == stored_pairs(here, local.search_id) != {}

@@ -56,11 +56,13 @@ class Starting(Cluster):
     """The local cluster while it starts, in a thread: the command plans meanwhile (a search's
     planning took as long as the start, 1.7 s, at 200,000 images), and waits at first use."""
 
-    def __init__(self, start, workers: int):
+    def __init__(self, start, workers: int, eager: bool = True):
         super().__init__(None, "local", local=True)
         self.asked, self._client, self._error = workers, None, None
         self._thread = threading.Thread(target=self._start, args=(start,), daemon=True)
-        self._thread.start()
+        self._begun = eager
+        if eager:
+            self._thread.start()
 
     def _start(self, start) -> None:
         try:
@@ -70,6 +72,9 @@ class Starting(Cluster):
 
     @property
     def client(self):
+        if not self._begun:  # started at first use
+            self._begun = True
+            self._thread.start()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -83,8 +88,9 @@ class Starting(Cluster):
         return f"dask local ({self.asked} workers)"
 
     def settled(self):
-        """The client once the start ended, or None if it failed."""
-        self._thread.join()
+        """The client once the start ended, or None if it failed or never began."""
+        if self._begun:
+            self._thread.join()
         return self._client
 
 
@@ -113,7 +119,7 @@ def chosen(scheduler) -> Any:
 
 
 @contextmanager
-def open_cluster(scheduler, *, workers: int | None = None):
+def open_cluster(scheduler, *, workers: int | None = None, eager: bool = True):
     """A Cluster for ``scheduler`` (None: yields None), closed (and a local one stopped) on exit.
     ``workers``: the local cluster's worker processes (default: the CPU count)."""
     scheduler = chosen(scheduler)
@@ -124,7 +130,7 @@ def open_cluster(scheduler, *, workers: int | None = None):
     elif not isinstance(scheduler, str):  # a distributed.Client the caller made and keeps
         yield Cluster(scheduler, str(getattr(scheduler.scheduler, "address", "client")))
     elif scheduler.lower() == "local":
-        with _quiet("distributed.batched", logging.WARNING), _local(workers or os.cpu_count() or 1) as cluster:
+        with _quiet("distributed.batched", logging.WARNING), _local(workers or os.cpu_count() or 1, eager) as cluster:
             yield cluster
     else:
         with _quiet("distributed.batched", logging.WARNING), _remote(scheduler) as cluster:
@@ -161,19 +167,22 @@ def _wait_for_a_worker(client, address: str) -> None:
 
 
 @contextmanager
-def _local(workers: int):
-    """A LocalCluster of ``workers`` single-threaded worker processes, in a host process of its own."""
+def _local(workers: int, eager: bool = True):
+    """A LocalCluster of ``workers`` single-threaded worker processes, in a host process of its own,
+    started now in the background (``eager``) or at its first use."""
     module = distributed()
     from distributed.security import Security
 
-    try:
-        security = Security.temporary()
-    except ImportError as exc:
-        raise ClusterError(f'The local cluster needs the dask extra in full: pip install "imgindex[dask]" ({exc}).')
-    host = subprocess.Popen([sys.executable, "-m", "imgindex.cluster.host"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=_host_env())
+    hosts: list[subprocess.Popen] = []
 
     def start():
+        try:
+            security = Security.temporary()
+        except ImportError as exc:
+            raise ClusterError(f'The local cluster needs the dask extra in full: pip install "imgindex[dask]" ({exc}).')
+        host = subprocess.Popen([sys.executable, "-m", "imgindex.cluster.host"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=_host_env())
+        hosts.append(host)
         host.stdin.write(pickle.dumps({"workers": workers, "security": security}))
         host.stdin.flush()
         line = host.stdout.readline().decode().strip()
@@ -183,14 +192,15 @@ def _local(workers: int):
         client.wait_for_workers(workers, timeout=HOST_TIMEOUT)
         return client, line
 
-    cluster = Starting(start, workers)
+    cluster = Starting(start, workers, eager)
     try:
         yield cluster
     finally:
         client = cluster.settled()
         if client is not None:
             _close(client)
-        _stop(host)
+        for host in hosts:
+            _stop(host)
 
 
 def _knock(address: str) -> None:

@@ -84,7 +84,9 @@ def search(
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots,
                         stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders)
     base = None if full else base_search(db, settings)
-    with open_cluster(scheduler, workers=processes) as cluster:
+    # an exact-duplicate search is linear (identical keys): far too little work for workers below tens
+    # of millions of images, so a local cluster starts only if asked for; else while the search plans
+    with open_cluster(scheduler, workers=processes, eager=threshold > 0) as cluster:
         row = {"status": "running", **settings.as_row(), "processes": processes, "executor": executor(cluster, processes)}
         return _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started,
                          off_profile, cluster)
