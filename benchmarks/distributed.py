@@ -236,6 +236,8 @@ def check_executors(result: Found, executor: str, cmd: list[str]) -> None:
 def check_tree(tree: Tree, executor: str, processes: int, cmd: list[str]) -> str:
     """Fails loudly if a cluster process escaped the measured tree; returns what the tree held."""
     hosts, workers = tree.count("host"), tree.count("worker")
+    if executor == "dask" and hosts == workers == 0 and not tree.escaped and not tree.left:
+        return "no cluster started: a duplicates search starts it at first use, and this one had no work for it"
     if executor == "dask" and (hosts != 1 or workers < processes):
         raise SystemExit(f"FAILED: the process tree of {' '.join(cmd)} held {hosts} cluster hosts and {workers}"
                          f" Dask workers (expected 1 and {processes}): measure's tree sum would miss the cluster")
