@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +50,28 @@ class Calls:
         self.limit = depth * max(cluster.workers, 1)
         self.finished: queue.SimpleQueue = queue.SimpleQueue()  # futures as they finish, fed by their callbacks
         self.tags: dict[str, Any] = {}
+        self.interrupted, self._sigint = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        """Ctrl-C, raised where it is safe: a KeyboardInterrupt raised in a Dask future's __del__
+        (run by the garbage collector anywhere) is swallowed, and the command went on (seen in CI)."""
+        self.interrupted = True
+        self.finished.put(None)  # wakes a waiting done()
+
+    def _check(self) -> None:
+        if self.interrupted:
+            self.interrupted = False
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        """Cancel what still runs, and give Ctrl-C back to Python."""
+        self.cancel()
+        if self._sigint is not None:
+            signal.signal(signal.SIGINT, self._sigint)
+            self._sigint = None
+        self._check()
 
     def __len__(self) -> int:
         return len(self.tags)
@@ -58,6 +82,7 @@ class Calls:
     def submit(self, tag, func, *args) -> None:
         """``func(*args)`` on a worker; an array argument of more than BIG bytes goes to it directly
         (in the call, it would pass through the scheduler and stay in its memory)."""
+        self._check()
         try:
             args = [self.scatter(a) if isinstance(a, np.ndarray) and a.nbytes > BIG else a for a in args]
             future = self.client.submit(func, *args, pure=False)
@@ -84,8 +109,10 @@ class Calls:
         """(tag, result) of calls finished now; with ``block``, waits for at least one if any runs."""
         try:
             while self.tags and (block or not self.finished.empty()):
+                self._check()
                 future = self._next()
-                if future.key not in self.tags:  # cancelled before
+                self._check()
+                if future is None or future.key not in self.tags:  # a Ctrl-C's wake-up, or cancelled before
                     continue
                 block = False
                 tag, _ = self.tags.pop(future.key)

@@ -185,6 +185,6 @@ def run_on_cluster(db, cluster: Cluster, tasks: list, writer, *, threshold: floa
                 if progress is not None:
                     progress(SearchProgress(done, len(tasks), found, time.monotonic() - started))
     finally:
-        calls.cancel()
+        calls.close()
     writer.flush()
     return found, cluster.workers

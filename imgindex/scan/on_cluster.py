@@ -80,7 +80,7 @@ class ClusterReader:
                 yield from self._take(block=True)
 
     def close(self) -> None:
-        self.calls.cancel()
+        self.calls.close()
 
     def _send(self) -> None:
         batch, self.batch, self.work = self.batch, [], 0
