@@ -64,6 +64,17 @@ def resolve_processes(processes: int | None) -> int:
     return processes
 
 
+def fresh_interpreter_env() -> dict[str, str]:
+    """The environment of an imgindex process started here: this imgindex importable, one BLAS
+    thread (the processes are the parallelism)."""
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    for var in _THREAD_VARS:
+        env.setdefault(var, "1")
+    return env
+
+
 def _write_frame(stream, obj) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
@@ -88,11 +99,7 @@ def _resolve(name: str):
 
 class _Worker:
     def __init__(self, index: int, initializer: str | None, initargs: tuple, answers: queue.Queue):
-        env = dict(os.environ)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-        for var in _THREAD_VARS:  # one BLAS thread per worker: the pool is the parallelism
-            env.setdefault(var, "1")
+        env = fresh_interpreter_env()
         self.index = index
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "imgindex._worker_main"],

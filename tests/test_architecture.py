@@ -14,7 +14,7 @@ ALLOWED = {
     "imgindex.errors": set(),
     "imgindex.humanize": set(),
     "imgindex.workers": {"imgindex.errors"},
-    "imgindex.cluster": {"imgindex.errors"},  # the second executor: a Dask cluster
+    "imgindex.cluster": {"imgindex.errors", "imgindex.workers"},  # the second executor: a Dask cluster
     "imgindex.db": {"imgindex.errors", "imgindex.types", "imgindex.migrations"},
     "imgindex.scan": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.cluster"},
     "imgindex.compare": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.cluster",

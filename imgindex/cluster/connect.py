@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgindex.errors import ImgIndexError
+from imgindex.workers import fresh_interpreter_env
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def _local(workers: int, eager: bool = True):
         except ImportError as exc:
             raise ClusterError(f'The local cluster needs the dask extra in full: pip install "imgindex[dask]" ({exc}).')
         host = subprocess.Popen([sys.executable, "-m", "imgindex.cluster.host"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=_host_env())
+                                stdout=subprocess.PIPE, env=fresh_interpreter_env())
         hosts.append(host)
         host.stdin.write(pickle.dumps({"workers": workers, "security": security}))
         host.stdin.flush()
@@ -214,15 +215,6 @@ def _knock(address: str) -> None:
     get_backend(scheme)
     if scheme in ("tcp", "tls", "ws", "wss"):  # over TCP
         socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT).close()
-
-
-def _host_env() -> dict:
-    env = dict(os.environ)
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, "1")  # one BLAS thread per worker: the workers are the parallelism
-    return env
 
 
 def _stop(host: subprocess.Popen) -> None:

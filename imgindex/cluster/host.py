@@ -32,13 +32,19 @@ def main() -> None:
                                host="127.0.0.1", protocol="tls", security=settings["security"],
                                dashboard_address="127.0.0.1:0", scheduler_port=0, silence_logs=50)
     except Exception as exc:
-        print(f"failed: {type(exc).__name__}: {exc}", flush=True)
+        _tell(f"failed: {type(exc).__name__}: {exc}")
         raise SystemExit(1) from None
-    print(cluster.scheduler_address, flush=True)
+    _tell(cluster.scheduler_address)
     try:
         sys.stdin.buffer.read()  # until the command closes its end
     finally:
         cluster.close(timeout=20)
+
+
+def _tell(line: str) -> None:
+    """One line to the command that started this process: its end of the pipe, not a terminal."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

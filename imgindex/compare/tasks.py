@@ -47,11 +47,6 @@ class HeldKeys:
     coarse_rows: np.ndarray
     sample_rows: np.ndarray | None = None
 
-    def __post_init__(self):  # sent over a network, arrays may arrive unaligned: numpy reads those slowly
-        for name in ("ids", "coarse_rows", "sample_rows"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, np.require(getattr(self, name), requirements=["A", "C"]))
-
     def _at(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         at = np.searchsorted(self.ids, ids)
