@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""How well MSE finds real copies: pair precision and recall per kind of copy, and over thresholds.
+"""How well MSE (and the tone signal beside it) finds real copies: pair precision and recall per kind.
 
     python benchmarks/accuracy.py [--corpus DIR] [--seed 0] [--workdir /tmp/acc] [--processes 2]
                                   [--thresholds 0 1 2 5 10 20 50 100 200] [--icons DIR | --icons '']
+                                  [--no-edits] [--seeds 0 1 2] [--edits-limit 224] [--phash-max 10]
 
 Photos. ``make_variants.py`` (run as a subprocess) turns a folder of distinct photos into a set
 with known truth: every grouped photo gets all 17 kinds of copy (byte copy, JPEG q95/75/50,
@@ -10,7 +11,8 @@ PNG<->JPEG, resize to 50% and 25%, rotations, mirror, crop, brightness +5%, nois
 EXIF-compensated rotations, grayscale) and a quarter of the photos are distractors with no copy.
 The set is indexed with imgindex into a fresh SQLite file and searched with the real presets
 ('duplicates', 'similar'; rotate on, mirror off; same_dim on and off), once more with the widest
-threshold (same_dim off) for the sweep, and once with mirror on.
+threshold (same_dim off) for the sweep, and once with mirror on. These searches use pixels alone
+(MSE); two more columns give 'similar' with its default signals (pixels + tone), same_dim on and off.
 
 - A predicted pair is *true* when both files have the same group_id in truth.csv (so a pair of
   two copies of one photo is true too). Pair precision = true pairs / predicted pairs.
@@ -25,8 +27,21 @@ Icons (``--icons``, default shared/corpora/icons-multisize; empty string to skip
 sizes are redrawn by artists (reported, not a goal). close_pairs.csv lists pairs of *different*
 icons that look nearly the same: the number of those joined at each threshold is reported.
 
+Edits and scenes (``make_edits.py``, run as a subprocess; ``--no-edits`` to skip). An edits set
+(``--seed``): each of ``--edits-limit`` photos with 8 edited copies (blur, contrast +40%, saturation
++60%, darker 15%, letterbox, text box, 8% crop, grayscale), one group per photo; and a scenes set per
+``--seeds`` seed: two shots of one scene per photo (panned views, or a region moved), every file its
+own group, so every pair joined there is false. Each set is searched at 'similar' (same_dim off,
+rotate on, mirror off) with pixels alone, tone alone and the default signals, and compared with
+pHash-8: imagehash.phash in 8 orientations (4 rotations x mirror), a pair's distance the smallest
+Hamming distance between one file's upright hash and the other's 8 (either way round), joined at
+<= ``--phash-max``. Printed: recall per edit kind and pair precision on the edits set; scene pairs
+joined per seed and kind of scene (and how many pixels alone does not join); the largest pHash-8
+threshold joining no scene pair (per kind of scene too), where its figures are printed as well; and
+the issue's bar: recall of 'similar' >= pHash-8's there on every edit kind.
+
 Figures only: a benchmark, not a test. Runtime on 2 cores: ~1.5 min to build a variant set (kept
-for later runs with --workdir), ~15 s to index and search it, ~2 s for the icons.
+for later runs with --workdir), ~15 s to index and search it, ~2 s for the icons; RUNTIME_EDITS.
 """
 
 from __future__ import annotations
@@ -37,11 +52,13 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps
 
 import imgindex
 from imgindex.compare.settings import SIMILARITY_PRESETS
@@ -86,10 +103,21 @@ def scan(index: imgindex.Index, folder: Path, processes: int) -> Indexed:
 
 
 def search(index: imgindex.Index, similarity: str | float, same_dim: bool, processes: int,
-           mirror: bool = False) -> dict[Pair, float]:
-    """The pairs one real imgindex search finds (rotate on), with their MSE."""
-    index.search(similarity=similarity, rotate=True, mirror=mirror, same_dim=same_dim, processes=processes, full=True)
+           mirror: bool = False, signals: tuple[str, ...] | str = ("pixels",)) -> dict[Pair, float]:
+    """The pairs one real imgindex search finds (rotate on), with their MSE; pixels alone unless ``signals``
+    says otherwise ('default': the preset's; None would be the index profile's, set by its first search)."""
+    index.search(similarity=similarity, signals=signals, rotate=True, mirror=mirror, same_dim=same_dim,
+                 processes=processes, full=True)
     return {frozenset((a, b)): m for a, b, m in index.db.execute("SELECT path_a, path_b, mse FROM match_pairs")}
+
+
+def search_signals(index: imgindex.Index, signals: tuple[str, ...] | str, processes: int) -> dict[Pair, tuple[str, float]]:
+    """The pairs a real 'similar' search with these signals finds (same_dim off, rotate on, mirror off):
+    pair -> (the signal that matched it, its score)."""
+    index.search(similarity="similar", signals=signals, rotate=True, mirror=False, same_dim=False,
+                 processes=processes, full=True)
+    rows = index.db.execute("SELECT path_a, path_b, signal, score FROM match_pairs")
+    return {frozenset((a, b)): (signal, score) for a, b, signal, score in rows}
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,14 +165,18 @@ def within(pairs: dict[Pair, float], t: float, dims: dict | None = None) -> set[
 # ---------------------------------------------------------------------------------------------
 # photos with make_variants.py
 # ---------------------------------------------------------------------------------------------
-def build_set(corpus: Path, out: Path, seed: int, make_variants: Path) -> None:
-    """All 17 kinds of copy per grouped photo (--per-original 0), no MSE columns (faster)."""
-    cmd = [sys.executable, str(make_variants), "--src", str(corpus), "--out", str(out), "--seed", str(seed),
-           "--per-original", "0", "--no-measure"]
+def run_tool(cmd: list[str]) -> str:
+    """Run a corpus script; its stdout, or exit non-zero with its stderr."""
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        sys.exit(f"make_variants.py failed ({done.returncode}):\n{done.stderr}")
-    print(done.stdout.strip())
+        sys.exit(f"{Path(cmd[1]).name} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout.strip()
+
+
+def build_set(corpus: Path, out: Path, seed: int, make_variants: Path) -> None:
+    """All 17 kinds of copy per grouped photo (--per-original 0), no MSE columns (faster)."""
+    print(run_tool([sys.executable, str(make_variants), "--src", str(corpus), "--out", str(out), "--seed", str(seed),
+                    "--per-original", "0", "--no-measure"]))
 
 
 def load_truth(folder: Path) -> dict[str, tuple[str, str]]:
@@ -190,6 +222,8 @@ def photos(args: argparse.Namespace, work: Path, similar: float) -> dict:
             ("duplicates", False): search(index, "duplicates", False, args.processes),
             ("similar", True): search(index, "similar", True, args.processes),
             ("similar", False): search(index, "similar", False, args.processes),
+            ("both", True): search(index, "similar", True, args.processes, signals="default"),
+            ("both", False): search(index, "similar", False, args.processes, signals="default"),
         }
         mirrored = search(index, "similar", False, args.processes, mirror=True)
         wide = search(index, widest, False, args.processes)
@@ -207,10 +241,11 @@ def photos(args: argparse.Namespace, work: Path, similar: float) -> dict:
           f"{len(distinct) - n_groups} distractors. 'similar' = MSE {similar:g}; rotate on, mirror off.")
     print("Recall of (original, copy) pairs per kind; pair precision over every pair found "
           "(two copies of one photo count as a true pair).\n")
-    cols = [("duplicates", True), ("similar", True), ("similar", False)]
+    print("`similar` = pixels alone (MSE); `similar`, pixels + tone = the preset's default signals.\n")
+    cols = [("duplicates", True), ("similar", True), ("similar", False), ("both", True), ("both", False)]
     print(f"| kind of copy | n | `duplicates` | `similar` ({similar:g}) | `similar`, same_dim off "
-          "| MSE of true pairs: median / p95 / max |")
-    print("|---|---|---|---|---|---|")
+          "| `similar`, pixels + tone | `similar`, pixels + tone, same_dim off | MSE of true pairs: median / p95 / max |")
+    print("|---|---|---|---|---|---|---|---|")
     for k in kinds:
         cells = [f"{recall(set(runs[c]), wanted[k]):.3f}" for c in cols]
         print(f"| {LABELS[k]} | {len(wanted[k])} | " + " | ".join(cells) + f" | {stats(true_mse[k])} |")
@@ -336,21 +371,280 @@ def icons(corpus: Path, work: Path, thresholds: list[float], processes: int, sim
 
 
 # ---------------------------------------------------------------------------------------------
+# edited copies (should match) and same-scene shots (should not) with make_edits.py; pHash-8
+# ---------------------------------------------------------------------------------------------
+EDIT_KINDS = ("blur", "contrast", "saturation", "dark15", "letterbox", "textbox", "crop8", "gray")
+EDIT_LABELS = {
+    "blur": "blur (Gaussian, long side / 300)", "contrast": "contrast +40%", "saturation": "saturation +60%",
+    "dark15": "darker 15%", "letterbox": "letterbox (black bars)", "textbox": "white text box",
+    "crop8": "crop 8% each side", "gray": "grayscale",
+}
+SCENE_KINDS = {"pan": ("pan_a", "pan_b"), "moved": ("still", "moved")}  # kind -> the tags of its two shots
+SCENE_LABELS = {"pan": "pan (camera moved 10-15%)", "moved": "moved (a 30% region shifted 2-3%)"}
+#: the searches of every edits and scenes set ('similar', same_dim off, rotate on): column -> signals
+METHODS = {"pixels": ("pixels",), "tone": ("tone",), "similar": "default"}  # 'default': the preset's signals
+METHOD_LABELS = {"pixels": "pixels alone", "tone": "tone alone", "similar": "`similar` (default signals)"}
+#: the 8 orientations pHash-8 hashes, upright first: 0, 90, 180, 270 degrees clockwise
+TURNS = (None, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_90)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One edits or scenes set: its truth, what each search found, and pHash-8 distances of all pairs."""
+
+    truth: dict[str, tuple[str, str]]  # path -> (group_id, transform)
+    found: dict[str, dict[Pair, tuple[str, float]]]  # method -> pair -> (signal, score)
+    missing: int  # files of truth.csv not indexed (their pairs count as not found)
+    row: dict[str, int]  # path -> its row in ``phash``
+    phash: np.ndarray  # (n, n) uint8 pHash-8 distances, 255 on the diagonal
+
+    def phash_pairs(self, t: int) -> set[Pair]:
+        paths = list(self.row)
+        i, j = np.nonzero(np.triu(self.phash <= t, 1))
+        return {frozenset((paths[a], paths[b])) for a, b in zip(i.tolist(), j.tolist())}
+
+    def phash_distance(self, pair: Pair) -> int:
+        a, b = pair
+        return int(self.phash[self.row[a], self.row[b]])
+
+
+def require_imagehash() -> None:
+    """pHash-8 needs imagehash, a benchmark-only dependency: exit with a clear message without it."""
+    try:
+        import imagehash  # noqa: F401
+    except ImportError:
+        sys.exit("the edits part needs imagehash for its pHash-8 reference: pip install imagehash "
+                 "(or skip the part with --no-edits)")
+
+
+def phash8(path: str) -> np.ndarray:
+    """imagehash.phash of the image (EXIF-transposed, RGB) in its 8 orientations (upright first, then
+    turned, then mirrored and turned), as 8 uint64. phash starts by converting to grayscale, so the
+    grayscale image is turned instead of the RGB one: the same hashes, a quarter of the work."""
+    import imagehash
+
+    with Image.open(path) as im:
+        gray = ImageOps.exif_transpose(im).convert("RGB").convert("L")
+    hashes = [imagehash.phash(side if turn is None else side.transpose(turn))
+              for side in (gray, gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) for turn in TURNS]
+    return np.array([np.packbits(h.hash.reshape(-1)).view(">u8")[0] for h in hashes], dtype=np.uint64)
+
+
+def phash_distances(hashes: np.ndarray) -> np.ndarray:
+    """(n, n) uint8 from (n, 8) uint64 hashes: a pair's distance is the smallest Hamming distance between
+    one file's upright hash and the other's 8, either way round; 255 on the diagonal."""
+    n = len(hashes)
+    one_way = np.empty((n, n), np.uint8)
+    for start in range(0, n, 256):  # (256, n, 8) at a time: 32 MB for 2,000 files
+        upright = hashes[start:start + 256, :1, None]  # (b, 1, 1)
+        one_way[start:start + 256] = np.bitwise_count(upright ^ hashes[None]).min(axis=2)
+    both = np.minimum(one_way, one_way.T)
+    np.fill_diagonal(both, 255)
+    return both
+
+
+def build_edit_set(args: argparse.Namespace, mode: str, seed: int, out: Path) -> str:
+    """make_edits.py in ``mode`` ('edits' or 'scenes'); its report line."""
+    return run_tool([sys.executable, str(args.make_edits), mode, "--src", str(args.corpus), "--out", str(out),
+                     "--limit", str(args.edits_limit), "--seed", str(seed)])
+
+
+def measure_set(folder: Path, db: Path, processes: int) -> Measured:
+    """Index ``folder`` into a fresh ``db``, run the three searches of METHODS, hash every file for pHash-8."""
+    truth = load_truth(folder)
+    db.unlink(missing_ok=True)
+    with imgindex.Index(db) as index:
+        index.scan([folder], processes=processes)
+        indexed = {p for (p,) in index.db.execute("SELECT path FROM images")}
+        found = {m: search_signals(index, signals, processes) for m, signals in METHODS.items()}
+    paths = sorted(truth)
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        hashes = np.stack(list(pool.map(phash8, paths, chunksize=16)))
+    return Measured(truth, found, len(set(truth) - indexed), {p: i for i, p in enumerate(paths)},
+                    phash_distances(hashes))
+
+
+def edit_pairs(truth: dict[str, tuple[str, str]]) -> dict[str, set[Pair]]:
+    """Edit kind -> the (original, edited copy) pairs."""
+    originals = {g: p for p, (g, t) in truth.items() if t == "orig"}
+    wanted: dict[str, set[Pair]] = defaultdict(set)
+    for path, (g, t) in truth.items():
+        if t != "orig":
+            wanted[t].add(frozenset((originals[g], path)))
+    return wanted
+
+
+def scene_pairs(truth: dict[str, tuple[str, str]]) -> dict[str, set[Pair]]:
+    """Scene kind -> the pairs of two shots of one scene (files '<stem>__<tag>.jpg')."""
+    shots: dict[str, dict[str, str]] = defaultdict(dict)
+    for path, (_, tag) in truth.items():
+        shots[Path(path).name[:-len(f"__{tag}.jpg")]][tag] = path
+    pairs: dict[str, set[Pair]] = defaultdict(set)
+    for tags in shots.values():
+        for kind, (a, b) in SCENE_KINDS.items():
+            if a in tags and b in tags:
+                pairs[kind].add(frozenset((tags[a], tags[b])))
+    return pairs
+
+
+def quiet_thresholds(scenes: list[Measured], most: int) -> dict[str, int | None]:
+    """Scene kind, and 'any' for all kinds -> the largest Hamming threshold <= ``most`` at which pHash-8
+    joins no scene pair of it in any seed; None when it joins one even at distance 0."""
+    nearest = {kind: min((s.phash_distance(p) for s in scenes for p in scene_pairs(s.truth)[kind]), default=most + 1)
+               for kind in SCENE_KINDS}
+    nearest["any"] = min(nearest.values())
+    return {kind: min(most, d - 1) if d > 0 else None for kind, d in nearest.items()}
+
+
+def joined_at_zero(scenes: list[Measured]) -> dict[str, int]:
+    """Scene kind -> how many of its pairs, over all seeds, have pHash-8 distance 0."""
+    return {kind: sum(s.phash_distance(p) == 0 for s in scenes for p in scene_pairs(s.truth)[kind])
+            for kind in SCENE_KINDS}
+
+
+def columns(m: Measured, phash_ts: list[int]) -> dict[str, set[Pair]]:
+    """Column label -> the pairs that method joins in this set."""
+    cols = {METHOD_LABELS[k]: set(v) for k, v in m.found.items()}
+    cols.update({f"pHash-8 <= {t}": m.phash_pairs(t) for t in phash_ts})
+    return cols
+
+
+def edits_and_scenes(args: argparse.Namespace, work: Path) -> None:
+    """Build (or reuse) the edits set and one scenes set per seed, measure them, print the tables."""
+    sets = {}
+    for mode, seed in [("edits", args.seed)] + [("scenes", s) for s in args.seeds]:
+        folder = work / f"{mode}-seed{seed}-n{args.edits_limit}"
+        if not (folder / "truth.csv").exists():
+            print(f"building the {mode} set in {folder} (seed {seed}) ...", flush=True)
+            print(build_edit_set(args, mode, seed, folder))
+        print(f"indexing, searching and hashing {folder.name} ...", flush=True)
+        sets[mode, seed] = measure_set(folder, work / f"accuracy-{folder.name}.db", args.processes)
+    scenes = {seed: m for (mode, seed), m in sets.items() if mode == "scenes"}
+    quiet = quiet_thresholds(list(scenes.values()), args.phash_max)
+    phash_ts = sorted({args.phash_max} | {t for t in quiet.values() if t is not None}, reverse=True)
+    print_edits(sets["edits", args.seed], args.seed, phash_ts)
+    print_scenes(scenes, phash_ts)
+    print_quiet(quiet, joined_at_zero(list(scenes.values())), args.phash_max)
+    print_consistency(sets)
+    print_bar(sets["edits", args.seed], quiet)
+
+
+def print_edits(m: Measured, seed: int, phash_ts: list[int]) -> None:
+    group = {p: g for p, (g, _) in m.truth.items()}
+    wanted = edit_pairs(m.truth)
+    cols = columns(m, phash_ts)
+    n_orig = len(wanted["blur"])
+    print(f"\n## Edited copies and same-scene shots (make_edits.py)\n\nEdits set (seed {seed}): {len(m.truth)} files, "
+          f"{n_orig} photos with 8 edited copies each. Searches at 'similar', same_dim off, rotate on, mirror off. "
+          "pHash-8: imagehash.phash in 8 orientations; a pair's distance is the smallest Hamming distance between "
+          "one file's upright hash and the other's 8." + (f" {m.missing} files not indexed." if m.missing else ""))
+    print("Recall of (original, edited copy) pairs per kind; pair precision over every pair found (two edits "
+          "of one photo count as a true pair).\n")
+    print("| edit | n | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for k in EDIT_KINDS:
+        print(f"| {EDIT_LABELS[k]} | {len(wanted[k])} | " + " | ".join(f"{recall(v, wanted[k]):.3f}" for v in cols.values())
+              + " |")
+    precs = [precision(v, group) for v in cols.values()]
+    print("| **pair precision** (true / found) | | " + " | ".join(f"{p:.4f} ({t}/{n})" for p, t, n in precs) + " |")
+
+
+def print_scenes(scenes: dict[int, Measured], phash_ts: list[int]) -> None:
+    print("\n### Same-scene shots: every file its own photo, so every pair joined is a false join\n")
+    print("Scene pairs joined (two shots of one scene), in brackets how many of them pixels alone does not "
+          "join; 'other pairs' = pairs of shots of two different photos.\n")
+    pixels_label = METHOD_LABELS["pixels"]
+    for seed, m in scenes.items():
+        cols = columns(m, phash_ts)
+        if seed == next(iter(scenes)):
+            print("| seed | kind of scene | pairs | " + " | ".join(cols) + " |")
+            print("|---|---|---|" + "---|" * len(cols))
+
+        def cells(wanted: Callable[[set[Pair]], set[Pair]]) -> str:
+            """Joined pairs of ``wanted(joined)`` per column, with those pixels alone does not join."""
+            pixels = wanted(cols[pixels_label])
+            return " | ".join(f"{len(wanted(v))}" + ("" if label == pixels_label else f" (+{len(wanted(v) - pixels)})")
+                              for label, v in cols.items())
+
+        pairs = scene_pairs(m.truth)
+        every = set().union(*pairs.values())
+        for kind in SCENE_KINDS:
+            print(f"| {seed} | {SCENE_LABELS[kind]} | {len(pairs[kind])} | " + cells(lambda v: v & pairs[kind]) + " |")
+        print(f"| {seed} | other pairs | | " + cells(lambda v: v - every) + " |")
+    missing = {seed: m.missing for seed, m in scenes.items() if m.missing}
+    if missing:
+        print("\nFiles not indexed (their pairs count as not joined): "
+              + ", ".join(f"seed {seed}: {n}" for seed, n in missing.items()) + ".")
+
+
+def print_consistency(sets: dict[tuple[str, int], Measured]) -> None:
+    """`similar` should find exactly what pixels alone or tone alone find, labelled pixels where both do."""
+    odd = []
+    for (mode, seed), m in sets.items():
+        both, pixels, tone = (set(m.found[k]) for k in ("similar", "pixels", "tone"))
+        by_tone = {p for p, (signal, _) in m.found["similar"].items() if signal == "tone"}
+        if both != pixels | tone or by_tone != both - pixels:
+            odd.append(f"{mode} seed {seed}: {len(both - (pixels | tone))} pairs found beyond them, "
+                       f"{len((pixels | tone) - both)} of theirs not found, {len(by_tone)} labelled 'tone' where "
+                       f"{len(both - pixels)} are not found by pixels alone")
+    print("\n`similar` = pixels alone | tone alone, labelled 'tone' exactly where pixels alone misses, on every set."
+          if not odd else "\n`similar` is NOT pixels alone | tone alone: " + "; ".join(odd) + ".")
+
+
+def print_quiet(quiet: dict[str, int | None], at_zero: dict[str, int], most: int) -> None:
+    """Where pHash-8 stops joining scene pairs, kind by kind (searched down from ``most``)."""
+    lines = [f"no {kind} pair at <= {t}" if t is not None else f"{at_zero[kind]} {kind} pairs even at distance 0"
+             for kind, t in quiet.items() if kind != "any"]
+    print(f"\npHash-8 (searched down from <= {most}) joins " + "; ".join(lines) + " (over all seeds).")
+
+
+def print_bar(m: Measured, quiet: dict[str, int | None]) -> None:
+    """The issue's bar: recall of `similar` >= pHash-8's on every edit kind, pHash-8 at the largest threshold
+    where it joins no scene pair; when it joins some at every threshold, the same per kind of scene it spares."""
+    wanted = edit_pairs(m.truth)
+    ours = set(m.found["similar"])
+
+    def verdict(t: int) -> str:
+        theirs = m.phash_pairs(t)
+        short = [f"{EDIT_LABELS[k]} ({recall(ours, wanted[k]):.3f} < {recall(theirs, wanted[k]):.3f})"
+                 for k in EDIT_KINDS if recall(ours, wanted[k]) < recall(theirs, wanted[k])]
+        return "met on all 8 kinds" if not short else f"short on {len(short)} of 8: " + ", ".join(short)
+
+    if quiet["any"] is not None:
+        print(f"Bar (recall of `similar` >= pHash-8 <= {quiet['any']}, where it joins no scene pair, on every edit "
+              f"kind): {verdict(quiet['any'])}.")
+        return
+    print("Bar (recall of `similar` >= pHash-8 where it joins no scene pair): NOT DEFINED, pHash-8 joins scene "
+          "pairs at every threshold.")
+    for kind, t in quiet.items():
+        if kind != "any" and t is not None:
+            print(f"- against pHash-8 <= {t}, where it joins no {kind} pair: {verdict(t)}.")
+
+
+# ---------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=CORPORA / "real-photos", help="folder of distinct photos")
     parser.add_argument("--make-variants", type=Path, default=CORPORA / "make_variants.py")
-    parser.add_argument("--seed", type=int, default=0, help="make_variants.py seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the variant and edits sets (default 0)")
     parser.add_argument("--workdir", type=Path, help="keep the variant set and DBs here (default: a temp dir)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=DEFAULT_THRESHOLDS)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--icons", default=str(CORPORA / "icons-multisize"),
                         help="icons corpus with truth.csv and close_pairs.csv ('' to skip)")
+    parser.add_argument("--no-edits", dest="edits", action="store_false",
+                        help="skip the edited copies and same-scene shots (make_edits.py)")
+    parser.add_argument("--make-edits", type=Path, default=CORPORA / "make_edits.py")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the scenes sets")
+    parser.add_argument("--edits-limit", type=int, default=224, help="photos per edits and scenes set (default 224)")
+    parser.add_argument("--phash-max", type=int, default=10, help="pHash-8 Hamming threshold (default 10)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.edits:
+        require_imagehash()  # before minutes of photos, not after
     similar = SIMILARITY_PRESETS["similar"]
     measured, icon_nearest = None, None
     with tempfile.TemporaryDirectory(prefix="imgindex-accuracy-") as tmp:
@@ -365,8 +659,13 @@ def main(argv: list[str] | None = None) -> None:
                 icon_nearest = icons(Path(args.icons), work, args.thresholds, args.processes, similar)
             else:
                 print(f"no icons corpus at {args.icons}: icons not measured")
-    if measured:
-        summary(similar, measured, icon_nearest)
+        if measured:
+            summary(similar, measured, icon_nearest)
+        if args.edits:
+            if args.corpus.is_dir() and args.make_edits.is_file():
+                edits_and_scenes(args, work)
+            else:
+                print(f"no corpus at {args.corpus} (or no {args.make_edits}): edits and scenes not measured")
 
 
 def summary(similar: float, measured: dict, icon_nearest: float | None) -> None:

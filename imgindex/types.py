@@ -115,6 +115,8 @@ class SearchReport:
     executor: str = ""  # what compared: 'local pool (2 processes)', 'dask local (2 workers)'
     set_aside: int = 0  # pairs found but not reported: decided not duplicates, or both in reference folders
     off_profile: tuple[str, ...] = ()  # settings this run took that differ from the index's profile
+    signals: dict[str, float] = field(default_factory=lambda: {"pixels": 0.0})  # each signal's threshold
+    tone_pairs: int = 0  # new pairs matched by tone and not by pixels
 
 
 @dataclass(frozen=True)

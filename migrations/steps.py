@@ -546,3 +546,58 @@ def executor(db: Database) -> None:
         ALTER TABLE searches ADD COLUMN executor TEXT;
         """
     )
+
+
+_ADD_PAIR_ROW_SIGNAL = """
+    INSERT INTO pair_rows (pair_set, image_a, image_b, mse, rotation, mirrored, found_at, found_in, signal, score)
+    VALUES ((SELECT pair_set FROM searches WHERE id = NEW.search_id), NEW.image_a, NEW.image_b, NEW.mse,
+            NEW.rotation, NEW.mirrored, NEW.found_at, NEW.search_id, NEW.signal, NEW.score);
+"""
+
+
+@MIGRATIONS(name="0013_signals")
+def signals(db: Database) -> None:
+    """Which signal matched each pair and its score (``compare.signals``), the signals a search ran
+    with, and the tone keys cached per image; ``pairs`` and ``match_pairs`` gain the two columns."""
+    db.executescript(
+        f"""
+        -- signal: 'pixels' (MSE within the threshold) or 'tone' (the pattern of light and dark,
+        -- brightness and contrast taken out, checked block by block); NULL: found before signals
+        -- existed (pixels). score: that signal's score (pixels: the MSE; tone: 0..2, 0 the same)
+        ALTER TABLE pair_rows ADD COLUMN signal TEXT;
+        ALTER TABLE pair_rows ADD COLUMN score REAL;
+        -- the signals a search ran with, as a JSON list; NULL: pixels only (searches before 0013)
+        ALTER TABLE searches ADD COLUMN signals TEXT;
+        -- tone keys of each image, from its tensor: block sums of its tone (compare.signals.coarse),
+        -- float64; an empty blob when the image is too flat to have a tone. recipe: how they were made
+        CREATE TABLE tone_keys (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            recipe TEXT NOT NULL,
+            coarse BLOB NOT NULL
+        );
+        DROP VIEW match_pairs;
+        DROP VIEW pairs;
+        CREATE VIEW pairs AS
+            SELECT s.id AS search_id, r.image_a, r.image_b, r.mse, r.rotation, r.mirrored, r.found_at,
+                   coalesce(r.signal, 'pixels') AS signal, coalesce(r.score, r.mse) AS score
+            FROM searches s JOIN pair_rows r ON r.pair_set = s.pair_set
+            WHERE {_VISIBLE};
+        CREATE TRIGGER pairs_insert INSTEAD OF INSERT ON pairs BEGIN {_ADD_PAIR_ROW_SIGNAL} END;
+        CREATE TRIGGER pairs_delete INSTEAD OF DELETE ON pairs BEGIN {_HIDE_PAIR_ROW} END;
+        CREATE TRIGGER pairs_update INSTEAD OF UPDATE ON pairs BEGIN {_HIDE_PAIR_ROW} {_ADD_PAIR_ROW_SIGNAL} END;
+        CREATE VIEW match_pairs AS
+            SELECT a.path AS path_a, b.path AS path_b, p.mse, p.rotation, p.mirrored, p.found_at,
+                   p.image_a, p.image_b, p.search_id, p.signal, p.score
+            FROM pairs p
+            JOIN images a ON a.id = p.image_a
+            JOIN images b ON b.id = p.image_b
+            WHERE p.search_id = (SELECT id FROM latest_search)
+              AND NOT EXISTS (
+                  SELECT 1 FROM decisions d
+                  WHERE d.kind = 'not-duplicates' AND d.revoked_at IS NULL
+                    AND d.hash_a = min(a.content_hash, b.content_hash)
+                    AND d.hash_b = max(a.content_hash, b.content_hash))
+              AND NOT (p.image_a IN (SELECT image_id FROM reference_images)
+                       AND p.image_b IN (SELECT image_id FROM reference_images));
+        """
+    )

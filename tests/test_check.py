@@ -45,7 +45,8 @@ def test_broken_invariants_are_found_and_repaired_without_touching_a_photo(tmp_p
     before = inventory(root)
     break_it(db,
              "DELETE FROM tensors WHERE image_id = (SELECT min(id) FROM images)",  # a lost tensor
-             "INSERT INTO pairs VALUES ((SELECT max(id) FROM searches), 9998, 9999, 0, 0, 0, 'x')",  # orphans
+             "INSERT INTO pairs (search_id, image_a, image_b, mse, rotation, mirrored, found_at)"
+                 " VALUES ((SELECT max(id) FROM searches), 9998, 9999, 0, 0, 0, 'x')",  # orphans
              "UPDATE group_members SET is_keeper = 0",  # groups without a keeper
              "INSERT INTO action_runs (command, pid, host, started_at, status) VALUES"  # a dead run on this machine
              f" ('delete', 2147483646, '{socket.gethostname()}', 'x', 'running')")

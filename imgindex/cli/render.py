@@ -71,12 +71,19 @@ def skipped_kinds(report: ScanReport) -> str:
     return "; ".join(f"{n:,} {reason}" for reason, n in kinds.most_common()) or "not image files, symlinks, special files"
 
 
+def signal_limits(signals: dict[str, float] | None, threshold: float) -> str:
+    """'MSE <= 6 or tone <= 0.02': what made a pair (a search before signals existed: pixels)."""
+    signals = signals or {"pixels": threshold}
+    return " or ".join(f"MSE <= {v:g}" if k == "pixels" else f"{k} <= {v:g}" for k, v in signals.items())
+
+
 def search_summary(report: SearchReport, profile=None) -> None:
     how = f"incremental: {report.new_images:,} new" if report.incremental else f"{report.algorithm}"
     aside = f"; {report.set_aside:,} more set aside by decisions" if report.set_aside else ""
     click.echo(
         f"Search {report.search_id}: {report.pairs:,} matching pairs in {report.groups:,} groups among "
-        f"{report.images:,} images (MSE <= {report.threshold:g}; {how}{aside}) in {report.duration:.1f} s"
+        f"{report.images:,} images ({signal_limits(report.signals, report.threshold)}; {how}{aside})"
+        f" in {report.duration:.1f} s"
         + _on_cluster(report),
         err=True,
     )
@@ -155,7 +162,10 @@ def decision_list(found: list[Decision], what: str) -> None:
 
 def profile_line(profile) -> str:
     """'similar (MSE 6), rotations, same dimensions only; keeper: resolution,size,path'."""
-    parts = [f"{profile.similarity} (MSE {profile.threshold:g})", "rotations" if profile.rotate else "no rotations"]
+    signals = profile.chosen_signals
+    how = f"{profile.similarity} (MSE {profile.threshold:g})" if "pixels" in signals else f"{profile.similarity}"
+    how += (" or tone" if "pixels" in signals else " (tone only)") if "tone" in signals else ""
+    parts = [how, "rotations" if profile.rotate else "no rotations"]
     parts += ["mirrored"] if profile.mirror else []
     parts.append("same dimensions only" if profile.same_dim else "any dimensions")
     keep = ",".join(profile.keep) + (f" preferring {', '.join(profile.prefer_folders)}" if profile.prefer_folders
@@ -188,7 +198,9 @@ def status_lines(st: Status, db_path) -> list[str]:
                  + _ran_on(s))
     s = st.last_search
     lines.append("Matches: no search yet (imgindex search)" if not s else
-                 f"Matches: search #{s['id']} ({s['similarity']}, MSE <= {s['threshold']:g}) at {s['finished_at']}: "
+                 f"Matches: search #{s['id']} ({s['similarity']}, "
+                 f"{signal_limits(json.loads(s['signals']) if s.get('signals') else None, s['threshold'])})"
+                 f" at {s['finished_at']}: "
                  f"{s['pairs']:,} pairs in {s['groups']:,} groups among {s['images']:,} images" + _ran_on(s))
     if st.profile is not None:
         lines.append("Search profile: " + profile_line(st.profile))

@@ -145,12 +145,16 @@ class PairWriter:
         self.rows: list[tuple] = []
         self.now = now()
 
-    def add(self, result: tuple[np.ndarray, ...]) -> int:
+    def add(self, result: tuple[np.ndarray, ...], signal: str = "pixels", score: np.ndarray | None = None) -> int:
+        """Queue pairs (image_a, image_b, ssd, orientation) matched by ``signal``; ``score``: its
+        scores (None: pixels, whose score is the MSE)."""
         image_a, image_b, ssd, orient = result
-        for a, b, s, o in zip(image_a.tolist(), image_b.tolist(), ssd.tolist(), orient.tolist()):
+        mse = ssd.astype(np.float64) / self.n_values
+        score = mse if score is None else score
+        for a, b, m, o, s in zip(image_a.tolist(), image_b.tolist(), mse.tolist(), orient.tolist(), score.tolist()):
             t = kernel.ORIENTATIONS[o]
-            self.rows.append((self.pair_set, a, b, s / self.n_values, t.rotation, int(t.mirrored), self.now,
-                              self.search_id))
+            self.rows.append((self.pair_set, a, b, m, t.rotation, int(t.mirrored), self.now, self.search_id,
+                              signal, s))
         if len(self.rows) >= self.batch:
             self.flush()
         return len(image_a)
@@ -160,8 +164,8 @@ class PairWriter:
             self.rows.sort()
             with self.db.atomic():
                 self.db.conn.executemany(
-                    "INSERT INTO pair_rows (pair_set, image_a, image_b, mse, rotation, mirrored, found_at, found_in)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO pair_rows (pair_set, image_a, image_b, mse, rotation, mirrored, found_at, found_in,"
+                    " signal, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     self.rows,
                 )
             self.rows = []

@@ -26,6 +26,7 @@ from imgindex.scan.discover import under
 from imgindex.compare import groups as groups_
 from imgindex.compare import kernel
 from imgindex.compare.execute import PairWriter
+from imgindex.compare.tone import ToneFound
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -41,21 +42,24 @@ def chain_of(db: Database, search_id: int) -> int:
     return db.execute("SELECT pair_set FROM searches WHERE id = ?", [search_id]).fetchone()[0]
 
 
-def add_pairs(db: Database, pair_set: int, search_id: int, found: tuple[np.ndarray, ...], n_values: int) -> int:
-    """Write pairs a search found, leaving out those whose image left the index meanwhile (a scan
-    running beside the search); returns how many were written."""
-    image_a, image_b, ssd, orient = found
-    if len(image_a) == 0:
+def add_pairs(db: Database, pair_set: int, search_id: int, found: tuple[np.ndarray, ...], n_values: int,
+              tone: ToneFound | None = None) -> int:
+    """Write pairs a search found (``found`` by pixels, ``tone`` by tone only), leaving out those
+    whose image left the index meanwhile (a scan running beside the search); returns how many."""
+    tone = tone if tone is not None else ToneFound.empty()
+    ids = np.unique(np.concatenate([found[0], found[1], tone.image_a, tone.image_b]))
+    if len(ids) == 0:
         return 0
-    ids = np.unique(np.concatenate([image_a, image_b]))
     present = np.fromiter((r[0] for r in db.execute(
         "SELECT id FROM images WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(ids.tolist())])),
         dtype=np.int64)
-    keep = np.isin(image_a, present) & np.isin(image_b, present)
     writer = PairWriter(db, pair_set, search_id, n_values)
+    keep = np.isin(found[0], present) & np.isin(found[1], present)
     writer.add(tuple(x[keep] for x in found))
+    kept_tone = tone.take(np.isin(tone.image_a, present) & np.isin(tone.image_b, present))
+    writer.add((kept_tone.image_a, kept_tone.image_b, kept_tone.ssd, kept_tone.orient), "tone", kept_tone.score)
     writer.flush()
-    return int(keep.sum())
+    return int(keep.sum()) + len(kept_tone)
 
 
 def hide_pairs(db: Database, pair_set: int, search_id: int, image_ids: np.ndarray) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imgindex.compare.groups import DEFAULT_RULE, parse_rule
-from imgindex.compare.settings import resolve_similarity
+from imgindex.compare.settings import resolve_signals, resolve_similarity
 from imgindex.db.queries import get_setting, set_setting
 
 if TYPE_CHECKING:
@@ -32,10 +32,15 @@ class Profile:
     same_dim: bool = True
     keep: tuple[str, ...] = DEFAULT_RULE
     prefer_folders: tuple[str, ...] = ()
+    signals: tuple[str, ...] | None = None  # None: the similarity preset's (settings.resolve_signals)
 
     @property
     def threshold(self) -> float:
         return resolve_similarity(self.similarity)[1]
+
+    @property
+    def chosen_signals(self) -> tuple[str, ...]:
+        return resolve_signals(self.signals, resolve_similarity(self.similarity)[0])
 
 
 def load(db: Database) -> Profile | None:
@@ -46,6 +51,7 @@ def load(db: Database) -> Profile | None:
     data = json.loads(raw)
     data["keep"] = tuple(data.get("keep") or DEFAULT_RULE)
     data["prefer_folders"] = tuple(data.get("prefer_folders") or ())
+    data["signals"] = tuple(data["signals"]) if data.get("signals") else None
     return Profile(**{k: v for k, v in data.items() if k in Profile.__dataclass_fields__})
 
 
@@ -54,11 +60,16 @@ def save(db: Database, profile: Profile) -> None:
         set_setting(db, KEY, json.dumps(dataclasses.asdict(profile)))
 
 
-def given(similarity=None, rotate=None, mirror=None, same_dim=None, keep=None, prefer_folders=None) -> dict:
-    """The settings a caller gave (None: not given), checked and in their stored form."""
+def given(similarity=None, rotate=None, mirror=None, same_dim=None, keep=None, prefer_folders=None,
+          signals=None) -> dict:
+    """The settings a caller gave (None: not given), checked and in their stored form. Signals
+    given as 'default' go back to the preset's."""
     out = {}
     if similarity is not None:
         out["similarity"] = resolve_similarity(similarity)[0]
+    if signals is not None:
+        default = isinstance(signals, str) and signals.strip().lower() == "default"
+        out["signals"] = None if default else resolve_signals(signals, "")
     out.update({k: bool(v) for k, v in (("rotate", rotate), ("mirror", mirror), ("same_dim", same_dim))
                 if v is not None})
     if prefer_folders is not None:

@@ -10,6 +10,7 @@ and writes nothing (the report's view past the threshold).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import TYPE_CHECKING
@@ -22,7 +23,8 @@ from imgindex.db.connect import abandon_transaction, write_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
 from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError
-from imgindex.compare import kernel, points, profile
+from imgindex.compare import kernel, points, profile, tone
+from imgindex.compare import signals as signals_
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
 from imgindex.compare.few import few_tasks
 from imgindex.compare.nearby import Scratch
@@ -30,7 +32,8 @@ from imgindex.compare.persist import add_pairs, count_groups, count_pairs, hide_
 from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, max_image_id, moved_since, new_images,
                                    new_mask, plan, scope_size)
-from imgindex.compare.settings import Settings, base_search, resolve_similarity, still_head, stored_settings
+from imgindex.compare.settings import (TONE_THRESHOLD, Settings, base_search, resolve_similarity,
+                                       signal_thresholds, still_head, stored_settings)
 from imgindex.compare.update import update_groups
 from imgindex.types import SearchProgress, SearchReport
 from imgindex.workers import resolve_processes
@@ -60,16 +63,18 @@ def search(
     progress: Callable[[SearchProgress], None] | None = None,
     algorithm: str | None = None,
     scheduler=None,
+    signals: str | tuple[str, ...] | None = None,
 ) -> SearchReport:
     """Find every pair of indexed images with MSE <= the threshold; record pairs and groups.
 
     Settings not given come from the index's profile (``compare.profile``). ``algorithm``
     forces 'classic' or 'chunked' (default: classic up to CLASSIC_MAX images). ``scheduler``:
     compare on a Dask cluster (``imgindex.cluster.connect``); None, the local worker pool.
+    ``signals``: 'pixels' (MSE), 'tone' (``compare.signals``) or both; None, the preset's.
     """
     started = time.monotonic()
-    chosen, off_profile = profile.resolve(db, profile.given(similarity, rotate, mirror, same_dim, keep, prefer_folders),
-                                          save_profile=save_profile)
+    chosen, off_profile = profile.resolve(db, profile.given(similarity, rotate, mirror, same_dim, keep, prefer_folders,
+                                                            signals), save_profile=save_profile)
     name, threshold = resolve_similarity(chosen.similarity)
     processes = resolve_processes(processes)
     if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
@@ -82,7 +87,12 @@ def search(
     if in_folder and not roots:
         raise ImgIndexError("in_folder searches each scanned folder on its own: scan some folders first.")
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots,
-                        stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders)
+                        stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders,
+                        chosen.chosen_signals)
+    if "tone" in settings.signals and settings.px_size > signals_.MAX_PX:
+        raise ImgIndexError(f"the tone signal works on tensors of at most {signals_.MAX_PX} px, and this index has"
+                            f" {settings.px_size}: search with --signals pixels, or index again with a smaller"
+                            " --px-size.")
     base = None if full else base_search(db, settings)
     # an exact-duplicate search is linear (identical keys): far too little work for workers below tens
     # of millions of images, so a local cluster starts only if asked for; else while the search plans
@@ -135,6 +145,7 @@ class _Run:
         self.version = decisions.version(db)
         self.policy = policy_of(db, settings)
         self.roots = settings.roots if settings.in_folder else ()
+        self.tone_pairs = 0  # new pairs matched by tone alone
 
     def _record(self, algorithm: str, chunksize: int, n: int) -> None:
         update_run(self.db, "searches", self.search_id, {
@@ -147,6 +158,8 @@ class _Run:
         return algorithm, self.chunksize or default_chunksize(n, algorithm, self.processes)
 
     def _compare(self, scope, is_new, algorithm, chunksize, writer) -> tuple[int, int]:
+        if "pixels" not in self.settings.signals:
+            return 0, 0
         with Scratch() as scratch:
             tasks = list(plan(self.db, scope, is_new, self.px, self.settings.threshold, self.settings.same_dim,
                               self.settings.in_folder, chunksize, algorithm,
@@ -163,12 +176,34 @@ class _Run:
         self._record(algorithm, chunksize, n)
         writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
         found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
+        toned = self._tone(scope, np.ones(n, dtype=bool))
+        toned = toned.take(~self._written(toned))
+        self.tone_pairs = len(toned)
+        found += writer.add((toned.image_a, toned.image_b, toned.ssd, toned.orient), "tone", toned.score)
+        writer.flush()
         if algorithm == "chunked":
             points.ensure(self.db, self.px)  # for the incremental searches to come (once)
         n_groups, set_aside = write_groups(self.db, self.search_id, self.roots, self.px, self.orientations,
                                            self.policy)
         return self._done(n, n, found, found - set_aside, n_groups, set_aside, workers, int(scope.ids.max(initial=0)),
                           algorithm)
+
+    def _tone(self, scope, is_new) -> tone.ToneFound:
+        """The tone pass (when the search uses it): pairs with a new image whose tone matches."""
+        if "tone" not in self.settings.signals:
+            return tone.ToneFound.empty()
+        return tone.search(self.db, scope, is_new, scope.under_any(self.settings.reference), self.px, TONE_THRESHOLD,
+                           self.orientations, same_dim=self.settings.same_dim, in_folder=self.settings.in_folder)
+
+    def _written(self, toned: tone.ToneFound) -> np.ndarray:
+        """Which of the tone pairs this search's pixel pass already wrote (pixels is recorded first)."""
+        if len(toned) == 0:
+            return np.zeros(0, dtype=bool)
+        pairs = json.dumps([[a, b] for a, b in zip(toned.image_a.tolist(), toned.image_b.tolist())])
+        have = set(self.db.execute(
+            "SELECT image_a, image_b FROM pair_rows WHERE pair_set = ? AND found_in = ? AND (image_a, image_b) IN"
+            " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))", [self.search_id, self.search_id, pairs]).fetchall())
+        return np.array([(a, b) in have for a, b in zip(toned.image_a.tolist(), toned.image_b.tolist())], dtype=bool)
 
     def incremental(self) -> SearchReport | None:
         """The images added or moved since the base against all; then, in one transaction that first
@@ -187,6 +222,11 @@ class _Run:
                                    started=self.started, cluster=self.cluster)
             new_count, max_id = len(few.ids), max_image_id(self.db)
             moved = moved_since(self.db, base)
+            if "tone" in settings.signals:
+                scope = load_scope(self.db, settings.roots, settings.in_folder)
+                toned = self._tone(scope, new_mask(scope, base))
+            else:
+                toned = tone.ToneFound.empty()
         else:
             scope = load_scope(self.db, settings.roots, settings.in_folder)
             n = len(scope.ids)
@@ -200,17 +240,23 @@ class _Run:
             _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
             new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
             moved = np.union1d(moved_since(self.db, base), scope.ids[again])
+            toned = self._tone(scope, is_new)
+        pixels = collector.found()
+        toned = toned.take(~_among(toned, pixels))
+        self.tone_pairs = len(toned)
+        both = tuple(np.concatenate([p, t]) for p, t in zip(pixels, (toned.image_a, toned.image_b, toned.ssd,
+                                                                    toned.orient)))
         with write_transaction(self.db):
             if not still_head(self.db, base):
                 return None
             pair_set = base.pair_set
             hide_pairs(self.db, pair_set, self.search_id, moved)
-            found = add_pairs(self.db, pair_set, self.search_id, collector.found(), self.px * self.px * 3)
-            a, b, _, _ = collector.found()
+            found = add_pairs(self.db, pair_set, self.search_id, pixels, self.px * self.px * 3, toned)
+            a, b, _, _ = both
             touched = np.union1d(moved, np.union1d(a, b))
             if (base.decisions_version == self.version and base.keep_rule == settings.keep_rule
                     and base.reference == settings.reference):
-                update_groups(self.db, self.search_id, collector.found(), moved, self.roots, self.px,
+                update_groups(self.db, self.search_id, both, moved, self.roots, self.px,
                               self.orientations, self.policy)
             else:  # decisions changed since: every group made again (unchanged ones keep their rows' values)
                 write_groups(self.db, self.search_id, self.roots, self.px, self.orientations, self.policy,
@@ -227,9 +273,16 @@ class _Run:
             base_search_id=self.base.search_id if self.base else None, images=n, new_images=new_count,
             pairs=pairs, new_pairs=found, groups=n_groups, duration=time.monotonic() - self.started,
             workers=workers, executor=executor(self.cluster, self.processes), set_aside=set_aside, off_profile=(),
+            signals=signal_thresholds(self.settings.signals, self.settings.threshold), tone_pairs=self.tone_pairs,
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report
+
+
+def _among(toned: tone.ToneFound, pixels: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Which tone pairs the pixel pass found too (pixels is recorded first)."""
+    top = int(max(np.max(pixels[1], initial=0), np.max(toned.image_b, initial=0))) + 1
+    return np.isin(toned.image_a * top + toned.image_b, pixels[0] * top + pixels[1])
 
 
 def _finish(db: Database, search_id: int, status: str, started: float, report: SearchReport | None = None,

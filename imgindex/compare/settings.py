@@ -16,6 +16,27 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 SIMILARITY_PRESETS = {"duplicates": 0.0, "similar": 6.0}  # calibrated: README, benchmarks/accuracy.py
+SIGNALS = ("pixels", "tone")  # in the order a pair's signal is recorded: the first that matches
+TONE_THRESHOLD = 0.02  # the tone score a pair may have (compare.signals); calibrated: benchmarks/accuracy.py, README
+
+
+def resolve_signals(signals, similarity_name: str) -> tuple[str, ...]:
+    """The signals a search uses: those given ('pixels,tone' or a sequence), or the preset's: the
+    'similar' preset uses both, 'duplicates' and a number (an MSE threshold, as difPy's) pixels only."""
+    if signals is None:
+        return SIGNALS if similarity_name == "similar" else ("pixels",)
+    names = signals.split(",") if isinstance(signals, str) else list(signals)
+    names = [str(n).strip().lower() for n in names if str(n).strip()]
+    unknown = [n for n in names if n not in SIGNALS]
+    if unknown or not names:
+        raise ImgIndexError(f"signals must be one or more of {', '.join(SIGNALS)} (comma-separated); "
+                            f"got {signals!r}.")
+    return tuple(n for n in SIGNALS if n in names)
+
+
+def signal_thresholds(signals: tuple[str, ...], threshold: float) -> dict[str, float]:
+    """Each signal's threshold, as a search records them (``searches.signals``)."""
+    return {n: threshold if n == "pixels" else TONE_THRESHOLD for n in signals}
 
 
 def resolve_similarity(similarity: str | float | int) -> tuple[str, float]:
@@ -50,12 +71,14 @@ class Settings:
     reference: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
     prefer_folders: tuple[str, ...] = ()
+    signals: tuple[str, ...] = ("pixels",)
 
     def as_row(self) -> dict:
         return {"similarity": self.similarity, "threshold": self.threshold, "rotate": int(self.rotate),
                 "mirror": int(self.mirror), "same_dim": int(self.same_dim), "in_folder": int(self.in_folder),
                 "roots": json.dumps(list(self.roots)), "px_size": self.px_size, "decoder": DECODER,
-                "reference": json.dumps(list(self.reference)), "keep_rule": self.keep_rule}
+                "reference": json.dumps(list(self.reference)), "keep_rule": self.keep_rule,
+                "signals": json.dumps(signal_thresholds(self.signals, self.threshold))}
 
     @property
     def keep_rule(self) -> str:
@@ -80,7 +103,8 @@ def base_search(db: Database, settings: Settings) -> Base | None:
     """The latest completed search with the same settings, whose pairs can be carried over."""
     row = db.execute(
         "SELECT id, max_image_id, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, decoder,"
-        " started_at, pair_set, reference, keep_rule, decisions_version, revision FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
+        " started_at, pair_set, reference, keep_rule, decisions_version, revision, signals FROM searches"
+        " WHERE status = 'completed' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
@@ -88,20 +112,26 @@ def base_search(db: Database, settings: Settings) -> Base | None:
     same = (row[2] == wanted["threshold"]
             and tuple(row[3:10]) == tuple(wanted[k] for k in ("rotate", "mirror", "same_dim", "in_folder", "roots",
                                                                 "px_size", "decoder")))
-    if not same:
+    if not same or _signals_of(row[16], row[2]) != json.loads(wanted["signals"]):
         return None
     return Base(row[0], row[1] or 0, row[10], tuple(json.loads(row[12] or "[]")), row[13], row[14],
                 row[11] if row[11] is not None else row[0], row[15] or 0)
 
 
+def _signals_of(stored: str | None, threshold: float) -> dict[str, float]:
+    """A searches row's signals; NULL (searches before signals existed): pixels at its threshold."""
+    return json.loads(stored) if stored else {"pixels": threshold}
+
+
 def stored_settings(db: Database, search_id: int) -> Settings:
     """The settings a recorded search ran with."""
     row = db.execute("SELECT similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, reference,"
-                     " keep_rule FROM searches WHERE id = ?", [search_id]).fetchone()
+                     " keep_rule, signals FROM searches WHERE id = ?", [search_id]).fetchone()
     rule = json.loads(row[9]) if row[9] else {}
     return Settings(row[0], float(row[1]), bool(row[2]), bool(row[3]), bool(row[4]), bool(row[5]),
                     tuple(json.loads(row[6])), int(row[7] or 0), tuple(json.loads(row[8] or "[]")),
-                    tuple(rule.get("keep") or ()), tuple(rule.get("prefer_folders") or ()))
+                    tuple(rule.get("keep") or ()), tuple(rule.get("prefer_folders") or ()),
+                    tuple(n for n in SIGNALS if n in _signals_of(row[10], float(row[1]))))
 
 
 def still_head(db: Database, base: Base) -> bool:

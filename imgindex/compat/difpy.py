@@ -223,9 +223,12 @@ def search(
     mirror: bool = False,
     reference: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
     scheduler=None,
+    signals: str = "pixels",
 ) -> Search:
     """Find duplicates (``similarity='duplicates'``), near-duplicates ('similar') or pairs within an MSE.
 
+    ``signals``: pixel MSE only, as difPy compares (its 'similar' is an MSE); 'pixels,tone' or
+    'default' adds imgindex's tone signal (edited copies: brightness, contrast, grayscale).
     ``reference``: a folder or a list of folders, under the built ones, whose images are always kept
     (never in ``lower_quality``, never moved or deleted; a group's key in ``result`` unless an image
     in it is pinned) and not compared with each other; stored with the index, as
@@ -238,7 +241,8 @@ def search(
         # difPy's settings, passed every time: an index's stored search profile never changes what is compared
         report = dif.index.search(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim,
                                   in_folder=dif.in_folder, roots=dif.directories, processes=processes,
-                                  chunksize=chunksize, reference=folders, progress=bar, scheduler=scheduler)
+                                  chunksize=chunksize, reference=folders, progress=bar, scheduler=scheduler,
+                                  signals=signals)
     finally:
         if bar is not None:
             bar.clear()

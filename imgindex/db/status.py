@@ -25,7 +25,7 @@ def status(db: Database) -> Status:
         last_scan=_last(db, "SELECT id, started_at, finished_at, status, roots, added, updated, moved, removed,"
                             " failed, executor FROM scans ORDER BY id DESC LIMIT 1"),
         last_search=_last(db, "SELECT id, finished_at, similarity, threshold, pairs, groups, images, status,"
-                              " executor FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"),
+                              " executor, signals FROM searches WHERE status = 'completed' ORDER BY id DESC LIMIT 1"),
         watcher=_watcher(db),
         last_action=_last(db, "SELECT id, command, destination, permanent, started_at, finished_at, status, done,"
                               " skipped, failed FROM action_runs ORDER BY id DESC LIMIT 1"),

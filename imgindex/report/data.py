@@ -8,6 +8,7 @@ where duplicates end and distinct pictures begin.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ class ReportMember:
     rotation: int | None
     mirrored: bool
     keep_reason: str | None = None  # 'rule', 'pinned', 'reference'; None: lower quality, acted on
+    matched_by: str | None = None  # 'tone' when every pair joining it to its group is a tone match
 
     @property
     def kept(self) -> bool:
@@ -73,9 +75,25 @@ def load_groups(db: Database, search_id: int) -> list[ReportGroup]:
         image_id, path, folder, w, h, size, fmt, digest, keeper, mse, rotation, mirrored, reason = fields
         members.setdefault(gid, []).append(ReportMember(
             image_id, path, folder, w, h, size, fmt, digest, bool(keeper), mse, rotation, bool(mirrored), reason))
-    groups = [ReportGroup(gid, tuple(ms)) for gid, ms in members.items()]
+    by_tone = _tone_only(db, search_id)
+    groups = [ReportGroup(gid, tuple(dataclasses.replace(m, matched_by="tone") if m.image_id in by_tone else m
+                                     for m in ms)) for gid, ms in members.items()]
     groups.sort(key=lambda g: (-g.reclaimable, g.group_id))
     return groups
+
+
+def _tone_only(db: Database, search_id: int) -> set[int]:
+    """Images all of whose pairs in the search were matched by tone, none by pixels."""
+    tone = {i for pair in db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ? AND signal = 'tone'",
+                                     [search_id]) for i in pair}
+    if not tone:
+        return set()
+    listed = json.dumps(sorted(tone))
+    pixels = {i for pair in db.execute(
+        "SELECT image_a, image_b FROM pairs WHERE search_id = ? AND signal = 'pixels' AND"
+        " (image_a IN (SELECT value FROM json_each(?)) OR image_b IN (SELECT value FROM json_each(?)))",
+        [search_id, listed, listed]) for i in pair}
+    return tone - pixels
 
 
 def histogram_cap(threshold: float) -> float:

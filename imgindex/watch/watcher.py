@@ -110,7 +110,8 @@ class Watcher:
                  rotate: bool | None = None, mirror: bool | None = None, same_dim: bool | None = None,
                  keep: str | None = None, prefer_folders=None, save_profile: bool = False,
                  limit_extensions: bool = True, px_size: int | None = None, processes: int | None = None,
-                 on_batch: Callable[[BatchReport], None] | None = None, on_start: Callable[[], object] | None = None):
+                 on_batch: Callable[[BatchReport], None] | None = None, on_start: Callable[[], object] | None = None,
+                 signals: str | None = None):
         """Search settings left at None are the index's profile's, read again for every batch.
         ``on_start`` runs after the first scan, before the first search (reference folders are set there)."""
         if settle < 0:
@@ -118,7 +119,8 @@ class Watcher:
         self.index = index
         self.roots = tuple(dict.fromkeys(discover.normalise_root(r) for r in roots))
         self.search_options = dict(similarity=similarity, rotate=rotate, mirror=mirror, same_dim=same_dim, keep=keep,
-                                   prefer_folders=prefer_folders, save_profile=save_profile, processes=processes)
+                                   prefer_folders=prefer_folders, save_profile=save_profile, processes=processes,
+                                   signals=signals)
         px_size = px_size or index.px_size or 50  # by default, whatever the index was built with
         self.scan_options = dict(limit_extensions=limit_extensions, px_size=px_size, processes=processes)
         self.on_batch = on_batch or (lambda report: None)

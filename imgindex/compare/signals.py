@@ -1,0 +1,142 @@
+"""Pure numpy: the *tone* signal, a second way for two stored tensors to match. No I/O, deterministic.
+
+Pixel MSE misses what people do to photos: brightness, contrast, saturation, grayscale, mild blur.
+Tone compares the pattern of light and dark with brightness and contrast taken out, and checks it
+block by block, so a subject that moved in one corner (a different shot) does not pass where a
+global edit does. Definitions (the README states them for users):
+
+- Luminance L = (299 R + 587 G + 114 B + 500) // 1000 per pixel, an integer 0..255; n = px * px.
+- Per image: S = sum(L), V = n * sum(L^2) - S^2 (integers; V = n^2 times the variance), and the
+  centred integers A = n * L - S. Its tone z = A / sqrt(n V) has mean 0 and norm 1. An image whose
+  luminance spread is below MIN_STD (V < n^2 MIN_STD^2: flat, nearly blank) has no tone.
+- A pair (a, b) in orientation T (as ``kernel.ORIENTATIONS``): for each block k of a LOCAL_GRID x
+  LOCAL_GRID grid (``kernel.grid_edges``), with integer sums over the block of P_a = A_a^2,
+  P_b = (T A_b)^2 and Q = A_a * T A_b:
+      D_k = P_a / (n V_a) + P_b / (n V_b) - 2 Q / sqrt((n V_a) (n V_b))   (= |z_a - T z_b|^2 on block k)
+      local_k = D_k * (n / (2 n_k))   (1 - the correlation, were the whole picture like block k)
+  all in float64, in that order, from exact integers.
+- The pair's tone score is the largest local_k; its orientation the one with the smallest score
+  (ties: the earlier in ORIENTATIONS). It matches when score <= the threshold.
+
+Pruning stays exact: the mean of local_k (weighted by block size) is 1 - r, r the Pearson
+correlation of the luminances, so score >= 1 - r and |z_a - T z_b|^2 = 2 (1 - r) <= 2 threshold.
+The block sums of z (``coarse``) bound that from below, as for pixels (Cauchy-Schwarz).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgindex.compare import kernel
+
+LOCAL_GRID = 10  # blocks per side of the local check: 5 x 5 pixels at 50 px
+MIN_STD = 2.0  # luminance spread (0-255) below which an image is too flat to have a tone
+MAX_PX = 128  # exact in int64 up to here: n * V and the block sums of A^2 stay below 2^53
+BOUND_SLACK = 1e-9  # relative: covers the float64 rounding of z and its block sums in the bound
+
+
+class ToneUnavailable(ValueError):
+    """Tone needs tensors of at most MAX_PX pixels a side."""
+
+
+def luminance(tensors: np.ndarray) -> np.ndarray:
+    """(k, px, px, 3) uint8 -> (k, px, px) int64 luminance 0..255, rounded half up."""
+    t = tensors.astype(np.int64)
+    return (299 * t[..., 0] + 587 * t[..., 1] + 114 * t[..., 2] + 500) // 1000
+
+
+@dataclass(frozen=True)
+class Tones:
+    """The tone facts of some images, in the order given."""
+
+    centred: np.ndarray  # (k, px, px) int64: A = n L - S
+    spread: np.ndarray  # (k,) int64: n V (0 for no tone)
+    has_tone: np.ndarray  # (k,) bool
+
+
+def tones(tensors: np.ndarray) -> Tones:
+    """A, n V and whether each image has a tone at all (its luminance is not flat)."""
+    px = tensors.shape[1]
+    if px > MAX_PX:
+        raise ToneUnavailable(f"the tone signal works on tensors of at most {MAX_PX} px (this index has {px}).")
+    n = px * px
+    lum = luminance(tensors)
+    s = lum.reshape(len(lum), -1).sum(axis=1)
+    v = n * np.einsum("kij,kij->k", lum, lum) - s * s
+    has = v >= n * n * MIN_STD**2
+    return Tones(n * lum - s[:, None, None], np.where(has, n * v, 0), has)
+
+
+def coarse(t: Tones, px: int) -> np.ndarray:
+    """Block sums of z over ``kernel.grid_edges`` / sqrt(block size): (k, g, g, 1) float64, zeros for
+    images with no tone. |coarse(a) - T coarse(b)|^2 <= |z_a - T z_b|^2 for every orientation T."""
+    edges = kernel.grid_edges(px)
+    g = len(edges) - 1
+    sums = _block_sums(t.centred, edges).reshape(-1, g, g, 1).astype(np.float64)  # exact integers below 2^53
+    sizes = np.diff(edges).astype(np.float64)
+    scale = np.where(t.has_tone, 1.0 / np.sqrt(np.maximum(t.spread, 1).astype(np.float64)), 0.0)
+    return sums / np.sqrt(np.outer(sizes, sizes))[None, :, :, None] * scale[:, None, None, None]
+
+
+def bound_limit(threshold: float) -> float:
+    """The squared distance of z (and so of the coarse vectors) a pair within ``threshold`` stays under."""
+    return 2.0 * threshold * (1 + BOUND_SLACK) + 1e-12
+
+
+def _block_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Exact int64 sums of (k, px, px) over the blocks of ``edges`` x ``edges``: (k, g*g)."""
+    starts = edges[:-1]
+    sums = np.add.reduceat(np.add.reduceat(values, starts, axis=1), starts, axis=2)
+    return sums.reshape(len(values), -1)
+
+
+def scores(t: Tones, ia: np.ndarray, ib: np.ndarray, orientation: int, *, batch: int = 512) -> np.ndarray:
+    """The tone score of each pair (ia[k], ib[k]) of ``t`` in one orientation (float64; inf when
+    either image has no tone)."""
+    px = t.centred.shape[1]
+    n = px * px
+    edges = kernel.grid_edges(px, LOCAL_GRID)
+    sizes = np.diff(edges)
+    factor = (n / (2.0 * np.outer(sizes, sizes))).reshape(-1)
+    out = np.full(len(ia), np.inf)
+    for start in range(0, len(ia), batch):
+        a_at, b_at = ia[start : start + batch], ib[start : start + batch]
+        ok = t.has_tone[a_at] & t.has_tone[b_at]
+        if not ok.any():
+            continue
+        a_at, b_at = a_at[ok], b_at[ok]
+        a = t.centred[a_at]
+        b = kernel.orient(t.centred[b_at][..., None], orientation)[..., 0]
+        pa, pb, q = (_block_sums(x, edges).astype(np.float64) for x in (a * a, b * b, a * b))
+        ra = t.spread[a_at].astype(np.float64)[:, None]
+        rb = t.spread[b_at].astype(np.float64)[:, None]
+        d = pa / ra + pb / rb - 2.0 * q / np.sqrt(ra * rb)
+        out[start : start + batch][ok] = (d * factor).max(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class ToneMatches:
+    """Pairs by position (a < b as given), their score and best orientation."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    score: np.ndarray
+    orient: np.ndarray
+
+
+def best(ia: np.ndarray, ib: np.ndarray, orient: np.ndarray, score: np.ndarray, threshold: float) -> ToneMatches:
+    """Of (pair, orientation) scores, each pair's smallest, ties to the earlier orientation; only
+    pairs within the threshold."""
+    keep = score <= threshold
+    ia, ib, orient, score = ia[keep], ib[keep], orient[keep], score[keep]
+    if len(ia) == 0:
+        empty = np.empty(0, np.int64)
+        return ToneMatches(empty, empty, np.empty(0), empty)
+    order = np.lexsort((orient, score, ib, ia))
+    ia, ib, orient, score = ia[order], ib[order], orient[order], score[order]
+    first = np.ones(len(ia), dtype=bool)
+    first[1:] = (ia[1:] != ia[:-1]) | (ib[1:] != ib[:-1])
+    return ToneMatches(ia[first], ib[first], score[first], orient[first])
