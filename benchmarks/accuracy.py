@@ -41,7 +41,8 @@ threshold joining no scene pair (per kind of scene too), where its figures are p
 the issue's bar: recall of 'similar' >= pHash-8's there on every edit kind.
 
 Figures only: a benchmark, not a test. Runtime on 2 cores: ~1.5 min to build a variant set (kept
-for later runs with --workdir), ~15 s to index and search it, ~2 s for the icons; RUNTIME_EDITS.
+for later runs with --workdir), ~15 s to index and search it, ~2 s for the icons; ~20 s to build the
+edits and scenes sets (kept too), ~45 s to index, search and hash them. All of it, from nothing: ~3 min.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,8 @@ def search(index: imgindex.Index, similarity: str | float, same_dim: bool, proce
     return {frozenset((a, b)): m for a, b, m in index.db.execute("SELECT path_a, path_b, mse FROM match_pairs")}
 
 
-def search_signals(index: imgindex.Index, signals: tuple[str, ...] | str, processes: int) -> dict[Pair, tuple[str, float]]:
+def search_signals(index: imgindex.Index, signals: tuple[str, ...] | str,
+                   processes: int) -> dict[Pair, tuple[str, float]]:
     """The pairs a real 'similar' search with these signals finds (same_dim off, rotate on, mirror off):
     pair -> (the signal that matched it, its score)."""
     index.search(similarity="similar", signals=signals, rotate=True, mirror=False, same_dim=False,
@@ -244,7 +246,8 @@ def photos(args: argparse.Namespace, work: Path, similar: float) -> dict:
     print("`similar` = pixels alone (MSE); `similar`, pixels + tone = the preset's default signals.\n")
     cols = [("duplicates", True), ("similar", True), ("similar", False), ("both", True), ("both", False)]
     print(f"| kind of copy | n | `duplicates` | `similar` ({similar:g}) | `similar`, same_dim off "
-          "| `similar`, pixels + tone | `similar`, pixels + tone, same_dim off | MSE of true pairs: median / p95 / max |")
+          "| `similar`, pixels + tone | `similar`, pixels + tone, same_dim off "
+          "| MSE of true pairs: median / p95 / max |")
     print("|---|---|---|---|---|---|---|---|")
     for k in kinds:
         cells = [f"{recall(set(runs[c]), wanted[k]):.3f}" for c in cols]
@@ -503,10 +506,32 @@ def joined_at_zero(scenes: list[Measured]) -> dict[str, int]:
 
 
 def columns(m: Measured, phash_ts: list[int]) -> dict[str, set[Pair]]:
-    """Column label -> the pairs that method joins in this set."""
+    """Column label -> the pairs that method joins in this set: the searches of METHODS, then pHash-8."""
     cols = {METHOD_LABELS[k]: set(v) for k, v in m.found.items()}
     cols.update({f"pHash-8 <= {t}": m.phash_pairs(t) for t in phash_ts})
     return cols
+
+
+def scene_counts(m: Measured, phash_ts: list[int]) -> dict[str, list[tuple[int, int]]]:
+    """Kind of scene, and 'other' (pairs of shots of two different photos) -> per column of ``columns``:
+    (pairs joined, how many of them pixels alone does not join)."""
+    cols = columns(m, phash_ts)
+    pixels = cols[METHOD_LABELS["pixels"]]
+    pairs = scene_pairs(m.truth)
+    every = set().union(*pairs.values())
+    counts = {}
+    for row in (*SCENE_KINDS, "other"):
+        joined = [v - every if row == "other" else v & pairs[row] for v in cols.values()]
+        counts[row] = [(len(j), len(j - pixels)) for j in joined]
+    return counts
+
+
+def shortfalls(m: Measured, t: int) -> list[tuple[str, float, float]]:
+    """The edit kinds where `similar` finds less than pHash-8 <= ``t``: (kind, its recall, pHash-8's)."""
+    wanted = edit_pairs(m.truth)
+    ours, theirs = set(m.found["similar"]), m.phash_pairs(t)
+    rows = [(k, recall(ours, wanted[k]), recall(theirs, wanted[k])) for k in EDIT_KINDS]
+    return [r for r in rows if r[1] < r[2]]
 
 
 def edits_and_scenes(args: argparse.Namespace, work: Path) -> None:
@@ -543,8 +568,8 @@ def print_edits(m: Measured, seed: int, phash_ts: list[int]) -> None:
     print("| edit | n | " + " | ".join(cols) + " |")
     print("|---|---|" + "---|" * len(cols))
     for k in EDIT_KINDS:
-        print(f"| {EDIT_LABELS[k]} | {len(wanted[k])} | " + " | ".join(f"{recall(v, wanted[k]):.3f}" for v in cols.values())
-              + " |")
+        cells = [f"{recall(v, wanted[k]):.3f}" for v in cols.values()]
+        print(f"| {EDIT_LABELS[k]} | {len(wanted[k])} | " + " | ".join(cells) + " |")
     precs = [precision(v, group) for v in cols.values()]
     print("| **pair precision** (true / found) | | " + " | ".join(f"{p:.4f} ({t}/{n})" for p, t, n in precs) + " |")
 
@@ -553,24 +578,16 @@ def print_scenes(scenes: dict[int, Measured], phash_ts: list[int]) -> None:
     print("\n### Same-scene shots: every file its own photo, so every pair joined is a false join\n")
     print("Scene pairs joined (two shots of one scene), in brackets how many of them pixels alone does not "
           "join; 'other pairs' = pairs of shots of two different photos.\n")
-    pixels_label = METHOD_LABELS["pixels"]
+    labels = [*(METHOD_LABELS[k] for k in METHODS), *(f"pHash-8 <= {t}" for t in phash_ts)]
+    pixels = labels.index(METHOD_LABELS["pixels"])
+    print("| seed | kind of scene | pairs | " + " | ".join(labels) + " |")
+    print("|---|---|---|" + "---|" * len(labels))
     for seed, m in scenes.items():
-        cols = columns(m, phash_ts)
-        if seed == next(iter(scenes)):
-            print("| seed | kind of scene | pairs | " + " | ".join(cols) + " |")
-            print("|---|---|---|" + "---|" * len(cols))
-
-        def cells(wanted: Callable[[set[Pair]], set[Pair]]) -> str:
-            """Joined pairs of ``wanted(joined)`` per column, with those pixels alone does not join."""
-            pixels = wanted(cols[pixels_label])
-            return " | ".join(f"{len(wanted(v))}" + ("" if label == pixels_label else f" (+{len(wanted(v) - pixels)})")
-                              for label, v in cols.items())
-
         pairs = scene_pairs(m.truth)
-        every = set().union(*pairs.values())
-        for kind in SCENE_KINDS:
-            print(f"| {seed} | {SCENE_LABELS[kind]} | {len(pairs[kind])} | " + cells(lambda v: v & pairs[kind]) + " |")
-        print(f"| {seed} | other pairs | | " + cells(lambda v: v - every) + " |")
+        for row, counts in scene_counts(m, phash_ts).items():
+            name, n = (SCENE_LABELS[row], len(pairs[row])) if row in SCENE_KINDS else ("other pairs", "")
+            cells = [f"{j}" if c == pixels else f"{j} (+{beyond})" for c, (j, beyond) in enumerate(counts)]
+            print(f"| {seed} | {name} | {n} | " + " | ".join(cells) + " |")
     missing = {seed: m.missing for seed, m in scenes.items() if m.missing}
     if missing:
         print("\nFiles not indexed (their pairs count as not joined): "
@@ -601,13 +618,8 @@ def print_quiet(quiet: dict[str, int | None], at_zero: dict[str, int], most: int
 def print_bar(m: Measured, quiet: dict[str, int | None]) -> None:
     """The issue's bar: recall of `similar` >= pHash-8's on every edit kind, pHash-8 at the largest threshold
     where it joins no scene pair; when it joins some at every threshold, the same per kind of scene it spares."""
-    wanted = edit_pairs(m.truth)
-    ours = set(m.found["similar"])
-
     def verdict(t: int) -> str:
-        theirs = m.phash_pairs(t)
-        short = [f"{EDIT_LABELS[k]} ({recall(ours, wanted[k]):.3f} < {recall(theirs, wanted[k]):.3f})"
-                 for k in EDIT_KINDS if recall(ours, wanted[k]) < recall(theirs, wanted[k])]
+        short = [f"{EDIT_LABELS[k]} ({ours:.3f} < {theirs:.3f})" for k, ours, theirs in shortfalls(m, t)]
         return "met on all 8 kinds" if not short else f"short on {len(short)} of 8: " + ", ".join(short)
 
     if quiet["any"] is not None:

@@ -117,6 +117,8 @@ class SearchReport:
     off_profile: tuple[str, ...] = ()  # settings this run took that differ from the index's profile
     signals: dict[str, float] = field(default_factory=lambda: {"pixels": 0.0})  # each signal's threshold
     tone_pairs: int = 0  # new pairs matched by tone and not by pixels
+    by_signal: dict[str, int] = field(default_factory=dict)  # new pairs each other signal matched first
+    unchecked: int = 0  # images indexed before borders were looked for: the trimmed signal skips them
 
 
 @dataclass(frozen=True)

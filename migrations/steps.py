@@ -558,7 +558,8 @@ _ADD_PAIR_ROW_SIGNAL = """
 @MIGRATIONS(name="0013_signals")
 def signals(db: Database) -> None:
     """Which signal matched each pair and its score (``compare.signals``), the signals a search ran
-    with, and the tone keys cached per image; ``pairs`` and ``match_pairs`` gain the two columns."""
+    with, the tone keys cached per image and the trimmed tensors made at decode time; ``pairs``
+    and ``match_pairs`` gain the two columns."""
     db.executescript(
         f"""
         -- signal: 'pixels' (MSE within the threshold) or 'tone' (the pattern of light and dark,
@@ -574,6 +575,15 @@ def signals(db: Database) -> None:
             image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
             recipe TEXT NOT NULL,
             coarse BLOB NOT NULL
+        );
+        -- the tensor of the picture inside uniform borders (scan.decode.content_box), made at decode
+        -- time; tensor NULL: the image was looked at and has no borders; no row: indexed before
+        -- borders were looked for (imgindex scan --refresh-signals). recipe: how borders were found
+        CREATE TABLE trimmed_tensors (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            recipe TEXT NOT NULL,
+            px_size INTEGER NOT NULL,
+            tensor BLOB
         );
         DROP VIEW match_pairs;
         DROP VIEW pairs;

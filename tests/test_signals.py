@@ -16,7 +16,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from helpers import invoke, photo_like
 from imgindex import Index
 from imgindex.compare import kernel, signals, tone
-from imgindex.compare.settings import TONE_THRESHOLD
+from imgindex.compare.settings import TONE_THRESHOLD, TRIMMED_THRESHOLD
 from imgindex.db.queries import load_tensors
 
 DATA = Path(__file__).parent / "data"
@@ -98,6 +98,10 @@ def test_tone_scores_equal_the_integer_reference_bit_for_bit(tensors, threshold,
         got = signals.scores(t, ia, ib, o)
         want = [reference_score(tensors[i], tensors[j], o) for i, j in zip(ia, ib)]
         assert got.tolist() == want  # the same floats: exact, not close
+        quick = signals.scores(t, ia, ib, o, limit=threshold)  # a quarter of the blocks first
+        assert [q if w <= threshold else None for q, w in zip(quick.tolist(), want)] == [
+            w if w <= threshold else None for w in want]
+        assert all(q > threshold for q, w in zip(quick.tolist(), want) if w > threshold)
     o_all = np.repeat(np.array(orientations), len(ia))
     sc = np.concatenate([signals.scores(t, ia, ib, o) for o in orientations])
     m = signals.best(np.tile(ia, len(orientations)), np.tile(ib, len(orientations)), o_all, sc, threshold)
@@ -118,6 +122,9 @@ def test_the_bound_never_exceeds_twice_the_score(tensors):
         d = ((c[ia] - kernel.orient(c[ib], o)) ** 2).sum(axis=(1, 2, 3))
         has = np.isfinite(s)
         assert np.all(d[has] <= signals.bound_limit(s[has].clip(min=0)) + 1e-12)
+        for k in np.flatnonzero(has):  # the box: block by block, what a pair at its own score can differ by
+            block = np.abs(c[ia[k]] - kernel.orient(c[ib[k]][None], o)[0])[..., 0]
+            assert np.all(block <= signals.box(max(float(s[k]), 0.0), px))
 
 
 def test_the_score_means_one_minus_the_correlation_block_by_block():
@@ -197,7 +204,7 @@ def test_similar_finds_edited_copies_by_tone_and_keeps_other_shots_apart(tmp_pat
             assert both[pair][0] == "tone" and both[pair][1] <= TONE_THRESHOLD
         assert frozenset((f"{stem}__pan_a.jpg", f"{stem}__pan_b.jpg")) not in both  # another shot
     assert all(a.split("__")[0].split(".")[0] == b.split("__")[0].split(".")[0] for a, b in map(tuple, both))
-    assert report.signals == {"pixels": 6.0, "tone": TONE_THRESHOLD}
+    assert report.signals == {"pixels": 6.0, "tone": TONE_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}
     assert report.tone_pairs == sum(s == "tone" for s, _ in both.values()) > 0
     assert {p: v for p, v in both.items() if v[0] == "pixels"} == by_pixels  # pixels first, unchanged
 
@@ -220,8 +227,11 @@ def brute_tone(index: Index, threshold: float, orientations, same_dim: bool) -> 
 
 
 @pytest.mark.parametrize("same_dim", [False, True])
-def test_the_tone_pass_finds_exactly_the_brute_force_pairs_across_chunks(tmp_path, edited, monkeypatch, same_dim):
-    monkeypatch.setattr(tone, "CHUNK", 5)  # many chunk pairs, new against old and against each other
+def test_the_tone_pass_finds_exactly_the_brute_force_pairs(tmp_path, edited, monkeypatch, same_dim):
+    from imgindex.compare import space
+
+    monkeypatch.setattr(space, "MAX_PAIRS", 7)  # the neighbouring cells' pairs taken a few at a time
+    monkeypatch.setattr(tone, "EXACT_BATCH", 5)
     with Index(tmp_path / "i.db") as index:
         index.scan([edited], processes=1)
         index.search(similarity="similar", same_dim=same_dim, rotate=True, signals="tone", full=True)

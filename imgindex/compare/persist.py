@@ -43,11 +43,12 @@ def chain_of(db: Database, search_id: int) -> int:
 
 
 def add_pairs(db: Database, pair_set: int, search_id: int, found: tuple[np.ndarray, ...], n_values: int,
-              tone: ToneFound | None = None) -> int:
-    """Write pairs a search found (``found`` by pixels, ``tone`` by tone only), leaving out those
-    whose image left the index meanwhile (a scan running beside the search); returns how many."""
-    tone = tone if tone is not None else ToneFound.empty()
-    ids = np.unique(np.concatenate([found[0], found[1], tone.image_a, tone.image_b]))
+              others: dict[str, ToneFound] | None = None) -> int:
+    """Write pairs a search found (``found`` by pixels, ``others`` by each other signal), leaving out
+    those whose image left the index meanwhile (a scan running beside the search); returns how many."""
+    others = others or {}
+    ids = np.unique(np.concatenate([found[0], found[1], *(np.concatenate([p.image_a, p.image_b])
+                                                          for p in others.values())]))
     if len(ids) == 0:
         return 0
     present = np.fromiter((r[0] for r in db.execute(
@@ -55,11 +56,12 @@ def add_pairs(db: Database, pair_set: int, search_id: int, found: tuple[np.ndarr
         dtype=np.int64)
     writer = PairWriter(db, pair_set, search_id, n_values)
     keep = np.isin(found[0], present) & np.isin(found[1], present)
-    writer.add(tuple(x[keep] for x in found))
-    kept_tone = tone.take(np.isin(tone.image_a, present) & np.isin(tone.image_b, present))
-    writer.add((kept_tone.image_a, kept_tone.image_b, kept_tone.ssd, kept_tone.orient), "tone", kept_tone.score)
+    written = writer.add(tuple(x[keep] for x in found))
+    for signal, pairs in others.items():
+        kept = pairs.take(np.isin(pairs.image_a, present) & np.isin(pairs.image_b, present))
+        written += writer.add((kept.image_a, kept.image_b, kept.ssd, kept.orient), signal, kept.score)
     writer.flush()
-    return int(keep.sum()) + len(kept_tone)
+    return written
 
 
 def hide_pairs(db: Database, pair_set: int, search_id: int, image_ids: np.ndarray) -> int:

@@ -23,7 +23,7 @@ from imgindex.db.connect import abandon_transaction, write_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
 from imgindex.db.runs import now, start_run, update_run
 from imgindex.errors import ImgIndexError
-from imgindex.compare import kernel, points, profile, tone
+from imgindex.compare import kernel, passes, points, profile, tone
 from imgindex.compare import signals as signals_
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
 from imgindex.compare.few import few_tasks
@@ -32,8 +32,8 @@ from imgindex.compare.persist import add_pairs, count_groups, count_pairs, hide_
 from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, max_image_id, moved_since, new_images,
                                    new_mask, plan, scope_size)
-from imgindex.compare.settings import (TONE_THRESHOLD, Settings, base_search, resolve_similarity,
-                                       signal_thresholds, still_head, stored_settings)
+from imgindex.compare.settings import (Settings, base_search, resolve_similarity, signal_thresholds, still_head,
+                                       stored_settings)
 from imgindex.compare.update import update_groups
 from imgindex.types import SearchProgress, SearchReport
 from imgindex.workers import resolve_processes
@@ -145,7 +145,8 @@ class _Run:
         self.version = decisions.version(db)
         self.policy = policy_of(db, settings)
         self.roots = settings.roots if settings.in_folder else ()
-        self.tone_pairs = 0  # new pairs matched by tone alone
+        self.by_signal: dict[str, int] = {}  # new pairs matched by each signal besides pixels, and no earlier one
+        self.unchecked = 0  # images in scope indexed before borders were looked for (the trimmed signal)
 
     def _record(self, algorithm: str, chunksize: int, n: int) -> None:
         update_run(self.db, "searches", self.search_id, {
@@ -176,10 +177,9 @@ class _Run:
         self._record(algorithm, chunksize, n)
         writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
         found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
-        toned = self._tone(scope, np.ones(n, dtype=bool))
-        toned = toned.take(~self._written(toned))
-        self.tone_pairs = len(toned)
-        found += writer.add((toned.image_a, toned.image_b, toned.ssd, toned.orient), "tone", toned.score)
+        extra = self._others(scope, np.ones(n, dtype=bool), self._written)
+        for signal, pairs in extra.items():
+            found += writer.add((pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient), signal, pairs.score)
         writer.flush()
         if algorithm == "chunked":
             points.ensure(self.db, self.px)  # for the incremental searches to come (once)
@@ -188,22 +188,15 @@ class _Run:
         return self._done(n, n, found, found - set_aside, n_groups, set_aside, workers, int(scope.ids.max(initial=0)),
                           algorithm)
 
-    def _tone(self, scope, is_new) -> tone.ToneFound:
-        """The tone pass (when the search uses it): pairs with a new image whose tone matches."""
-        if "tone" not in self.settings.signals:
-            return tone.ToneFound.empty()
-        return tone.search(self.db, scope, is_new, scope.under_any(self.settings.reference), self.px, TONE_THRESHOLD,
-                           self.orientations, same_dim=self.settings.same_dim, in_folder=self.settings.in_folder)
+    def _others(self, scope, is_new, found_by_pixels) -> dict[str, tone.ToneFound]:
+        """The other signals' pairs (``passes``), and what they tell the report."""
+        found, self.unchecked = passes.other_signals(self.db, self.settings, scope, is_new, self.orientations,
+                                                     found_by_pixels)
+        self.by_signal = {k: len(v) for k, v in found.items()}
+        return found
 
-    def _written(self, toned: tone.ToneFound) -> np.ndarray:
-        """Which of the tone pairs this search's pixel pass already wrote (pixels is recorded first)."""
-        if len(toned) == 0:
-            return np.zeros(0, dtype=bool)
-        pairs = json.dumps([[a, b] for a, b in zip(toned.image_a.tolist(), toned.image_b.tolist())])
-        have = set(self.db.execute(
-            "SELECT image_a, image_b FROM pair_rows WHERE pair_set = ? AND found_in = ? AND (image_a, image_b) IN"
-            " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))", [self.search_id, self.search_id, pairs]).fetchall())
-        return np.array([(a, b) in have for a, b in zip(toned.image_a.tolist(), toned.image_b.tolist())], dtype=bool)
+    def _written(self, pairs: tone.ToneFound) -> np.ndarray:
+        return passes.written(self.db, self.search_id, pairs)
 
     def incremental(self) -> SearchReport | None:
         """The images added or moved since the base against all; then, in one transaction that first
@@ -222,11 +215,9 @@ class _Run:
                                    started=self.started, cluster=self.cluster)
             new_count, max_id = len(few.ids), max_image_id(self.db)
             moved = moved_since(self.db, base)
-            if "tone" in settings.signals:
-                scope = load_scope(self.db, settings.roots, settings.in_folder)
-                toned = self._tone(scope, new_mask(scope, base))
-            else:
-                toned = tone.ToneFound.empty()
+            others = [s for s in settings.signals if s != "pixels"]
+            scope = load_scope(self.db, settings.roots, settings.in_folder) if others else None
+            is_new = new_mask(scope, base) if others else None
         else:
             scope = load_scope(self.db, settings.roots, settings.in_folder)
             n = len(scope.ids)
@@ -240,18 +231,16 @@ class _Run:
             _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
             new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
             moved = np.union1d(moved_since(self.db, base), scope.ids[again])
-            toned = self._tone(scope, is_new)
         pixels = collector.found()
-        toned = toned.take(~_among(toned, pixels))
-        self.tone_pairs = len(toned)
-        both = tuple(np.concatenate([p, t]) for p, t in zip(pixels, (toned.image_a, toned.image_b, toned.ssd,
-                                                                    toned.orient)))
+        extra = self._others(scope, is_new, lambda pairs: passes.among(pairs, pixels)) if scope is not None else {}
+        both = tuple(np.concatenate([p, *(getattr(e, k) for e in extra.values())])
+                     for p, k in zip(pixels, ("image_a", "image_b", "ssd", "orient")))
         with write_transaction(self.db):
             if not still_head(self.db, base):
                 return None
             pair_set = base.pair_set
             hide_pairs(self.db, pair_set, self.search_id, moved)
-            found = add_pairs(self.db, pair_set, self.search_id, pixels, self.px * self.px * 3, toned)
+            found = add_pairs(self.db, pair_set, self.search_id, pixels, self.px * self.px * 3, extra)
             a, b, _, _ = both
             touched = np.union1d(moved, np.union1d(a, b))
             if (base.decisions_version == self.version and base.keep_rule == settings.keep_rule
@@ -273,16 +262,11 @@ class _Run:
             base_search_id=self.base.search_id if self.base else None, images=n, new_images=new_count,
             pairs=pairs, new_pairs=found, groups=n_groups, duration=time.monotonic() - self.started,
             workers=workers, executor=executor(self.cluster, self.processes), set_aside=set_aside, off_profile=(),
-            signals=signal_thresholds(self.settings.signals, self.settings.threshold), tone_pairs=self.tone_pairs,
+            signals=signal_thresholds(self.settings.signals, self.settings.threshold),
+            tone_pairs=self.by_signal.get("tone", 0), by_signal=self.by_signal, unchecked=self.unchecked,
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report
-
-
-def _among(toned: tone.ToneFound, pixels: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Which tone pairs the pixel pass found too (pixels is recorded first)."""
-    top = int(max(np.max(pixels[1], initial=0), np.max(toned.image_b, initial=0))) + 1
-    return np.isin(toned.image_a * top + toned.image_b, pixels[0] * top + pixels[1])
 
 
 def _finish(db: Database, search_id: int, status: str, started: float, report: SearchReport | None = None,

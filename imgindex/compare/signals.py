@@ -43,8 +43,8 @@ class ToneUnavailable(ValueError):
 
 def luminance(tensors: np.ndarray) -> np.ndarray:
     """(k, px, px, 3) uint8 -> (k, px, px) int64 luminance 0..255, rounded half up."""
-    t = tensors.astype(np.int64)
-    return (299 * t[..., 0] + 587 * t[..., 1] + 114 * t[..., 2] + 500) // 1000
+    weighted = np.einsum("kijc,c->kij", tensors, np.array([299, 587, 114], dtype=np.int32), dtype=np.int32)
+    return ((weighted + 500) // 1000).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Tones:
     centred: np.ndarray  # (k, px, px) int64: A = n L - S
     spread: np.ndarray  # (k,) int64: n V (0 for no tone)
     has_tone: np.ndarray  # (k,) bool
+    power: np.ndarray  # (k, g, g) float64: each local block's sum of A^2 (exact integers below 2^53)
 
 
 def tones(tensors: np.ndarray) -> Tones:
@@ -66,7 +67,11 @@ def tones(tensors: np.ndarray) -> Tones:
     s = lum.reshape(len(lum), -1).sum(axis=1)
     v = n * np.einsum("kij,kij->k", lum, lum) - s * s
     has = v >= n * n * MIN_STD**2
-    return Tones(n * lum - s[:, None, None], np.where(has, n * v, 0), has)
+    centred = n * lum - s[:, None, None]
+    edges = kernel.grid_edges(px, LOCAL_GRID)
+    g = len(edges) - 1
+    power = _block_sums(centred * centred, edges).reshape(-1, g, g).astype(np.float64)
+    return Tones(centred, np.where(has, n * v, 0), has, power)
 
 
 def coarse(t: Tones, px: int) -> np.ndarray:
@@ -78,6 +83,19 @@ def coarse(t: Tones, px: int) -> np.ndarray:
     sizes = np.diff(edges).astype(np.float64)
     scale = np.where(t.has_tone, 1.0 / np.sqrt(np.maximum(t.spread, 1).astype(np.float64)), 0.0)
     return sums / np.sqrt(np.outer(sizes, sizes))[None, :, :, None] * scale[:, None, None, None]
+
+
+def box(threshold: float, px: int) -> np.ndarray:
+    """(g, g): how far apart a pair within ``threshold`` can be in each coarse block (of
+    ``kernel.grid_edges``), in any orientation: every local block k has D_k <= 2 threshold n_k / n,
+    so block c's share of |z_a - T z_b|^2, and so its coarse difference squared, is at most
+    2 threshold / n times the pixels of the local blocks it meets."""
+    n = px * px
+    coarse_edges, local_edges = kernel.grid_edges(px), kernel.grid_edges(px, LOCAL_GRID)
+    meets = [(np.searchsorted(local_edges, lo, side="right") - 1, np.searchsorted(local_edges, hi, side="left"))
+             for lo, hi in zip(coarse_edges[:-1], coarse_edges[1:])]
+    spans = np.array([local_edges[b] - local_edges[a] for a, b in meets], dtype=np.float64)  # pixels met, per side
+    return np.sqrt(2.0 * threshold * np.outer(spans, spans) / n) * (1 + BOUND_SLACK) + 1e-9
 
 
 def bound_limit(threshold: float) -> float:
@@ -92,29 +110,56 @@ def _block_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return sums.reshape(len(values), -1)
 
 
-def scores(t: Tones, ia: np.ndarray, ib: np.ndarray, orientation: int, *, batch: int = 512) -> np.ndarray:
+def scores(t: Tones, ia: np.ndarray, ib: np.ndarray, orientation: int, *, limit: float | None = None,
+           batch: int = 512) -> np.ndarray:
     """The tone score of each pair (ia[k], ib[k]) of ``t`` in one orientation (float64; inf when
-    either image has no tone)."""
+    either image has no tone). With ``limit``, a pair whose every other block (a quarter of the
+    work) already has a local score past it gets that block's score instead, still > limit."""
     px = t.centred.shape[1]
-    n = px * px
     edges = kernel.grid_edges(px, LOCAL_GRID)
-    sizes = np.diff(edges)
-    factor = (n / (2.0 * np.outer(sizes, sizes))).reshape(-1)
     out = np.full(len(ia), np.inf)
     for start in range(0, len(ia), batch):
         a_at, b_at = ia[start : start + batch], ib[start : start + batch]
-        ok = t.has_tone[a_at] & t.has_tone[b_at]
-        if not ok.any():
+        ok = np.flatnonzero(t.has_tone[a_at] & t.has_tone[b_at])
+        if len(ok) == 0:
             continue
         a_at, b_at = a_at[ok], b_at[ok]
         a = t.centred[a_at]
         b = kernel.orient(t.centred[b_at][..., None], orientation)[..., 0]
-        pa, pb, q = (_block_sums(x, edges).astype(np.float64) for x in (a * a, b * b, a * b))
-        ra = t.spread[a_at].astype(np.float64)[:, None]
-        rb = t.spread[b_at].astype(np.float64)[:, None]
-        d = pa / ra + pb / rb - 2.0 * q / np.sqrt(ra * rb)
-        out[start : start + batch][ok] = (d * factor).max(axis=1)
+        pb = kernel.orient(t.power[b_at][..., None], orientation)[..., 0]
+        part = out[start : start + batch]
+        if limit is not None:
+            rows = _every_other(edges)
+            sub = _local(a[:, rows][:, :, rows], b[:, rows][:, :, rows], t.power[a_at][:, ::2, ::2],
+                         pb[:, ::2, ::2], t.spread[a_at], t.spread[b_at], _sub_edges(edges), px)
+            past = sub > limit
+            part[ok[past]] = sub[past]
+            ok, a, b, a_at, b_at, pb = (x[~past] for x in (ok, a, b, a_at, b_at, pb))
+            if len(ok) == 0:
+                continue
+        part[ok] = _local(a, b, t.power[a_at], pb, t.spread[a_at], t.spread[b_at], edges, px)
     return out
+
+
+def _local(a, b, pa, pb, spread_a, spread_b, edges: np.ndarray, px: int) -> np.ndarray:
+    """The largest local_k over the blocks of ``edges`` (``pa``, ``pb``: those blocks' sums of A^2)."""
+    n = px * px
+    sizes = np.diff(edges)
+    q = _block_sums(a * b, edges).astype(np.float64)
+    ra = spread_a.astype(np.float64)[:, None]
+    rb = spread_b.astype(np.float64)[:, None]
+    d = pa.reshape(len(a), -1) / ra + pb.reshape(len(a), -1) / rb - 2.0 * q / np.sqrt(ra * rb)
+    return (d * (n / (2.0 * np.outer(sizes, sizes))).reshape(-1)).max(axis=1)
+
+
+def _every_other(edges: np.ndarray) -> np.ndarray:
+    """Pixel rows (and columns) of every other block of ``edges``, from the first."""
+    return np.concatenate([np.arange(lo, hi) for lo, hi in zip(edges[:-1:2], edges[1::2])])
+
+
+def _sub_edges(edges: np.ndarray) -> np.ndarray:
+    """The edges of those blocks once the rows between them are left out."""
+    return np.concatenate([[0], np.cumsum(np.diff(edges)[::2])])
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ buckets' rules (same_dim, in_folder), orientations and the tone threshold. Each 
 file is decoded again. Flows out: ``ToneFound``, the matching pairs lower id first, with their
 tone score and the pixel SSD in the orientation tone chose (the pairs table's ``mse``).
 
-The plan is the classic one (``plan._plan_part``: new chunks against all, reference folders only
-against the rest); the block-sum bound of every pair of a chunk pair is one float32 matrix
-product (``kernel.candidates``), and only the pairs it leaves are read and scored exactly.
+A range search, as the chunked pixel search (``space``): each image a point (the orbit features
+of its tone's block sums) in a grid of cells, new images against their neighbouring cells (and
+reference folders only against the rest); then the block-sum bound in each orientation; only
+the pairs left are read and scored exactly. Every bound is a lower bound of the tone score's
+(``signals``), so no pair within the threshold is lost.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.db.queries import load_tensors
-from imgindex.compare import kernel, signals
-from imgindex.compare.plan import Scope, _buckets, _plan_part
+from imgindex.compare import kernel, signals, space
+from imgindex.compare.plan import Scope, _buckets
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
 RECIPE = "tone-1"  # how tone_keys rows were made: keys of another recipe are made again, never mixed
-CHUNK = 2048
+EMPTY = np.empty(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -83,51 +85,120 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
            orientations: tuple[int, ...], *, same_dim: bool, in_folder: bool) -> ToneFound:
     """Every pair with a new image (and at most one reference image) whose tone score is within
     ``threshold``, in the best of ``orientations``."""
-    found = []
+    found = [ToneFound.empty()]
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
     for part in buckets:
         ids = scope.ids[part]
         ensure_keys(db, ids, px_size)
         coarse, has = load_keys(db, ids, px_size)
         ids, coarse, new, ref = ids[has], coarse[has], is_new[part][has], is_reference[part][has]
-        at = {int(i): k for k, i in enumerate(ids.tolist())}
-        for task in _plan_part(ids, new, ref, CHUNK):
-            found.append(_task(db, px_size, task, at, coarse, threshold, orientations))
-    if not found:
-        return ToneFound.empty()
+        pa, pb = _near(coarse, new, ref, threshold, px_size)
+        cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations)
+        a, b = ids[cand_a], ids[cand_b]
+        flip = a > b  # seen from the lower id, as stored: the orientation from that side is the inverse
+        a, b = np.where(flip, b, a), np.where(flip, a, b)
+        o = np.where(flip, np.asarray(kernel.INVERSE)[cand_o], cand_o)
+        for start in range(0, len(a), EXACT_BATCH):
+            found.append(score_pairs(db, px_size, a[start : start + EXACT_BATCH], b[start : start + EXACT_BATCH],
+                                     o[start : start + EXACT_BATCH], threshold))
     return ToneFound(*(np.concatenate([getattr(f, k) for f in found]) for k in ToneFound.__dataclass_fields__))
 
 
-def _task(db, px_size, task, at, coarse, threshold, orientations) -> ToneFound:
-    """One chunk pair: the block-sum bound of all its pairs, then the exact score of those left."""
-    same = task.ids_b is None
-    ids_a = np.array(task.ids_a, dtype=np.int64)
-    ids_b = ids_a if same else np.array(task.ids_b, dtype=np.int64)
-    ca = coarse[[at[i] for i in task.ids_a]]
-    cb = ca if same else coarse[[at[i] for i in task.ids_b]]
-    cand = kernel.candidates(ca, cb, np.zeros((1, 1, 1, 1)), signals.bound_limit(threshold), orientations, upper=same)
-    if len(cand.rows) == 0:
-        return ToneFound.empty()
-    a, b, o = ids_a[cand.rows], ids_b[cand.cols], cand.orient
-    flip = a > b  # seen from the lower id, as stored: the orientation from that side is the inverse
-    a, b = np.where(flip, b, a), np.where(flip, a, b)
-    o = np.where(flip, np.asarray(kernel.INVERSE)[o], o)
-    return score_pairs(db, px_size, a, b, o, threshold)
+EXACT_BATCH = 4096  # candidate pairs scored at once (their tensors in memory)
+JOINS = (("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old"))  # as plan._plan_part's: never ref-ref
+
+
+def _near(coarse: np.ndarray, new: np.ndarray, ref: np.ndarray, threshold: float,
+          px_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (a, b) of the pairs to compare that the box bound leaves (``Points``)."""
+    points = Points.of(coarse, threshold, px_size)
+    sets = {"new": ~ref & new, "old": ~ref & ~new, "ref": ref, "refnew": ref & new}
+    found = [points.pairs(np.flatnonzero(sets[left]), np.flatnonzero(sets[right]), same=left == right)
+             for left, right in JOINS]
+    return np.concatenate([EMPTY] + [a for a, _ in found]), np.concatenate([EMPTY] + [b for _, b in found])
+
+
+@dataclass(frozen=True)
+class Points:
+    """Each image a point: its tone's scaled orbit features (``signals.box``: the same in every
+    orientation), within 1 of the other's on every axis when a pair can be within the threshold;
+    a grid of unit cells over the axes of most spread finds them."""
+
+    space: space.Space
+    keys: np.ndarray
+    close: np.ndarray  # float32 coordinates
+
+    @staticmethod
+    def of(coarse: np.ndarray, threshold: float, px_size: int) -> Points:
+        features = space.orbit_features(coarse / signals.box(threshold, px_size)[None, :, :, None])
+        sp = _box_space(features)
+        projected = space.project(sp, features)
+        return Points(sp, space.cell_keys(sp, projected), projected.astype(np.float32))
+
+    def pairs(self, la: np.ndarray, ra: np.ndarray, *, same: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (a in ``la``, b in ``ra``) of the pairs in neighbouring cells within the box
+        (``same``: la is ra, each pair once)."""
+        if not len(la) or not len(ra):
+            return EMPTY, EMPTY
+        lg, rg = space.make_grid(self.keys[la]), space.make_grid(self.keys[ra])
+        found_a, found_b = [EMPTY], [EMPTY]
+        close = self.close
+        for i, j in space.pair_blocks(lg, 0, len(la), rg, space.neighbour_offsets(self.space, half=same), same=same):
+            pa, pb = la[lg.order[i]], ra[rg.order[j]]
+            keep = np.abs(close[pa, :BOX_FIRST] - close[pb, :BOX_FIRST]).max(axis=1) <= BOX_REACH
+            pa, pb = pa[keep], pb[keep]  # the axes of most spread first: they rule out most
+            keep = np.abs(close[pa, BOX_FIRST:] - close[pb, BOX_FIRST:]).max(axis=1) <= BOX_REACH
+            found_a.append(pa[keep])
+            found_b.append(pb[keep])
+        return np.concatenate(found_a), np.concatenate(found_b)
+
+
+BOX_DIMS = 5  # grid axes: the features of most spread
+BOX_FIRST = 10  # axes checked before the rest
+BOX_REACH = 1 + 1e-4  # the box's side, with room for float32 rounding of points of size < 100
+
+
+def _box_space(features: np.ndarray) -> space.Space:
+    """Unit cells over the BOX_DIMS feature axes of most spread (no rotation: the box bound holds
+    axis by axis), the others after them."""
+    spread = features[:: max(1, len(features) // 50_000)].std(axis=0)
+    order = np.argsort(-spread, kind="stable")
+    axes = np.eye(features.shape[1])[:, order]
+    top = features[:, order[:BOX_DIMS]]
+    side = BOX_REACH * (1 + 1e-6)
+    origin = top.min(axis=0, initial=0) - side
+    shape = np.floor((top.max(axis=0, initial=0) - origin) / side).astype(np.int64) + 2
+    return space.Space(np.zeros(features.shape[1]), axes, side, origin, shape, side)
+
+
+def oriented(coarse: np.ndarray, pa: np.ndarray, pb: np.ndarray, threshold: float, orientations):
+    """The (a, b, orientation) of those pairs whose block-sum bound in that orientation is within reach."""
+    flat = coarse.astype(np.float32)
+    norm = float(np.sqrt(np.einsum("kijc,kijc->k", coarse, coarse).max(initial=0)))
+    k, o = kernel.oriented_close(flat, pa, pb, space.reach(float(np.sqrt(signals.bound_limit(threshold))), norm),
+                                 orientations)
+    return pa[k], pb[k], o
 
 
 def score_pairs(db, px_size: int, a: np.ndarray, b: np.ndarray, o: np.ndarray, threshold: float) -> ToneFound:
     """Exact tone scores of (a, b, orientation) candidates (a < b), each pair's best within the threshold."""
     need = np.union1d(a, b)
     tensors = load_tensors(db, need, px_size)
+    return _scored(tensors, tensors, need, a, b, o, threshold)
+
+
+def _scored(tensors: np.ndarray, stored: np.ndarray, need: np.ndarray, a, b, o, threshold: float) -> ToneFound:
+    """Tone scores of candidates (a, b: ids in ``need``, whose ``tensors`` are scored), each pair's
+    best within the threshold; its SSD from the ``stored`` tensors (the pairs table's MSE)."""
     t = signals.tones(tensors)
     ia, ib = np.searchsorted(need, a), np.searchsorted(need, b)
     score = np.empty(len(a))
     for orientation in np.unique(o).tolist():
         sel = o == orientation
-        score[sel] = signals.scores(t, ia[sel], ib[sel], orientation)
+        score[sel] = signals.scores(t, ia[sel], ib[sel], orientation, limit=threshold)
     m = signals.best(ia, ib, o, score, threshold)
     ssd = np.empty(len(m.rows), dtype=np.int64)
     for orientation in np.unique(m.orient).tolist():
         sel = m.orient == orientation
-        ssd[sel] = kernel.exact_ssd(tensors[m.rows[sel]], tensors[m.cols[sel]], orientation)
+        ssd[sel] = kernel.exact_ssd(stored[m.rows[sel]], stored[m.cols[sel]], orientation)
     return ToneFound(need[m.rows], need[m.cols], ssd, m.orient, m.score)

@@ -16,6 +16,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from imgindex.compare.run import near_pairs
+from imgindex.compare.settings import SIGNALS
 
 NEAR_MISSES = 50
 HISTOGRAM_BINS = 30
@@ -38,7 +39,7 @@ class ReportMember:
     rotation: int | None
     mirrored: bool
     keep_reason: str | None = None  # 'rule', 'pinned', 'reference'; None: lower quality, acted on
-    matched_by: str | None = None  # 'tone' when every pair joining it to its group is a tone match
+    matched_by: str | None = None  # 'tone' or 'trimmed' when no pair joining it to its group is a pixels match
 
     @property
     def kept(self) -> bool:
@@ -75,25 +76,29 @@ def load_groups(db: Database, search_id: int) -> list[ReportGroup]:
         image_id, path, folder, w, h, size, fmt, digest, keeper, mse, rotation, mirrored, reason = fields
         members.setdefault(gid, []).append(ReportMember(
             image_id, path, folder, w, h, size, fmt, digest, bool(keeper), mse, rotation, bool(mirrored), reason))
-    by_tone = _tone_only(db, search_id)
-    groups = [ReportGroup(gid, tuple(dataclasses.replace(m, matched_by="tone") if m.image_id in by_tone else m
+    by = _matched_by(db, search_id)
+    groups = [ReportGroup(gid, tuple(dataclasses.replace(m, matched_by=by[m.image_id]) if m.image_id in by else m
                                      for m in ms)) for gid, ms in members.items()]
     groups.sort(key=lambda g: (-g.reclaimable, g.group_id))
     return groups
 
 
-def _tone_only(db: Database, search_id: int) -> set[int]:
-    """Images all of whose pairs in the search were matched by tone, none by pixels."""
-    tone = {i for pair in db.execute("SELECT image_a, image_b FROM pairs WHERE search_id = ? AND signal = 'tone'",
-                                     [search_id]) for i in pair}
-    if not tone:
-        return set()
-    listed = json.dumps(sorted(tone))
+def _matched_by(db: Database, search_id: int) -> dict[int, str]:
+    """Images none of whose pairs in the search pixels matched: the signal that did (the first, in
+    SIGNALS order, when several)."""
+    others: dict[int, set[str]] = {}
+    for a, b, signal in db.execute("SELECT image_a, image_b, signal FROM pairs WHERE search_id = ? AND signal != 'pixels'",
+                                   [search_id]):
+        others.setdefault(a, set()).add(signal)
+        others.setdefault(b, set()).add(signal)
+    if not others:
+        return {}
+    listed = json.dumps(sorted(others))
     pixels = {i for pair in db.execute(
         "SELECT image_a, image_b FROM pairs WHERE search_id = ? AND signal = 'pixels' AND"
         " (image_a IN (SELECT value FROM json_each(?)) OR image_b IN (SELECT value FROM json_each(?)))",
         [search_id, listed, listed]) for i in pair}
-    return tone - pixels
+    return {i: next(s for s in SIGNALS if s in found) for i, found in others.items() if i not in pixels}
 
 
 def histogram_cap(threshold: float) -> float:

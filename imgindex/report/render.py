@@ -103,7 +103,7 @@ def _member_row(m: ReportMember, keys: dict[str, int], thumbs: dict[str, Thumb],
     why = thumbs.get(m.content_hash, (None, "not made"))[1] if here else MISSING
     return [_text(m.path), _text(m.folder), m.width, m.height, m.size, m.format or "?", int(m.is_keeper),
             m.mse_to_keeper, m.rotation, int(m.mirrored), keys.get(m.content_hash) if here else None, why,
-            kept_label(m), int(m.matched_by == "tone")]
+            kept_label(m), m.matched_by]
 
 
 def kept_label(m: ReportMember) -> str | None:

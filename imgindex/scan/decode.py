@@ -15,6 +15,10 @@ the picture, cheap to make, and the same for a copy that was rotated on disk or 
 
 Animated images use their first frame. ``DECODER`` names this recipe; it is stored with each
 tensor so tensors made another way are never mixed with these silently.
+
+A picture framed by uniform borders (letterbox or pillarbox bars, a mat) also gets a *trimmed*
+tensor: the same recipe on the region inside the borders, found on the decoded pixels (sub-pixel
+at the tensor's scale), for the ``trimmed`` signal. ``TRIM`` names how borders are found.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ formats.heif_problem()  # register pillow-heif's opener in this process (workers
 formats.jxl_available()  # and pillow-jxl-plugin's, where the [jxl] extra is installed
 
 DECODER = "pil-draft-bicubic-v1"
+TRIM = "trim-v1"  # how borders are found (``content_box``): trimmed tensors of another recipe are never mixed
+TRIM_TOLERANCE = 12  # luminance levels a border line's pixels may be from the border's colour
+TRIM_SHARE = 0.98  # of a border line's pixels that must be that close (JPEG ringing, a stray speck)
+TRIM_MIN = 0.03  # a border thinner than this share of its side is left alone
+TRIM_KEEP = 0.5  # and nothing is trimmed when less than half of a side would remain
 HALF_SIZE_FROM = 6  # RAW: half-size demosaic when half the short side is >= 6x the tensor (a 24-MP sensor: yes)
 DRAFT_GAP = 3  # DCT scaling stops at >= 3x the target: 1.7 ms for a 1024-px JPEG, MSE < 1 to a full decode
 REDUCING_GAP = None  # no integer reduce() first: its partial edge block breaks rotation symmetry
@@ -65,6 +74,7 @@ class DecodedImage:
     width: int
     height: int
     format: str | None
+    trimmed: bytes | None = None  # the tensor of the region inside uniform borders; None: no borders
 
 
 @dataclass(frozen=True)
@@ -108,24 +118,74 @@ def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedI
             # EXIF after load(): for PNG, getexif() loads the image itself, and a failure swallowed
             # there would leave a half-decoded image marked as loaded
             orientation = _orientation(im)
-            small = _resize(_normalise_mode(im), px_size, box)
-    if orientation in _ORIENTATION:
-        small = small.transpose(_ORIENTATION[orientation])
+            normal = _normalise_mode(im)
+            small = _resize(normal, px_size, box)
+            inside = content_box(normal, box)
+            trimmed = _resize(normal, px_size, inside) if inside is not None else None
     if orientation in (5, 6, 7, 8):
         width, height = height, width
+    return DecodedImage(tensor=_tensor(small, orientation, px_size), width=width, height=height, format=fmt,
+                        trimmed=None if trimmed is None else _tensor(trimmed, orientation, px_size))
+
+
+def _tensor(small: Image.Image, orientation: int, px_size: int) -> bytes:
+    """The stored bytes of a resized picture, its EXIF orientation applied (a lossless transpose)."""
+    if orientation in _ORIENTATION:
+        small = small.transpose(_ORIENTATION[orientation])
     tensor = np.asarray(small, dtype=np.uint8)
     if tensor.shape != (px_size, px_size, 3):  # pragma: no cover - a Pillow contract broke
         raise ValueError(f"unexpected tensor shape {tensor.shape}")
-    return DecodedImage(tensor=tensor.tobytes(), width=width, height=height, format=fmt)
+    return tensor.tobytes()
+
+
+def content_box(im: Image.Image, box=None) -> tuple[float, float, float, float] | None:
+    """The region of ``im`` (within ``box``, the part of a drafted JPEG that is the picture) inside
+    uniform borders, or None when it has none worth trimming: each side's run of lines whose
+    pixels (TRIM_SHARE of them) are within TRIM_TOLERANCE of that side's outermost line, if the run
+    is at least TRIM_MIN of the side and at least TRIM_KEEP of the side remains. Pictures with
+    transparency are left alone (their borders may be see-through)."""
+    if im.mode not in ("L", "RGB"):
+        return None
+    box = (0, 0, im.width, im.height) if box is None else box
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    lum = np.asarray(im if im.mode == "L" else im.convert("L"), dtype=np.int16)[y0:y1, x0:x1]
+    h, w = lum.shape
+    if h < 8 or w < 8:
+        return None
+    top, bottom = _border(lum, h), _border(lum[::-1], h)
+    left, right = _border(lum.T, w), _border(lum.T[::-1], w)
+    if not (top or bottom or left or right) or h - top - bottom < TRIM_KEEP * h or w - left - right < TRIM_KEEP * w:
+        return None
+    # a side without a border keeps the box's own edge (a drafted JPEG's is fractional)
+    return (x0 + left if left else box[0], y0 + top if top else box[1], x1 - right if right else box[2],
+            y1 - bottom if bottom else box[3])
+
+
+def _border(lines: np.ndarray, side: int) -> float:
+    """How far (in lines, from the outside in) the first line's colour reaches; 0 below TRIM_MIN.
+
+    The line where the border ends is usually a blend of border and picture (the border rarely
+    ends on a pixel edge of a scaled decode): the share of border in it is estimated from the
+    line after it, so the picture is cut out to a fraction of a pixel."""
+    colour = int(np.median(lines[0]))
+    close = (np.abs(lines - colour) <= TRIM_TOLERANCE).mean(axis=1) >= TRIM_SHARE
+    run = int(np.argmin(close)) if not close.all() else len(close)
+    if run < TRIM_MIN * side or run + 1 >= len(lines):
+        return 0
+    blend, inner = lines[run].astype(np.float64), lines[run + 1].astype(np.float64)
+    telling = np.abs(inner - colour) > 2 * TRIM_TOLERANCE
+    share = float(np.median((inner[telling] - blend[telling]) / (inner[telling] - colour))) if telling.sum() >= 8 else 0.5
+    return run + min(max(share, 0.0), 1.0)
 
 
 def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
     """A camera RAW file's tensor: LibRaw's rendering (``_raw_rgb``), then the one resize."""
     picture = _raw_rgb(fp, px_size)
     small = _resize(picture, px_size, None)
+    inside = content_box(picture)
     width, height = picture.info["sensor_size"]
-    return DecodedImage(tensor=np.asarray(small, dtype=np.uint8).tobytes(), width=width, height=height,
-                        format=raw_format)
+    return DecodedImage(tensor=_tensor(small, 1, px_size), width=width, height=height, format=raw_format,
+                        trimmed=None if inside is None else _tensor(_resize(picture, px_size, inside), 1, px_size))
 
 
 def _raw_rgb(fp, px_size: int) -> Image.Image:

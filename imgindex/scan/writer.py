@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imgindex.db.runs import now, update_run
-from imgindex.scan.decode import DECODER, FileResult, read_file
+from imgindex.scan.decode import DECODER, TRIM, FileResult, read_file
 from imgindex.scan.diff import ReadTask
 from imgindex.types import ScanErrorInfo
 
@@ -233,6 +233,8 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
          result.content_hash, px_size, DECODER, now()],
     ).lastrowid
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) VALUES (?, ?, ?)", [image_id, px_size, d.tensor])
+    db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor) VALUES (?, ?, ?, ?)",
+               [image_id, TRIM, px_size, d.trimmed])
 
 
 def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> bool:
@@ -247,6 +249,8 @@ def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int)
         return False
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) SELECT ?, px_size, tensor FROM tensors"
                " WHERE image_id = ?", [cursor.lastrowid, source_id])
+    db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor) SELECT ?, recipe, px_size, tensor"
+               " FROM trimmed_tensors WHERE image_id = ?", [cursor.lastrowid, source_id])
     return True
 
 

@@ -21,7 +21,7 @@
   }
   function member(m) {
     var path = m[0], folder = m[1], w = m[2], h = m[3], bytes = m[4], fmt = m[5], keeper = m[6],
-        mse = m[7], rot = m[8], mirrored = m[9], thumb = m[10], why = m[11], kept = m[12], tone = m[13];
+        mse = m[7], rot = m[8], mirrored = m[9], thumb = m[10], why = m[11], kept = m[12], signal = m[13];
     var box = el("div", keeper ? "member keeper" : kept ? "member kept" : "member");
     if (thumb !== null) {
       var img = el("img", "thumb");
@@ -31,7 +31,7 @@
     } else {
       box.appendChild(el("div", "missing", why));
     }
-    var distance = "MSE " + (mse === null ? "?" : mse.toFixed(3)) + (tone ? " \u00b7 matched by tone" : "");
+    var distance = "MSE " + (mse === null ? "?" : mse.toFixed(3)) + (signal ? " \u00b7 matched by " + signal : "");
     var how = keeper ? kept : kept ? kept + " \u00b7 " + distance : distance;
     var turn = [ROT[rot] || "", mirrored ? "mirrored" : ""].filter(Boolean).join(", ");
     box.appendChild(el("span", "badge", how + (turn ? " \u00b7 " + turn : "")));
