@@ -31,6 +31,7 @@ from imgindex.compare.run import search as run_search
 from imgindex.decide import commands as decide
 from imgindex.decide import record as decide_record
 from imgindex.scan.discover import under
+from imgindex.scan.refresh import refresh
 from imgindex.types import (
     ActionPlan,
     ActionProgress,
@@ -38,6 +39,7 @@ from imgindex.types import (
     CheckReport,
     Decision,
     DecisionReport,
+    RefreshReport,
     GroupRow,
     ReportProgress,
     ReportSummary,
@@ -95,6 +97,10 @@ class Index:
         self.add_reference(reference, regroup=False)
         return report
 
+    def refresh_signals(self, roots=(), *, processes=None, progress=None) -> RefreshReport:
+        """Give images indexed before borders were looked for their trimmed tensors (``scan.refresh``)."""
+        return refresh(self.db, self.px_size or 50, tuple(map(_expand, roots)), processes=processes, progress=progress)
+
     def scan_scope(self, scope: ScanScope, *, limit_extensions: bool = True, px_size: int = 50,
                    processes: int | None = None, progress: Callable[[ScanProgress], None] | None = None,
                    scheduler=None) -> ScanReport:
@@ -109,25 +115,21 @@ class Index:
                prefer_folders: Iterable[str] | None = None, reference: Iterable[str | os.PathLike] = (),
                in_folder: bool = False, roots: Iterable[str | os.PathLike] = (), processes: int | None = None,
                chunksize: int | None = None, full: bool = False, save_profile: bool = False,
-               progress: Callable[[SearchProgress], None] | None = None, scheduler=None,
-               signals: str | Iterable[str] | None = None) -> SearchReport:
+               progress: Callable[[SearchProgress], None] | None = None, scheduler=None, signals=None
+               ) -> SearchReport:
         """Find matching pairs among indexed images (those under ``roots``, or all) and group them.
 
         Settings left at None come from the index's search profile (set by the first search;
         ``save_profile=True`` makes this run's settings the profile). ``reference`` folders are
         added to the index's (see ``add_reference``). Incremental by default: only images added
         or moved since the last search with the same settings are compared. ``full`` starts over.
-        ``scheduler``: compare on a Dask cluster (as for ``scan``). ``signals``: 'pixels' (MSE),
-        'tone' (light and dark, brightness and contrast taken out) or both; None, the preset's
-        ('similar' uses both), 'default' back to it.
-        """
+        ``scheduler``: a Dask cluster, as for ``scan``. ``signals``: pixels, tone, trimmed (README)."""
         self.add_reference(reference, regroup=False)
         return run_search(self.db, str(self.path), similarity=similarity, rotate=rotate, mirror=mirror,
                           same_dim=same_dim, keep=keep, prefer_folders=None if prefer_folders is None else
                           tuple(prefer_folders), in_folder=in_folder, roots=tuple(_expand(r) for r in roots),
                           processes=processes, chunksize=chunksize, full=full, save_profile=save_profile,
-                          progress=progress, scheduler=scheduler,
-                          signals=signals if signals is None or isinstance(signals, str) else tuple(signals))
+                          progress=progress, scheduler=scheduler, signals=signals)
 
     def result(self, search_id: int | None = None) -> dict:
         """difPy's shape, {keeper_path: [[match_path, mse], ...]}, of the latest (or given) search."""

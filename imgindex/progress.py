@@ -12,7 +12,7 @@ import time
 from typing import TextIO
 
 from imgindex.humanize import clock
-from imgindex.types import ActionProgress, ScanProgress, SearchProgress
+from imgindex.types import ActionProgress, RefreshProgress, ScanProgress, SearchProgress
 
 
 class ProgressLine:
@@ -35,6 +35,8 @@ class ProgressLine:
             line = search_line(p)
         elif isinstance(p, ActionProgress):
             line = action_line(p)
+        elif isinstance(p, RefreshProgress):
+            line = f"Looking for borders: {p.done:,}/{p.total:,} images"
         else:
             line = f"Report: {p.stage} {p.done:,}/{p.total:,}"
         line = line[: _columns(self.stream) - 1]

@@ -356,3 +356,20 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What ``imgindex scan --refresh-signals`` did (``scan.refresh``)."""
+
+    looked_at: int  # images that had no trimmed tensor of this recipe
+    framed: int  # of those, pictures with borders (a trimmed tensor now)
+    skipped: int  # files changed or gone since they were indexed: the next scan reads them
+    duration: float
+
+
+@dataclass(frozen=True)
+class RefreshProgress:
+    done: int
+    total: int
+    elapsed: float

@@ -315,3 +315,31 @@ def test_the_report_says_which_members_only_tone_matched(tmp_path, edited):
         pixel_pairs = [p for p, (s, _) in found(index).items() if s == "pixels"]
     assert members["cat__gray.jpg"].matched_by == "tone"  # joined by tone alone
     assert pixel_pairs and all(members[name].matched_by is None for pair in pixel_pairs for name in pair)
+
+
+def test_refresh_signals_gives_an_old_index_its_trimmed_tensors_and_nothing_else(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    im = ImageOps.exif_transpose(Image.open(DATA / "castle.jpg")).convert("RGB")
+    im.save(root / "castle.jpg", quality=92)
+    framed = Image.new("RGB", (im.width, int(im.height * 1.3)))
+    framed.paste(im, (0, int(im.height * 0.15)))
+    framed.save(root / "castle-framed.jpg", quality=92)
+    Image.open(DATA / "cat.jpg").save(root / "cat.jpg")
+    db = tmp_path / "i.db"
+    with Index(db) as index:
+        index.scan([root], processes=1)
+        index.db.execute("DELETE FROM trimmed_tensors")  # as an index made before borders were looked for
+        before = index.db.execute("SELECT id, path, content_hash FROM images ORDER BY id").fetchall()
+    done = invoke("search", "--db", db, "--similarity", "similar", "--no-same-dim", "--signals", "default")
+    assert done.returncode == 0 and "3 images were indexed before borders" in done.stderr
+    assert "--refresh-signals" in done.stderr
+    refreshed = invoke("scan", root, "--db", db, "--refresh-signals")
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "Looked for borders in 3 images indexed before they were: 1 framed" in refreshed.stderr
+    with Index(db) as index:
+        assert index.db.execute("SELECT id, path, content_hash FROM images ORDER BY id").fetchall() == before
+        assert index.refresh_signals().looked_at == 0  # nothing left to do: resumable, idempotent
+        report = index.search(similarity="similar", same_dim=False, signals="default")
+        assert report.unchecked == 0
+        assert found(index)[frozenset(("castle.jpg", "castle-framed.jpg"))][0] == "trimmed"

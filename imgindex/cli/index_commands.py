@@ -35,11 +35,15 @@ PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(file_ok
 @db_option
 @scan_options
 @reference_option
+@click.option("--refresh-signals", is_flag=True,
+              help="Also decode again the images indexed before borders were looked for (letterbox bars, mats),"
+                   " so the 'trimmed' signal can compare them; resumable, changes nothing else.")
 @processes_option
 @scheduler_option
 @quiet_option
 @user_errors
-def scan(paths, db_path, recursive, limit_extensions, px_size, reference, processes, scheduler, quiet):
+def scan(paths, db_path, recursive, limit_extensions, px_size, reference, refresh_signals, processes, scheduler,
+         quiet):
     """Index the images under PATHS into the database; only new, changed and removed files cost time.
 
     \b
@@ -48,11 +52,17 @@ def scan(paths, db_path, recursive, limit_extensions, px_size, reference, proces
       imgindex scan ~/Pictures --db photos.db --no-recursive
       imgindex scan ~/Incoming --reference ~/Archive --db photos.db
       imgindex scan /mnt/photos --db photos.db --scheduler tcp://10.0.0.5:8786
+      imgindex scan ~/Pictures --db photos.db --refresh-signals
     """
     with Index(db_path) as index:
         report = _scan(index, paths, recursive, limit_extensions, px_size, processes, quiet, reference, scheduler)
         if not quiet:
             render.scan_summary(report, index.path, index.count())
+        if refresh_signals:
+            with progress_bar(quiet) as bar:
+                refreshed = index.refresh_signals(paths, processes=processes, progress=bar)
+            if not quiet:
+                click.echo(render.refresh_line(refreshed), err=True)
 
 
 @cli.command()

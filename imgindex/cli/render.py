@@ -87,12 +87,24 @@ def search_summary(report: SearchReport, profile=None) -> None:
         + _on_cluster(report),
         err=True,
     )
+    if report.unchecked:
+        click.echo(
+            f"Note: {report.unchecked:,} images were indexed before borders (letterbox bars, mats) were looked for;"
+            " the 'trimmed' signal skips them until `imgindex scan FOLDER --refresh-signals` decodes them again.",
+            err=True)
     if report.off_profile and profile is not None:
         click.echo(
             f"Note: this search's settings ({', '.join(report.off_profile)}) differ from the index's profile"
             f" ({profile_line(profile)}). The match_pairs and match_groups views now show this search; the"
             " watcher and later searches use the profile again. To keep these settings, add --save-profile"
             " (or use imgindex config).", err=True)
+
+
+def refresh_line(report) -> str:
+    """What ``scan --refresh-signals`` did, in one line."""
+    return (f"Looked for borders in {report.looked_at:,} images indexed before they were: {report.framed:,} framed"
+            + (f", {report.skipped:,} changed since (the next scan reads them)" if report.skipped else "")
+            + f", in {report.duration:.1f} s")
 
 
 def write_json(result: dict, output) -> None:
