@@ -578,12 +578,15 @@ def signals(db: Database) -> None:
         );
         -- the tensor of the picture inside uniform borders (scan.decode.content_box), made at decode
         -- time; tensor NULL: the image was looked at and has no borders; no row: indexed before
-        -- borders were looked for (imgindex scan --refresh-signals). recipe: how borders were found
+        -- borders were looked for (imgindex scan --refresh-signals). recipe: how borders were found;
+        -- inner_width, inner_height: the size of the picture inside them, in the file's pixels
         CREATE TABLE trimmed_tensors (
             image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
             recipe TEXT NOT NULL,
             px_size INTEGER NOT NULL,
-            tensor BLOB
+            tensor BLOB,
+            inner_width INTEGER,
+            inner_height INTEGER
         );
         DROP VIEW match_pairs;
         DROP VIEW pairs;

@@ -48,6 +48,12 @@ def photo(name: str) -> Image.Image:
     return ImageOps.exif_transpose(Image.open(DATA / f"{name}.jpg")).convert("RGB")
 
 
+def symmetric(quarter: Image.Image) -> Image.Image:
+    """A picture the same mirrored either way and turned 180 degrees: four copies of ``quarter``."""
+    top = np.concatenate([np.asarray(quarter), np.asarray(quarter)[:, ::-1]], axis=1)
+    return Image.fromarray(np.concatenate([top, top[::-1]], axis=0))
+
+
 # ------------------------------------------------------------------ content_box on pixels
 
 PICTURE = (400, 300)
@@ -192,8 +198,8 @@ def stem(name: str) -> str:
 def test_framed_copies_are_found_by_trimmed_and_nothing_else_is(tmp_path, framed_photos):
     with Index(tmp_path / "i.db") as index:
         index.scan([framed_photos], processes=1)
-        by_pixels = found(index) if index.search(similarity="similar", same_dim=False, signals="pixels", full=True,
-                                                  processes=1) else None
+        index.search(similarity="similar", same_dim=False, signals="pixels", full=True, processes=1)
+        by_pixels = found(index)
         index.search(similarity="similar", same_dim=False, signals="pixels,tone", full=True, processes=1)
         without = found(index)
         report = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
@@ -232,10 +238,11 @@ def test_in_folder_keeps_trimmed_pairs_within_each_folder(tmp_path):
 
 # ------------------------------------------------------------------ exact against brute force
 
-def brute_trimmed(index: Index, threshold: float, orientations) -> dict[tuple[int, int], tuple[float, float, int]]:
+def brute_trimmed(index: Index, threshold: float, orientations) -> dict[tuple[int, int], tuple[float, float, int, int]]:
     """Every pair (lower id first) with at least one framed picture whose best tone score over
-    (trimmed, whole), (whole, trimmed), (trimmed, trimmed) and the orientations is within the
-    threshold: (score, MSE of the whole tensors in that orientation, orientation)."""
+    (trimmed, whole), (whole, trimmed), (trimmed, trimmed) and the orientations (ties: the earlier)
+    is within the threshold: (score, MSE of the whole tensors in that orientation, orientation, how
+    many (combination, orientation) were within the threshold)."""
     ids = [r[0] for r in index.db.execute("SELECT id FROM images ORDER BY id")]
     whole = dict(zip(ids, load_tensors(index.db, ids, 50)))
     cut = {i: as_array(t) for i, t in index.db.execute(
@@ -248,10 +255,11 @@ def brute_trimmed(index: Index, threshold: float, orientations) -> dict[tuple[in
             if not combos:
                 continue
             t = [signals.tones(np.stack(c)) for c in combos]
-            score, o = min((float(signals.scores(ti, np.array([0]), np.array([1]), o)[0]), o)
-                           for ti in t for o in orientations)
+            scored = [(float(signals.scores(ti, np.array([0]), np.array([1]), o)[0]), o) for ti in t for o in orientations]
+            score, o = min(scored)
             if score <= threshold:
-                out[a, b] = (score, mse(whole[a], kernel.orient(whole[b][None], o)[0]), o)
+                out[a, b] = (score, mse(whole[a], kernel.orient(whole[b][None], o)[0]), o,
+                             sum(s <= threshold for s, _ in scored))
     return out
 
 
@@ -265,6 +273,8 @@ def test_the_trimmed_pass_finds_exactly_the_brute_force_pairs(tmp_path, framed_p
     letterbox(castle).transpose(Image.Transpose.ROTATE_90).save(framed_photos / "castle__letterbox_turned.jpg",
                                                                 quality=92)
     pillarbox(cat).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(framed_photos / "cat__pillarbox_mirrored.png")
+    symmetric(photo_like(7, (200, 150))).save(framed_photos / "sym.png")  # it matches in several orientations:
+    letterbox(symmetric(photo_like(7, (200, 150)))).save(framed_photos / "sym__letterbox.jpg", quality=92)  # the best
     with Index(tmp_path / "i.db") as index:
         index.scan([framed_photos], processes=1)
         report = index.search(similarity="similar", same_dim=False, rotate=True, mirror=mirror, signals=("trimmed",),
@@ -276,21 +286,24 @@ def test_the_trimmed_pass_finds_exactly_the_brute_force_pairs(tmp_path, framed_p
         names = {i: Path(p).name for i, p in index.db.execute("SELECT id, path FROM images")}
     assert list(report.signals) == ["trimmed"]
     assert {k: v[3] for k, v in got.items()} == dict.fromkeys(want, "trimmed")
-    for pair, (score, pixel_mse, o) in want.items():
+    for pair, (score, pixel_mse, o, _) in want.items():
         assert got[pair][0] == score and got[pair][2] == o, (pair, got[pair], want[pair])  # the same floats
         assert got[pair][1] == pytest.approx(pixel_mse, rel=1e-12)
     by_name = {frozenset((names[a], names[b])): v for (a, b), v in want.items()}
     turned = by_name[frozenset(("castle.jpg", "castle__letterbox_turned.jpg"))]
     assert kernel.ORIENTATIONS[turned[2]].rotation in (90, 270) and not kernel.ORIENTATIONS[turned[2]].mirrored
     assert (frozenset(("cat.jpg", "cat__pillarbox_mirrored.png")) in by_name) == mirror
-    assert len(want) >= 14
+    sym = frozenset(("sym.png", "sym__letterbox.jpg"))
+    assert by_name[sym][3] >= 2  # several (combination, orientation) within the threshold: the best is kept
+    assert len(want) >= 15
 
 
 # ------------------------------------------------------------------ incremental, reference folders
 
-def test_an_incremental_search_adds_a_framed_copy(tmp_path, framed_photos):
+def test_an_incremental_search_adds_a_framed_copy_and_a_picture_framed_before(tmp_path, framed_photos):
     late = tmp_path / "late"
     late.mkdir()
+    (framed_photos / "kingfisher.jpg").rename(late / "kingfisher.jpg")  # its framed copies come first
     with Index(tmp_path / "i.db") as index:
         index.scan([framed_photos], processes=1)
         first = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
@@ -299,8 +312,10 @@ def test_an_incremental_search_adds_a_framed_copy(tmp_path, framed_photos):
         again = index.search(similarity="similar", same_dim=False, signals="default", processes=1)
         assert again.incremental and again.base_search_id == first.search_id
         incremental = found(index)
-        assert incremental[frozenset(("castle.jpg", "castle__mat.png"))][0] == "trimmed"
-        assert again.by_signal["trimmed"] >= 1
+        for pair in (("castle.jpg", "castle__mat.png"), ("kingfisher.jpg", "kingfisher__letterbox.jpg"),
+                     ("kingfisher.jpg", "kingfisher__pillarbox.png")):  # a new framed one; a new whole one
+            assert incremental[frozenset(pair)][0] == "trimmed", pair
+        assert again.by_signal["trimmed"] >= 3
         index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
         assert found(index) == incremental  # the same as comparing everything again
 
@@ -326,6 +341,38 @@ def test_two_framed_copies_in_a_reference_folder_are_never_paired(tmp_path):
     assert between not in stored  # not even recorded (match_pairs would hide it)
     for copy in ("cat__letterbox.jpg", "cat__pillarbox.png"):
         assert pairs[frozenset(("cat.jpg", copy))][0] == "trimmed"
+
+
+def test_a_pair_pixels_or_tone_matched_first_keeps_that_signal(tmp_path):
+    """Two framed copies match each other inside the bars (trimmed, trimmed), but a format swap is
+    a pixels pair and a darker copy a tone pair (its bars stay black): recorded once, by the first."""
+    from PIL import ImageEnhance
+
+    root, late = tmp_path / "photos", tmp_path / "late"
+    root.mkdir(), late.mkdir()
+    im = photo("castle")
+    im.save(root / "castle.jpg", quality=92)
+    boxed = letterbox(im)
+    boxed.save(root / "boxed.jpg", quality=92)
+    with Index(tmp_path / "i.db") as index:
+        index.scan([root], processes=1)
+        index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
+        boxed.save(late / "boxed.png")
+        ImageEnhance.Brightness(boxed).enhance(0.85).save(late / "boxed_dark.jpg", quality=92)
+        index.scan([root, late], processes=1)
+        report = index.search(similarity="similar", same_dim=False, signals="default", processes=1)
+        assert report.incremental
+        incremental = found(index)
+        rows = index.db.execute("SELECT count(*), count(DISTINCT image_a || ',' || image_b) FROM pairs"
+                                " WHERE search_id = ?", [report.search_id]).fetchone()
+        index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
+        full = found(index)
+    assert incremental[frozenset(("boxed.jpg", "boxed.png"))][0] == "pixels"
+    assert incremental[frozenset(("boxed.jpg", "boxed_dark.jpg"))][0] == "tone"
+    assert incremental[frozenset(("boxed.png", "boxed_dark.jpg"))][0] == "tone"
+    assert {s for p, (s, _) in incremental.items() if "castle.jpg" in p} == {"trimmed"} and len(incremental) == 6
+    assert rows[0] == rows[1] == 6  # each pair once
+    assert full == incremental
 
 
 # ------------------------------------------------------------------ the rows kept, old indexes

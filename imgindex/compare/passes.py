@@ -37,7 +37,7 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
         elif signal == "trimmed":
             unchecked = trimmed.unchecked(db, scope.ids)
             pairs = trimmed.search(db, scope, is_new, reference, settings.px_size, TRIMMED_THRESHOLD, orientations,
-                                   in_folder=settings.in_folder)
+                                   same_dim=settings.same_dim, in_folder=settings.in_folder)
         else:
             continue
         pairs = pairs.take(~found_by_pixels(pairs))

@@ -43,35 +43,53 @@ def unchecked(db: Database, ids: np.ndarray) -> int:
     return int((~np.isin(ids, checked)).sum())
 
 
-def load_trimmed(db: Database, ids: np.ndarray, px_size: int) -> np.ndarray:
-    """The trimmed tensors of ``ids`` (which have one), in that order: (k, px, px, 3) uint8."""
-    rows = dict(db.execute("SELECT image_id, tensor FROM trimmed_tensors WHERE image_id IN"
-                           " (SELECT value FROM json_each(?))", [json.dumps(np.asarray(ids).tolist())]))
+def load_trimmed(db: Database, ids: np.ndarray, px_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The trimmed tensors of ``ids`` (which have one), in that order: (k, px, px, 3) uint8, and the
+    size of the picture inside the borders (k, 2)."""
+    rows = {r[0]: r[1:] for r in db.execute(
+        "SELECT image_id, tensor, inner_width, inner_height FROM trimmed_tensors WHERE image_id IN"
+        " (SELECT value FROM json_each(?))", [json.dumps(np.asarray(ids).tolist())])}
     out = np.empty((len(ids), px_size, px_size, 3), dtype=np.uint8)
+    inner = np.zeros((len(ids), 2), dtype=np.int64)
     for k, i in enumerate(np.asarray(ids).tolist()):
-        out[k] = np.frombuffer(rows[i], dtype=np.uint8).reshape(px_size, px_size, 3)
-    return out
+        tensor, w, h = rows[i]
+        out[k] = np.frombuffer(tensor, dtype=np.uint8).reshape(px_size, px_size, 3)
+        inner[k] = (w or 0, h or 0)
+    return out, inner
+
+
+SIZE_SLACK = 0.015  # same_dim: the picture inside borders is found to within this share of its size
+
+
+def same_size(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row, whether sizes (k, 2) are the same in either orientation, to within SIZE_SLACK
+    (and 2 pixels): how precisely borders are found on a scaled decode."""
+    a, b = np.sort(a, axis=1), np.sort(b, axis=1)
+    return np.all(np.abs(a - b) <= np.maximum(2, SIZE_SLACK * np.maximum(a, b)), axis=1)
 
 
 def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndarray, px_size: int, threshold: float,
-           orientations: tuple[int, ...], *, in_folder: bool) -> tone.ToneFound:
+           orientations: tuple[int, ...], *, same_dim: bool, in_folder: bool) -> tone.ToneFound:
     """Every pair with a new image, at most one reference image and at least one framed picture,
-    whose tone matches within ``threshold`` once the borders are cut away."""
+    whose tone matches within ``threshold`` once the borders are cut away. ``same_dim``: only where
+    the picture inside the borders has the other's size (``same_size``)."""
     framed = bordered(db, px_size)
     found = [tone.ToneFound.empty()]
     for part in _buckets(scope, False, in_folder):
         ids, new, ref = scope.ids[part], is_new[part], is_reference[part]
         inside = np.isin(ids, framed)
+        sizes = np.stack([scope.widths[part], scope.heights[part]], axis=1) if same_dim else None
         if inside.any() and new.any() and not ref.all():
-            found.append(_bucket(db, ids, new, ref, inside, px_size, threshold, orientations))
+            found.append(_bucket(db, ids, new, ref, inside, px_size, threshold, orientations, sizes))
     return tone.ToneFound(*(np.concatenate([getattr(f, k) for f in found]) for k in tone.ToneFound.__dataclass_fields__))
 
 
-def _bucket(db, ids, new, ref, inside, px_size, threshold, orientations) -> tone.ToneFound:
-    """One bucket: the trimmed points of its framed pictures against every point (whole or trimmed)."""
+def _bucket(db, ids, new, ref, inside, px_size, threshold, orientations, sizes) -> tone.ToneFound:
+    """One bucket: the trimmed points of its framed pictures against every point (whole or trimmed);
+    ``sizes`` (same_dim): the images' (width, height)."""
     tone.ensure_keys(db, ids, px_size)
     whole, has_whole = tone.load_keys(db, ids, px_size)
-    cut = load_trimmed(db, ids[inside], px_size)
+    cut, inner = load_trimmed(db, ids[inside], px_size)
     cut_tones = signals.tones(cut)
     has_cut = cut_tones.has_tone
     # points: the whole pictures with a tone, then the trimmed ones with a tone
@@ -84,6 +102,9 @@ def _bucket(db, ids, new, ref, inside, px_size, threshold, orientations) -> tone
     pa, pb = points.pairs(np.flatnonzero(trim_at >= 0), np.arange(len(pid)), same=False)
     both_cut = trim_at[pb] >= 0
     keep = (pid[pa] != pid[pb]) & (is_new[pa] | is_new[pb]) & ~(is_ref[pa] & is_ref[pb]) & (~both_cut | (pa < pb))
+    if sizes is not None:  # the size each point shows: the inside of a framed picture, else the whole
+        shown = np.concatenate([sizes[has_whole], inner[has_cut]])
+        keep &= same_size(shown[pa], shown[pb])
     pa, pb, o = tone.oriented(coarse, pa[keep], pb[keep], threshold, orientations)
     found = [tone.ToneFound.empty()]
     for start in range(0, len(pa), tone.EXACT_BATCH):

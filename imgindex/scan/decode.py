@@ -75,6 +75,7 @@ class DecodedImage:
     height: int
     format: str | None
     trimmed: bytes | None = None  # the tensor of the region inside uniform borders; None: no borders
+    inner: tuple[int, int] | None = None  # that region's (width, height) in the file's pixels, turned as width
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,18 @@ def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedI
             small = _resize(normal, px_size, box)
             inside = content_box(normal, box)
             trimmed = _resize(normal, px_size, inside) if inside is not None else None
+            inner = None if inside is None else _inner_size(inside, box or (0, 0, *normal.size), (width, height))
     if orientation in (5, 6, 7, 8):
         width, height = height, width
+        inner = None if inner is None else inner[::-1]
     return DecodedImage(tensor=_tensor(small, orientation, px_size), width=width, height=height, format=fmt,
-                        trimmed=None if trimmed is None else _tensor(trimmed, orientation, px_size))
+                        trimmed=None if trimmed is None else _tensor(trimmed, orientation, px_size), inner=inner)
+
+
+def _inner_size(inside, box, size: tuple[int, int]) -> tuple[int, int]:
+    """The size in the file's pixels of ``inside`` (in the coordinates of ``box``, the whole picture)."""
+    return (int(round((inside[2] - inside[0]) / (box[2] - box[0]) * size[0])),
+            int(round((inside[3] - inside[1]) / (box[3] - box[1]) * size[1])))
 
 
 def _tensor(small: Image.Image, orientation: int, px_size: int) -> bytes:
@@ -185,7 +194,8 @@ def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
     inside = content_box(picture)
     width, height = picture.info["sensor_size"]
     return DecodedImage(tensor=_tensor(small, 1, px_size), width=width, height=height, format=raw_format,
-                        trimmed=None if inside is None else _tensor(_resize(picture, px_size, inside), 1, px_size))
+                        trimmed=None if inside is None else _tensor(_resize(picture, px_size, inside), 1, px_size),
+                        inner=None if inside is None else _inner_size(inside, (0, 0, *picture.size), (width, height)))
 
 
 def _raw_rgb(fp, px_size: int) -> Image.Image:

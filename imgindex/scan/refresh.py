@@ -48,17 +48,18 @@ def stale(db: Database, px_size: int, roots: tuple[str, ...] = ()) -> list[Stale
     return [Stale(i, path, size, mtime) for i, path, folder, size, mtime in rows if inside[folder]]
 
 
-def trimmed_of(batch: list[Stale], px_size: int) -> list[bytes | None | bool]:
-    """Each file's trimmed tensor (None: no borders), or False when it changed since it was indexed
-    or cannot be read now (the next scan deals with it). Runs in worker processes."""
-    out: list[bytes | None | bool] = []
+def trimmed_of(batch: list[Stale], px_size: int) -> list[tuple | bool]:
+    """Each file's (trimmed tensor, inner size) (None, None: no borders), or False when it changed
+    since it was indexed or cannot be read now (the next scan deals with it). Runs in workers."""
+    out: list[tuple | bool] = []
     for item in batch:
         try:
             st = os.stat(item.path)
             if (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
                 out.append(False)
                 continue
-            out.append(decode_path(item.path, px_size).trimmed)
+            decoded = decode_path(item.path, px_size)
+            out.append((decoded.trimmed, decoded.inner))
         except Exception:  # any file that does not decode now: left for the next scan to classify
             out.append(False)
     return out
@@ -77,8 +78,9 @@ def refresh(db: Database, px_size: int, roots: tuple[str, ...] = (), *, processe
         if result is False:
             skipped += 1
         else:
-            framed += result is not None
-            rows.append((item.image_id, TRIM, px_size, result))
+            tensor, inner = result
+            framed += tensor is not None
+            rows.append((item.image_id, TRIM, px_size, tensor, *(inner or (None, None))))
         if len(rows) >= BATCH:
             _write(db, rows)
             rows = []
@@ -95,8 +97,8 @@ def _write(db: Database, rows: list[tuple]) -> None:
     stamp = now()
     with db.atomic():
         db.conn.executemany(
-            "INSERT OR REPLACE INTO trimmed_tensors (image_id, recipe, px_size, tensor)"
-            " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE id = ?)",
+            "INSERT OR REPLACE INTO trimmed_tensors (image_id, recipe, px_size, tensor, inner_width, inner_height)"
+            " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE id = ?)",
             [(*r, r[0]) for r in rows])
         # a framed picture has pairs to find now: the next (incremental) search compares it again, as
         # it does a moved image

@@ -233,8 +233,8 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
          result.content_hash, px_size, DECODER, now()],
     ).lastrowid
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) VALUES (?, ?, ?)", [image_id, px_size, d.tensor])
-    db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor) VALUES (?, ?, ?, ?)",
-               [image_id, TRIM, px_size, d.trimmed])
+    db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor, inner_width, inner_height)"
+               " VALUES (?, ?, ?, ?, ?, ?)", [image_id, TRIM, px_size, d.trimmed, *(d.inner or (None, None))])
 
 
 def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> bool:
@@ -249,8 +249,9 @@ def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int)
         return False
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) SELECT ?, px_size, tensor FROM tensors"
                " WHERE image_id = ?", [cursor.lastrowid, source_id])
-    db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor) SELECT ?, recipe, px_size, tensor"
-               " FROM trimmed_tensors WHERE image_id = ?", [cursor.lastrowid, source_id])
+    db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor, inner_width, inner_height)"
+               " SELECT ?, recipe, px_size, tensor, inner_width, inner_height FROM trimmed_tensors WHERE image_id = ?",
+               [cursor.lastrowid, source_id])
     return True
 
 
