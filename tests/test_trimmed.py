@@ -132,11 +132,20 @@ def test_the_trimmed_tensor_is_the_picture_inside_the_bars(tmp_path, fmt, save):
     pic.save(tmp_path / f"plain.{fmt}", **save)
     letterbox(pic).save(tmp_path / f"framed.{fmt}", **save)
     plain, boxed = decode_path(str(tmp_path / f"plain.{fmt}"), 50), decode_path(str(tmp_path / f"framed.{fmt}"), 50)
-    assert plain.trimmed is None
-    assert boxed.trimmed is not None and len(boxed.trimmed) == 50 * 50 * 3
+    assert plain.trimmed is None and plain.inner is None
+    assert boxed.trimmed is not None and len(boxed.trimmed) == 50 * 50 * 3 and boxed.inner == PICTURE
     assert mse(as_array(boxed.trimmed), as_array(plain.tensor)) < CLOSE
     assert mse(as_array(boxed.tensor), as_array(plain.tensor)) > 100 * CLOSE  # the bars make the whole differ
     assert (boxed.width, boxed.height) == letterbox(pic).size  # the file's size, not the inside's
+
+
+def test_the_inside_of_a_drafted_jpeg_is_measured_in_the_files_pixels(tmp_path):
+    pic = photo_like(8, (1600, 1200))  # decoded at an eighth (DCT scaling): the box is found at 220 x 188
+    framed(pic, top=150, bottom=150, left=80, right=80, fill=WHITE).save(tmp_path / "big.jpg", quality=92)
+    decoded = decode_path(str(tmp_path / "big.jpg"), 50)
+    assert (decoded.width, decoded.height) == (1760, 1500)
+    assert decoded.inner is not None
+    assert abs(decoded.inner[0] - 1600) <= 8 and abs(decoded.inner[1] - 1200) <= 8  # a pixel of the decode
 
 
 @pytest.mark.parametrize("orientation,stored", [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)])
@@ -147,7 +156,7 @@ def test_the_trimmed_tensor_is_upright_for_an_exif_rotated_file(tmp_path, orient
     exif[0x0112] = orientation
     upright.transpose(stored).save(tmp_path / "turned.jpg", quality=92, exif=exif)  # shown upright
     a, b = decode_path(str(tmp_path / "upright.jpg"), 50), decode_path(str(tmp_path / "turned.jpg"), 50)
-    assert b.trimmed is not None and (b.width, b.height) == (a.width, a.height)
+    assert b.trimmed is not None and (b.width, b.height) == (a.width, a.height) and b.inner == a.inner == PICTURE
     assert mse(as_array(b.trimmed), as_array(a.trimmed)) < CLOSE  # measured 0.3 and 0.5
     assert mse(np.rot90(as_array(b.trimmed)), as_array(a.trimmed)) > 100 * CLOSE  # not merely similar either way
 
@@ -236,6 +245,28 @@ def test_in_folder_keeps_trimmed_pairs_within_each_folder(tmp_path):
     assert within[frozenset(("cat.jpg", "cat__letterbox.jpg"))][0] == "trimmed"
 
 
+def test_same_dim_pairs_a_framed_copy_whose_inside_has_the_others_size(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    im = photo("castle")
+    im.save(root / "castle.jpg", quality=92)
+    letterbox(im).save(root / "castle__letterbox.jpg", quality=92)
+    pillarbox(im).save(root / "castle__pillarbox.png")
+    letterbox(im).transpose(Image.Transpose.ROTATE_90).save(root / "castle__turned.jpg", quality=92)  # 427 x 640
+    small = im.resize((512, 342), Image.Resampling.LANCZOS)  # a smaller picture, then framed
+    letterbox(small).save(root / "castle__small_letterbox.jpg", quality=92)
+    with Index(tmp_path / "i.db") as index:
+        index.scan([root], processes=1)
+        index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
+        any_size = found(index)
+        index.search(similarity="similar", same_dim=True, signals="default", full=True, processes=1)
+        same_size = found(index)
+    smaller = {p for p in any_size if "castle__small_letterbox.jpg" in p}
+    assert any_size[frozenset(("castle.jpg", "castle__small_letterbox.jpg"))][0] == "trimmed"
+    assert set(same_size) == set(any_size) - smaller and len(same_size) == 6  # either way up
+    assert {s for p, (s, _) in same_size.items() if "castle.jpg" in p} == {"trimmed"}
+
+
 # ------------------------------------------------------------------ exact against brute force
 
 def brute_trimmed(index: Index, threshold: float, orientations) -> dict[tuple[int, int], tuple[float, float, int, int]]:
@@ -254,8 +285,9 @@ def brute_trimmed(index: Index, threshold: float, orientations) -> dict[tuple[in
                 [(cut[a], cut[b])] if a in cut and b in cut else [])
             if not combos:
                 continue
+            one, other = np.array([0]), np.array([1])
             t = [signals.tones(np.stack(c)) for c in combos]
-            scored = [(float(signals.scores(ti, np.array([0]), np.array([1]), o)[0]), o) for ti in t for o in orientations]
+            scored = [(float(signals.scores(ti, one, other, o)[0]), o) for ti in t for o in orientations]
             score, o = min(scored)
             if score <= threshold:
                 out[a, b] = (score, mse(whole[a], kernel.orient(whole[b][None], o)[0]), o,
@@ -273,8 +305,9 @@ def test_the_trimmed_pass_finds_exactly_the_brute_force_pairs(tmp_path, framed_p
     letterbox(castle).transpose(Image.Transpose.ROTATE_90).save(framed_photos / "castle__letterbox_turned.jpg",
                                                                 quality=92)
     pillarbox(cat).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(framed_photos / "cat__pillarbox_mirrored.png")
-    symmetric(photo_like(7, (200, 150))).save(framed_photos / "sym.png")  # it matches in several orientations:
-    letterbox(symmetric(photo_like(7, (200, 150)))).save(framed_photos / "sym__letterbox.jpg", quality=92)  # the best
+    # a picture that matches in several orientations, none exactly (JPEG's blocks are not symmetric): the best wins
+    symmetric(photo_like(7, (200, 150))).save(framed_photos / "sym.jpg", quality=92)
+    letterbox(symmetric(photo_like(7, (200, 150)))).save(framed_photos / "sym__letterbox.jpg", quality=92)
     with Index(tmp_path / "i.db") as index:
         index.scan([framed_photos], processes=1)
         report = index.search(similarity="similar", same_dim=False, rotate=True, mirror=mirror, signals=("trimmed",),
@@ -293,7 +326,7 @@ def test_the_trimmed_pass_finds_exactly_the_brute_force_pairs(tmp_path, framed_p
     turned = by_name[frozenset(("castle.jpg", "castle__letterbox_turned.jpg"))]
     assert kernel.ORIENTATIONS[turned[2]].rotation in (90, 270) and not kernel.ORIENTATIONS[turned[2]].mirrored
     assert (frozenset(("cat.jpg", "cat__pillarbox_mirrored.png")) in by_name) == mirror
-    sym = frozenset(("sym.png", "sym__letterbox.jpg"))
+    sym = frozenset(("sym.jpg", "sym__letterbox.jpg"))
     assert by_name[sym][3] >= 2  # several (combination, orientation) within the threshold: the best is kept
     assert len(want) >= 15
 
@@ -394,10 +427,13 @@ def test_a_byte_copy_gets_the_sources_trimmed_row(tmp_path):
         shutil.copy(root / "plain.jpg", root / "plain copy.jpg")
         index.scan([root], processes=1)
         rows = trimmed_rows(index)
+        inner = {Path(p).name: (w, h) for p, w, h in index.db.execute(
+            "SELECT i.path, t.inner_width, t.inner_height FROM trimmed_tensors t JOIN images i ON i.id = t.image_id")}
         recipes = {r for (r,) in index.db.execute("SELECT DISTINCT recipe FROM trimmed_tensors")}
         n_rows = index.db.execute("SELECT count(*) FROM trimmed_tensors").fetchone()[0]
     assert rows["framed.jpg"] is not None and rows["framed copy.jpg"] == rows["framed.jpg"]
     assert rows["framed.jpg"] == decode_path(str(root / "framed.jpg"), 50).trimmed
+    assert inner["framed.jpg"] == inner["framed copy.jpg"] == im.size  # what same_dim compares
     assert "plain.jpg" in rows and rows["plain.jpg"] is None and rows["plain copy.jpg"] is None
     assert n_rows == 4 and len(recipes) == 1
 

@@ -153,7 +153,7 @@ class Points:
         return np.concatenate(found_a), np.concatenate(found_b)
 
 
-BOX_DIMS = 5  # grid axes: the features of most spread
+BOX_DIMS = 6  # grid axes: the features of most spread (100k windows: 4 axes 9.0 s, 5 4.9 s, 6 4.3 s)
 BOX_FIRST = 10  # axes checked before the rest
 BOX_REACH = 1 + 1e-4  # the box's side, with room for float32 rounding of points of size < 100
 

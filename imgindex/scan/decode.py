@@ -122,13 +122,23 @@ def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedI
             normal = _normalise_mode(im)
             small = _resize(normal, px_size, box)
             inside = content_box(normal, box)
-            trimmed = _resize(normal, px_size, inside) if inside is not None else None
+            trimmed = _resize_inside(normal, px_size, inside) if inside is not None else None
             inner = None if inside is None else _inner_size(inside, box or (0, 0, *normal.size), (width, height))
     if orientation in (5, 6, 7, 8):
         width, height = height, width
         inner = None if inner is None else inner[::-1]
     return DecodedImage(tensor=_tensor(small, orientation, px_size), width=width, height=height, format=fmt,
                         trimmed=None if trimmed is None else _tensor(trimmed, orientation, px_size), inner=inner)
+
+
+def _resize_inside(im: Image.Image, px_size: int, inside) -> Image.Image:
+    """``_resize`` of the region ``inside`` (fractional) with nothing of what lies outside it: a
+    bicubic resize with a box reads pixels around the box, and the border's colour would leak into
+    the edge rows. Cropped first to the whole pixels around it, which the resize then clamps at."""
+    left, top = int(np.floor(inside[0])), int(np.floor(inside[1]))
+    right, bottom = int(np.ceil(inside[2])), int(np.ceil(inside[3]))
+    crop = im.crop((left, top, right, bottom))
+    return _resize(crop, px_size, (inside[0] - left, inside[1] - top, inside[2] - left, inside[3] - top))
 
 
 def _inner_size(inside, box, size: tuple[int, int]) -> tuple[int, int]:
@@ -194,7 +204,7 @@ def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
     inside = content_box(picture)
     width, height = picture.info["sensor_size"]
     return DecodedImage(tensor=_tensor(small, 1, px_size), width=width, height=height, format=raw_format,
-                        trimmed=None if inside is None else _tensor(_resize(picture, px_size, inside), 1, px_size),
+                        trimmed=None if inside is None else _tensor(_resize_inside(picture, px_size, inside), 1, px_size),
                         inner=None if inside is None else _inner_size(inside, (0, 0, *picture.size), (width, height)))
 
 
