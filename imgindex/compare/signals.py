@@ -18,9 +18,11 @@ global edit does. Definitions (the README states them for users):
 - The pair's tone score is the largest local_k; its orientation the one with the smallest score
   (ties: the earlier in ORIENTATIONS). It matches when score <= the threshold.
 
-Pruning stays exact: the mean of local_k (weighted by block size) is 1 - r, r the Pearson
-correlation of the luminances, so score >= 1 - r and |z_a - T z_b|^2 = 2 (1 - r) <= 2 threshold.
-The block sums of z (``coarse``) bound that from below, as for pixels (Cauchy-Schwarz).
+Pruning stays exact: every block's local_k is at most the score, so D_k <= 2 threshold n_k / n,
+and the block sum of z_a - T z_b over block k, squared and divided by n_k, is at most D_k
+(Cauchy-Schwarz): each image's block sums of z (``coarse``) must lie within a box of the other's
+(``box``), in some orientation. (Also, the mean of local_k weighted by block size is 1 - r, r the
+Pearson correlation of the luminances: score >= 1 - r.)
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ def tones(tensors: np.ndarray) -> Tones:
 
 
 def coarse(t: Tones, px: int) -> np.ndarray:
-    """Block sums of z over ``kernel.grid_edges`` / sqrt(block size): (k, g, g, 1) float64, zeros for
-    images with no tone. |coarse(a) - T coarse(b)|^2 <= |z_a - T z_b|^2 for every orientation T."""
-    edges = kernel.grid_edges(px)
+    """Block sums of z over the local blocks / sqrt(block size): (k, g, g, 1) float64, zeros for
+    images with no tone. Per block, |coarse_k(a) - coarse_k(T b)|^2 <= D_k (Cauchy-Schwarz), in
+    every orientation T (the blocks are symmetric: T maps blocks to blocks)."""
+    edges = kernel.grid_edges(px, LOCAL_GRID)
     g = len(edges) - 1
     sums = _block_sums(t.centred, edges).reshape(-1, g, g, 1).astype(np.float64)  # exact integers below 2^53
     sizes = np.diff(edges).astype(np.float64)
@@ -86,16 +89,10 @@ def coarse(t: Tones, px: int) -> np.ndarray:
 
 
 def box(threshold: float, px: int) -> np.ndarray:
-    """(g, g): how far apart a pair within ``threshold`` can be in each coarse block (of
-    ``kernel.grid_edges``), in any orientation: every local block k has D_k <= 2 threshold n_k / n,
-    so block c's share of |z_a - T z_b|^2, and so its coarse difference squared, is at most
-    2 threshold / n times the pixels of the local blocks it meets."""
-    n = px * px
-    coarse_edges, local_edges = kernel.grid_edges(px), kernel.grid_edges(px, LOCAL_GRID)
-    meets = [(np.searchsorted(local_edges, lo, side="right") - 1, np.searchsorted(local_edges, hi, side="left"))
-             for lo, hi in zip(coarse_edges[:-1], coarse_edges[1:])]
-    spans = np.array([local_edges[b] - local_edges[a] for a, b in meets], dtype=np.float64)  # pixels met, per side
-    return np.sqrt(2.0 * threshold * np.outer(spans, spans) / n) * (1 + BOUND_SLACK) + 1e-9
+    """(g, g): how far apart a pair within ``threshold`` can be in each local block's coarse value,
+    in any orientation: its local_k <= threshold means D_k <= 2 threshold n_k / n."""
+    sizes = np.diff(kernel.grid_edges(px, LOCAL_GRID)).astype(np.float64)
+    return np.sqrt(2.0 * threshold * np.outer(sizes, sizes) / (px * px)) * (1 + BOUND_SLACK) + 1e-9
 
 
 def bound_limit(threshold: float) -> float:

@@ -28,7 +28,7 @@ from imgindex.compare.plan import Scope, _buckets
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-RECIPE = "tone-1"  # how tone_keys rows were made: keys of another recipe are made again, never mixed
+RECIPE = "tone-2"  # how tone_keys rows were made: keys of another recipe are made again, never mixed
 EMPTY = np.empty(0, np.int64)
 
 
@@ -61,22 +61,23 @@ def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) 
         part = missing[start : start + chunk]
         t = signals.tones(load_tensors(db, part, px_size))
         coarse = signals.coarse(t, px_size)
-        rows = [(int(i), RECIPE, c.tobytes() if has else b"") for i, c, has in zip(part, coarse, t.has_tone)]
+        rows = [(int(i), RECIPE, c.astype(np.float32).tobytes() if has else b"")
+                for i, c, has in zip(part, coarse, t.has_tone)]
         with db.atomic():
             db.conn.executemany("INSERT OR REPLACE INTO tone_keys (image_id, recipe, coarse) VALUES (?, ?, ?)", rows)
 
 
 def load_keys(db: Database, ids: np.ndarray, px_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(coarse (k, g, g, 1) float64, has_tone (k,)) of ``ids``, in that order."""
-    g = len(kernel.grid_edges(px_size)) - 1
+    """(coarse (k, g, g, 1) float32, has_tone (k,)) of ``ids``, in that order."""
+    g = len(kernel.grid_edges(px_size, signals.LOCAL_GRID)) - 1
     rows = dict(db.execute("SELECT image_id, coarse FROM tone_keys WHERE image_id IN (SELECT value FROM json_each(?))",
                            [json.dumps(np.asarray(ids).tolist())]))
-    coarse = np.zeros((len(ids), g, g, 1))
+    coarse = np.zeros((len(ids), g, g, 1), dtype=np.float32)
     has = np.zeros(len(ids), dtype=bool)
     for k, i in enumerate(np.asarray(ids).tolist()):
         blob = rows[i]
         if blob:
-            coarse[k] = np.frombuffer(blob, dtype=np.float64).reshape(g, g, 1)
+            coarse[k] = np.frombuffer(blob, dtype=np.float32).reshape(g, g, 1)
             has[k] = True
     return coarse, has
 
@@ -93,7 +94,7 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
         coarse, has = load_keys(db, ids, px_size)
         ids, coarse, new, ref = ids[has], coarse[has], is_new[part][has], is_reference[part][has]
         pa, pb = _near(coarse, new, ref, threshold, px_size)
-        cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations)
+        cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations, px_size)
         a, b = ids[cand_a], ids[cand_b]
         flip = a > b  # seen from the lower id, as stored: the orientation from that side is the inverse
         a, b = np.where(flip, b, a), np.where(flip, a, b)
@@ -153,9 +154,9 @@ class Points:
         return np.concatenate(found_a), np.concatenate(found_b)
 
 
-BOX_DIMS = 6  # grid axes: the features of most spread (100k windows: 4 axes 9.0 s, 5 4.9 s, 6 4.3 s)
+BOX_DIMS = 5  # grid axes: the features of most spread (100k windows: 4 axes 9.0 s, 5 4.4 s, 6 4.6 s, 7 5.5 s)
 BOX_FIRST = 10  # axes checked before the rest
-BOX_REACH = 1 + 1e-4  # the box's side, with room for float32 rounding of points of size < 100
+BOX_REACH = 1 + 1e-4  # the box's side, with room for float32 keys and points (values of size < 100)
 
 
 def _box_space(features: np.ndarray) -> space.Space:
@@ -171,13 +172,21 @@ def _box_space(features: np.ndarray) -> space.Space:
     return space.Space(np.zeros(features.shape[1]), axes, side, origin, shape, side)
 
 
-def oriented(coarse: np.ndarray, pa: np.ndarray, pb: np.ndarray, threshold: float, orientations):
-    """The (a, b, orientation) of those pairs whose block-sum bound in that orientation is within reach."""
-    flat = coarse.astype(np.float32)
-    norm = float(np.sqrt(np.einsum("kijc,kijc->k", coarse, coarse).max(initial=0)))
-    k, o = kernel.oriented_close(flat, pa, pb, space.reach(float(np.sqrt(signals.bound_limit(threshold))), norm),
-                                 orientations)
-    return pa[k], pb[k], o
+def oriented(coarse: np.ndarray, pa: np.ndarray, pb: np.ndarray, threshold: float, orientations,
+             px_size: int, *, batch: int = 65_536):
+    """The (a, b, orientation) of those pairs whose coarse values lie within the box of each other's
+    in that orientation (``signals.box``), block by block."""
+    scaled = (coarse / signals.box(threshold, px_size)[None, :, :, None]).astype(np.float32)
+    found_a, found_b, found_o = [EMPTY], [EMPTY], [EMPTY]
+    for start in range(0, len(pa), batch):
+        a, b = pa[start : start + batch], pb[start : start + batch]
+        for o in orientations:
+            far = np.abs(scaled[a] - kernel.orient(scaled[b], o)).reshape(len(a), -1).max(axis=1)
+            keep = far <= BOX_REACH
+            found_a.append(a[keep])
+            found_b.append(b[keep])
+            found_o.append(np.full(int(keep.sum()), o, dtype=np.int64))
+    return np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_o)
 
 
 def score_pairs(db, px_size: int, a: np.ndarray, b: np.ndarray, o: np.ndarray, threshold: float) -> ToneFound:

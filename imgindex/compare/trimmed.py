@@ -95,7 +95,7 @@ def _bucket(db, ids, new, ref, inside, px_size, threshold, orientations, sizes) 
     # points: the whole pictures with a tone, then the trimmed ones with a tone
     pid = np.concatenate([ids[has_whole], ids[inside][has_cut]])
     trim_at = np.concatenate([np.full(int(has_whole.sum()), -1), np.flatnonzero(has_cut)])  # row of ``cut``
-    coarse = np.concatenate([whole[has_whole], signals.coarse(cut_tones, px_size)[has_cut]])
+    coarse = np.concatenate([whole[has_whole], signals.coarse(cut_tones, px_size)[has_cut].astype(np.float32)])
     is_new = np.concatenate([new[has_whole], new[inside][has_cut]])
     is_ref = np.concatenate([ref[has_whole], ref[inside][has_cut]])
     points = tone.Points.of(coarse, threshold, px_size)
@@ -105,7 +105,7 @@ def _bucket(db, ids, new, ref, inside, px_size, threshold, orientations, sizes) 
     if sizes is not None:  # the size each point shows: the inside of a framed picture, else the whole
         shown = np.concatenate([sizes[has_whole], inner[has_cut]])
         keep &= same_size(shown[pa], shown[pb])
-    pa, pb, o = tone.oriented(coarse, pa[keep], pb[keep], threshold, orientations)
+    pa, pb, o = tone.oriented(coarse, pa[keep], pb[keep], threshold, orientations, px_size)
     found = [tone.ToneFound.empty()]
     for start in range(0, len(pa), tone.EXACT_BATCH):
         found.append(_scored(db, px_size, pid, trim_at, cut, pa[start : start + tone.EXACT_BATCH],

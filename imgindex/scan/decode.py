@@ -167,10 +167,10 @@ def content_box(im: Image.Image, box=None) -> tuple[float, float, float, float] 
         return None
     box = (0, 0, im.width, im.height) if box is None else box
     x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if y1 - y0 < 8 or x1 - x0 < 8 or not _edge_uniform(im, x0, y0, x1, y1):
+        return None
     lum = np.asarray(im if im.mode == "L" else im.convert("L"), dtype=np.int16)[y0:y1, x0:x1]
     h, w = lum.shape
-    if h < 8 or w < 8:
-        return None
     top, bottom = _border(lum, h), _border(lum[::-1], h)
     left, right = _border(lum.T, w), _border(lum.T[::-1], w)
     if not (top or bottom or left or right) or h - top - bottom < TRIM_KEEP * h or w - left - right < TRIM_KEEP * w:
@@ -178,6 +178,16 @@ def content_box(im: Image.Image, box=None) -> tuple[float, float, float, float] 
     # a side without a border keeps the box's own edge (a drafted JPEG's is fractional)
     return (x0 + left if left else box[0], y0 + top if top else box[1], x1 - right if right else box[2],
             y1 - bottom if bottom else box[3])
+
+
+def _edge_uniform(im: Image.Image, x0: int, y0: int, x1: int, y1: int) -> bool:
+    """Whether some outermost line could start a border: most pictures have none, and are told so
+    from their four edge lines alone, without the luminance of the whole picture."""
+    for strip in ((x0, y0, x1, y0 + 1), (x0, y1 - 1, x1, y1), (x0, y0, x0 + 1, y1), (x1 - 1, y0, x1, y1)):
+        line = np.asarray(im.crop(strip).convert("L"), dtype=np.int16).ravel()
+        if (np.abs(line - int(np.median(line))) <= TRIM_TOLERANCE).mean() >= TRIM_SHARE:
+            return True
+    return False
 
 
 def _border(lines: np.ndarray, side: int) -> float:
