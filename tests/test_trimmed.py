@@ -1,4 +1,4 @@
-"""The trimmed signal (scan.decode.content_box, compare.trimmed): uniform borders found to a
+"""The trimmed signal (scan.borders.content_box, compare.trimmed): uniform borders found to a
 fraction of a pixel, the picture inside them kept as a tensor of its own, and searches that pair a
 framed picture with its picture (and with nothing else), exact against a brute-force reference."""
 
@@ -16,7 +16,8 @@ from imgindex import Index
 from imgindex.compare import kernel, signals, tone
 from imgindex.compare.settings import TRIMMED_THRESHOLD
 from imgindex.db.queries import load_tensors
-from imgindex.scan.decode import TRIM_KEEP, TRIM_MIN, content_box, decode_path
+from imgindex.scan.borders import TRIM_KEEP, TRIM_MIN, content_box
+from imgindex.scan.decode import decode_path
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = ("castle", "cat", "coral", "kingfisher")

@@ -7,9 +7,9 @@ file is decoded again. Flows out: ``ToneFound``, the matching pairs lower id fir
 tone score and the pixel SSD in the orientation tone chose (the pairs table's ``mse``).
 
 A range search, as the chunked pixel search (``space``): each image a point (the orbit features
-of its tone's block sums) in a grid of cells, new images against their neighbouring cells (and
-reference folders only against the rest); then the block-sum bound in each orientation; only
-the pairs left are read and scored exactly. Every bound is a lower bound of the tone score's
+of its tone's block sums, scaled by the box ``signals.box``) in a grid of cells, new images
+against their neighbouring cells (and reference folders only against the rest); then the box in
+each orientation; only the pairs left are read and scored exactly. Every bound is a lower bound of the tone score's
 (``signals``), so no pair within the threshold is lost.
 """
 
@@ -34,6 +34,9 @@ EMPTY = np.empty(0, np.int64)
 
 @dataclass(frozen=True)
 class ToneFound:
+    """Pairs a signal besides pixels matched, lower id first: ``ssd`` is their pixel SSD in the
+    orientation recorded, ``score`` the signal's."""
+
     image_a: np.ndarray
     image_b: np.ndarray
     ssd: np.ndarray
@@ -54,9 +57,9 @@ class ToneFound:
 
 def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> None:
     """Make the tone keys of ``ids`` that have none of this recipe yet, from their tensors."""
-    have = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM tone_keys WHERE recipe = ?", [RECIPE])),
-                       dtype=np.int64)
-    missing = np.setdiff1d(ids, have)
+    have = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM tone_keys WHERE recipe = ? ORDER BY image_id",
+                                                 [RECIPE])), dtype=np.int64)
+    missing = space.missing_from(np.unique(ids), have)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
         t = signals.tones(load_tensors(db, part, px_size))
@@ -88,9 +91,10 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
     ``threshold``, in the best of ``orientations``."""
     found = [ToneFound.empty()]
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
+    if buckets:
+        ensure_keys(db, scope.ids[np.concatenate(buckets)], px_size)
     for part in buckets:
         ids = scope.ids[part]
-        ensure_keys(db, ids, px_size)
         coarse, has = load_keys(db, ids, px_size)
         ids, coarse, new, ref = ids[has], coarse[has], is_new[part][has], is_reference[part][has]
         pa, pb = _near(coarse, new, ref, threshold, px_size)

@@ -3,7 +3,7 @@ rest, by tone, the borders cut away.
 
 Flows in: the search's scope, which images are new and which are in reference folders, in_folder
 buckets (not same_dim: a framed copy never has the dimensions of its picture), orientations and
-the tone threshold. The trimmed tensors were made at decode time (``scan.decode.content_box``)
+the tone threshold. The trimmed tensors were made at decode time (``scan.borders.content_box``)
 and kept in ``trimmed_tensors``; an image without a row there was indexed before borders were
 looked for (``unchecked``). Flows out: ``tone.ToneFound``, the pairs lower id first, with the best
 tone score over (trimmed, whole), (whole, trimmed) and (trimmed, trimmed), and the pixel SSD of
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.db.queries import load_tensors
-from imgindex.scan.decode import TRIM
+from imgindex.scan.borders import TRIM
 from imgindex.compare import kernel, signals, tone
 from imgindex.compare.plan import Scope, _buckets
 
@@ -75,6 +75,8 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
     the picture inside the borders has the other's size (``same_size``)."""
     framed = bordered(db, px_size)
     found = [tone.ToneFound.empty()]
+    if len(framed):
+        tone.ensure_keys(db, scope.ids, px_size)
     for part in _buckets(scope, False, in_folder):
         ids, new, ref = scope.ids[part], is_new[part], is_reference[part]
         inside = np.isin(ids, framed)
@@ -87,7 +89,6 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
 def _bucket(db, ids, new, ref, inside, px_size, threshold, orientations, sizes) -> tone.ToneFound:
     """One bucket: the trimmed points of its framed pictures against every point (whole or trimmed);
     ``sizes`` (same_dim): the images' (width, height)."""
-    tone.ensure_keys(db, ids, px_size)
     whole, has_whole = tone.load_keys(db, ids, px_size)
     cut, inner = load_trimmed(db, ids[inside], px_size)
     cut_tones = signals.tones(cut)

@@ -18,7 +18,7 @@ tensor so tensors made another way are never mixed with these silently.
 
 A picture framed by uniform borders (letterbox or pillarbox bars, a mat) also gets a *trimmed*
 tensor: the same recipe on the region inside the borders, found on the decoded pixels (sub-pixel
-at the tensor's scale), for the ``trimmed`` signal. ``TRIM`` names how borders are found.
+at the tensor's scale; ``borders``), for the ``trimmed`` signal.
 """
 
 from __future__ import annotations
@@ -38,16 +38,12 @@ from PIL import Image, UnidentifiedImageError
 
 from imgindex.errors import DecodeError
 from imgindex.scan import formats
+from imgindex.scan.borders import content_box, inner_size
 
 formats.heif_problem()  # register pillow-heif's opener in this process (workers too)
 formats.jxl_available()  # and pillow-jxl-plugin's, where the [jxl] extra is installed
 
 DECODER = "pil-draft-bicubic-v1"
-TRIM = "trim-v1"  # how borders are found (``content_box``): trimmed tensors of another recipe are never mixed
-TRIM_TOLERANCE = 12  # luminance levels a border line's pixels may be from the border's colour
-TRIM_SHARE = 0.98  # of a border line's pixels that must be that close (JPEG ringing, a stray speck)
-TRIM_MIN = 0.03  # a border thinner than this share of its side is left alone
-TRIM_KEEP = 0.5  # and nothing is trimmed when less than half of a side would remain
 HALF_SIZE_FROM = 6  # RAW: half-size demosaic when half the short side is >= 6x the tensor (a 24-MP sensor: yes)
 DRAFT_GAP = 3  # DCT scaling stops at >= 3x the target: 1.7 ms for a 1024-px JPEG, MSE < 1 to a full decode
 REDUCING_GAP = None  # no integer reduce() first: its partial edge block breaks rotation symmetry
@@ -123,7 +119,7 @@ def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedI
             small = _resize(normal, px_size, box)
             inside = content_box(normal, box)
             trimmed = _resize_inside(normal, px_size, inside) if inside is not None else None
-            inner = None if inside is None else _inner_size(inside, box or (0, 0, *normal.size), (width, height))
+            inner = None if inside is None else inner_size(inside, box or (0, 0, *normal.size), (width, height))
     if orientation in (5, 6, 7, 8):
         width, height = height, width
         inner = None if inner is None else inner[::-1]
@@ -141,12 +137,6 @@ def _resize_inside(im: Image.Image, px_size: int, inside) -> Image.Image:
     return _resize(crop, px_size, (inside[0] - left, inside[1] - top, inside[2] - left, inside[3] - top))
 
 
-def _inner_size(inside, box, size: tuple[int, int]) -> tuple[int, int]:
-    """The size in the file's pixels of ``inside`` (in the coordinates of ``box``, the whole picture)."""
-    return (int(round((inside[2] - inside[0]) / (box[2] - box[0]) * size[0])),
-            int(round((inside[3] - inside[1]) / (box[3] - box[1]) * size[1])))
-
-
 def _tensor(small: Image.Image, orientation: int, px_size: int) -> bytes:
     """The stored bytes of a resized picture, its EXIF orientation applied (a lossless transpose)."""
     if orientation in _ORIENTATION:
@@ -157,56 +147,6 @@ def _tensor(small: Image.Image, orientation: int, px_size: int) -> bytes:
     return tensor.tobytes()
 
 
-def content_box(im: Image.Image, box=None) -> tuple[float, float, float, float] | None:
-    """The region of ``im`` (within ``box``, the part of a drafted JPEG that is the picture) inside
-    uniform borders, or None when it has none worth trimming: each side's run of lines whose
-    pixels (TRIM_SHARE of them) are within TRIM_TOLERANCE of that side's outermost line, if the run
-    is at least TRIM_MIN of the side and at least TRIM_KEEP of the side remains. Pictures with
-    transparency are left alone (their borders may be see-through)."""
-    if im.mode not in ("L", "RGB"):
-        return None
-    box = (0, 0, im.width, im.height) if box is None else box
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    if y1 - y0 < 8 or x1 - x0 < 8 or not _edge_uniform(im, x0, y0, x1, y1):
-        return None
-    lum = np.asarray(im if im.mode == "L" else im.convert("L"), dtype=np.int16)[y0:y1, x0:x1]
-    h, w = lum.shape
-    top, bottom = _border(lum, h), _border(lum[::-1], h)
-    left, right = _border(lum.T, w), _border(lum.T[::-1], w)
-    if not (top or bottom or left or right) or h - top - bottom < TRIM_KEEP * h or w - left - right < TRIM_KEEP * w:
-        return None
-    # a side without a border keeps the box's own edge (a drafted JPEG's is fractional)
-    return (x0 + left if left else box[0], y0 + top if top else box[1], x1 - right if right else box[2],
-            y1 - bottom if bottom else box[3])
-
-
-def _edge_uniform(im: Image.Image, x0: int, y0: int, x1: int, y1: int) -> bool:
-    """Whether some outermost line could start a border: most pictures have none, and are told so
-    from their four edge lines alone, without the luminance of the whole picture."""
-    for strip in ((x0, y0, x1, y0 + 1), (x0, y1 - 1, x1, y1), (x0, y0, x0 + 1, y1), (x1 - 1, y0, x1, y1)):
-        line = np.asarray(im.crop(strip).convert("L"), dtype=np.int16).ravel()
-        if (np.abs(line - int(np.median(line))) <= TRIM_TOLERANCE).mean() >= TRIM_SHARE:
-            return True
-    return False
-
-
-def _border(lines: np.ndarray, side: int) -> float:
-    """How far (in lines, from the outside in) the first line's colour reaches; 0 below TRIM_MIN.
-
-    The line where the border ends is usually a blend of border and picture (the border rarely
-    ends on a pixel edge of a scaled decode): the share of border in it is estimated from the
-    line after it, so the picture is cut out to a fraction of a pixel."""
-    colour = int(np.median(lines[0]))
-    close = (np.abs(lines - colour) <= TRIM_TOLERANCE).mean(axis=1) >= TRIM_SHARE
-    run = int(np.argmin(close)) if not close.all() else len(close)
-    if run < TRIM_MIN * side or run + 1 >= len(lines):
-        return 0
-    blend, inner = lines[run].astype(np.float64), lines[run + 1].astype(np.float64)
-    telling = np.abs(inner - colour) > 2 * TRIM_TOLERANCE
-    share = float(np.median((inner[telling] - blend[telling]) / (inner[telling] - colour))) if telling.sum() >= 8 else 0.5
-    return run + min(max(share, 0.0), 1.0)
-
-
 def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
     """A camera RAW file's tensor: LibRaw's rendering (``_raw_rgb``), then the one resize."""
     picture = _raw_rgb(fp, px_size)
@@ -215,7 +155,7 @@ def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
     width, height = picture.info["sensor_size"]
     return DecodedImage(tensor=_tensor(small, 1, px_size), width=width, height=height, format=raw_format,
                         trimmed=None if inside is None else _tensor(_resize_inside(picture, px_size, inside), 1, px_size),
-                        inner=None if inside is None else _inner_size(inside, (0, 0, *picture.size), (width, height)))
+                        inner=None if inside is None else inner_size(inside, (0, 0, *picture.size), (width, height)))
 
 
 def _raw_rgb(fp, px_size: int) -> Image.Image:

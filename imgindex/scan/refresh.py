@@ -1,5 +1,5 @@
 """Fill in what a decode makes beyond the tensor for images indexed before it did: their trimmed
-tensors (``decode.content_box``), so an old index gets the ``trimmed`` signal without a new index.
+tensors (``borders.content_box``), so an old index gets the ``trimmed`` signal without a new index.
 
 Flows in: the images (under some roots, or all) with no ``trimmed_tensors`` row of this recipe.
 Flows out: their rows, written in batched transactions as workers decode the files again (an
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imgindex.db.runs import now
-from imgindex.scan.decode import TRIM, decode_path
+from imgindex.scan.borders import TRIM
+from imgindex.scan.decode import decode_path
 from imgindex.scan.discover import under
 from imgindex.types import RefreshProgress, RefreshReport
 from imgindex.workers import BatchRunner, resolve_processes

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imgindex.db.runs import now, update_run
-from imgindex.scan.decode import DECODER, TRIM, FileResult, read_file
+from imgindex.scan.borders import TRIM
+from imgindex.scan.decode import DECODER, FileResult, read_file
 from imgindex.scan.diff import ReadTask
 from imgindex.types import ScanErrorInfo
 
