@@ -95,6 +95,25 @@ def box(threshold: float, px: int) -> np.ndarray:
     return np.sqrt(2.0 * threshold * np.outer(sizes, sizes) / (px * px)) * (1 + BOUND_SLACK) + 1e-9
 
 
+def merged(coarse: np.ndarray, threshold: float, px: int) -> tuple[np.ndarray, np.ndarray]:
+    """The block sums of z over blocks of 2 x 2 local blocks / sqrt(their size), and their box: a
+    pair within ``threshold`` has D_c <= 2 threshold n_c / n on each (the sum of its local blocks'
+    D_k). The merged blocks are symmetric too. A grid of an odd number of blocks (tiny tensors)
+    is not merged."""
+    edges = kernel.grid_edges(px, LOCAL_GRID)
+    g = len(edges) - 1
+    if g % 2:
+        return coarse, box(threshold, px)
+    sizes = np.diff(edges).astype(np.float64)
+    sums = coarse * np.sqrt(np.outer(sizes, sizes))[None, :, :, None]  # back to the sums of z
+    k = len(coarse)
+    merged_sums = sums.reshape(k, g // 2, 2, g // 2, 2, -1).sum(axis=(2, 4))
+    merged_sizes = sizes.reshape(-1, 2).sum(axis=1)
+    area = np.outer(merged_sizes, merged_sizes)
+    values = merged_sums / np.sqrt(area)[None, :, :, None]
+    return values, np.sqrt(2.0 * threshold * area / (px * px)) * (1 + BOUND_SLACK) + 1e-9
+
+
 def bound_limit(threshold: float) -> float:
     """The squared distance of z (and so of the coarse vectors) a pair within ``threshold`` stays under."""
     return 2.0 * threshold * (1 + BOUND_SLACK) + 1e-12

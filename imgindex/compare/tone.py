@@ -135,7 +135,11 @@ class Points:
 
     @staticmethod
     def of(coarse: np.ndarray, threshold: float, px_size: int) -> Points:
-        features = space.orbit_features(coarse / signals.box(threshold, px_size)[None, :, :, None])
+        """Points of the blocks merged two by two (``signals.merged``): as many values as the
+        pixel search's coarse grid, whose orbits spread the points best over a grid of cells; the
+        local blocks' own box is checked after (``oriented``)."""
+        merged, box = signals.merged(coarse.astype(np.float64), threshold, px_size)
+        features = space.orbit_features(merged / box[None, :, :, None])
         sp = _box_space(features)
         projected = space.project(sp, features)
         return Points(sp, space.cell_keys(sp, projected), projected.astype(np.float32))
