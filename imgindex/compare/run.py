@@ -10,7 +10,6 @@ and writes nothing (the report's view past the threshold).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import TYPE_CHECKING

@@ -157,6 +157,15 @@ def scores(t: Tones, ia: np.ndarray, ib: np.ndarray, orientation: int, *, limit:
     return out
 
 
+def scores_in(t: Tones, ia: np.ndarray, ib: np.ndarray, orient: np.ndarray, *, limit: float | None = None) -> np.ndarray:
+    """``scores`` of pairs (ia[k], ib[k]) each in its own orientation ``orient[k]``."""
+    out = np.empty(len(ia))
+    for orientation in np.unique(orient).tolist():
+        sel = orient == orientation
+        out[sel] = scores(t, ia[sel], ib[sel], orientation, limit=limit)
+    return out
+
+
 def _local(a, b, pa, pb, spread_a, spread_b, edges: np.ndarray, px: int) -> np.ndarray:
     """The largest local_k over the blocks of ``edges`` (``pa``, ``pb``: those blocks' sums of A^2)."""
     n = px * px

@@ -99,10 +99,7 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
         ids, coarse, new, ref = ids[has], coarse[has], is_new[part][has], is_reference[part][has]
         pa, pb = _near(coarse, new, ref, threshold, px_size)
         cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations, px_size)
-        a, b = ids[cand_a], ids[cand_b]
-        flip = a > b  # seen from the lower id, as stored: the orientation from that side is the inverse
-        a, b = np.where(flip, b, a), np.where(flip, a, b)
-        o = np.where(flip, np.asarray(kernel.INVERSE)[cand_o], cand_o)
+        a, b, o = lower_first(ids[cand_a], ids[cand_b], cand_o)
         for start in range(0, len(a), EXACT_BATCH):
             found.append(score_pairs(db, px_size, a[start : start + EXACT_BATCH], b[start : start + EXACT_BATCH],
                                      o[start : start + EXACT_BATCH], threshold))
@@ -201,21 +198,24 @@ def score_pairs(db, px_size: int, a: np.ndarray, b: np.ndarray, o: np.ndarray, t
     """Exact tone scores of (a, b, orientation) candidates (a < b), each pair's best within the threshold."""
     need = np.union1d(a, b)
     tensors = load_tensors(db, need, px_size)
-    return _scored(tensors, tensors, need, a, b, o, threshold)
-
-
-def _scored(tensors: np.ndarray, stored: np.ndarray, need: np.ndarray, a, b, o, threshold: float) -> ToneFound:
-    """Tone scores of candidates (a, b: ids in ``need``, whose ``tensors`` are scored), each pair's
-    best within the threshold; its SSD from the ``stored`` tensors (the pairs table's MSE)."""
-    t = signals.tones(tensors)
     ia, ib = np.searchsorted(need, a), np.searchsorted(need, b)
-    score = np.empty(len(a))
-    for orientation in np.unique(o).tolist():
-        sel = o == orientation
-        score[sel] = signals.scores(t, ia[sel], ib[sel], orientation, limit=threshold)
+    score = signals.scores_in(signals.tones(tensors), ia, ib, o, limit=threshold)
     m = signals.best(ia, ib, o, score, threshold)
-    ssd = np.empty(len(m.rows), dtype=np.int64)
-    for orientation in np.unique(m.orient).tolist():
-        sel = m.orient == orientation
-        ssd[sel] = kernel.exact_ssd(stored[m.rows[sel]], stored[m.cols[sel]], orientation)
-    return ToneFound(need[m.rows], need[m.cols], ssd, m.orient, m.score)
+    return ToneFound(need[m.rows], need[m.cols], ssd_in(tensors[m.rows], tensors[m.cols], m.orient), m.orient,
+                     m.score)
+
+
+def lower_first(a: np.ndarray, b: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (a, b, orientation from a to b) seen from the lower id, as stored: where b is lower,
+    the two swap and the orientation is the inverse."""
+    flip = a > b
+    return np.where(flip, b, a), np.where(flip, a, b), np.where(flip, np.asarray(kernel.INVERSE)[o], o)
+
+
+def ssd_in(a: np.ndarray, b: np.ndarray, orient: np.ndarray) -> np.ndarray:
+    """The pixel SSD of tensors a[k] and b[k] in orientation ``orient[k]`` (the pairs table's MSE)."""
+    out = np.empty(len(a), dtype=np.int64)
+    for orientation in np.unique(orient).tolist():
+        sel = orient == orientation
+        out[sel] = kernel.exact_ssd(a[sel], b[sel], orientation)
+    return out

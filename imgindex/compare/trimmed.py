@@ -22,7 +22,7 @@ import numpy as np
 
 from imgindex.db.queries import load_tensors
 from imgindex.scan.borders import TRIM
-from imgindex.compare import kernel, signals, tone
+from imgindex.compare import signals, tone
 from imgindex.compare.plan import Scope, _buckets
 
 if TYPE_CHECKING:
@@ -133,21 +133,10 @@ def _scored(db, px_size, pid, trim_at, cut, pa, pb, o, threshold) -> tone.ToneFo
     stored = load_tensors(db, stored_ids, px_size)
     tensors = np.where((trim_at[used] >= 0)[:, None, None, None], cut[np.maximum(trim_at[used], 0)],
                        stored[np.searchsorted(stored_ids, pid[used])])
-    t = signals.tones(tensors)
     ia, ib = np.searchsorted(used, pa), np.searchsorted(used, pb)
-    score = np.empty(len(pa))
-    for orientation in np.unique(o).tolist():
-        sel = o == orientation
-        score[sel] = signals.scores(t, ia[sel], ib[sel], orientation, limit=threshold)
-    a, b = pid[pa], pid[pb]
-    flip = a > b  # seen from the lower id, as stored: the orientation from that side is the inverse
-    a, b = np.where(flip, b, a), np.where(flip, a, b)
-    o = np.where(flip, np.asarray(kernel.INVERSE)[o], o)
+    score = signals.scores_in(signals.tones(tensors), ia, ib, o, limit=threshold)
+    a, b, o = tone.lower_first(pid[pa], pid[pb], o)
     keep = score <= threshold
     a, b, o, score = a[keep], b[keep], o[keep], score[keep]
-    ssd = np.empty(len(a), dtype=np.int64)
-    for orientation in np.unique(o).tolist():
-        sel = o == orientation
-        ssd[sel] = kernel.exact_ssd(stored[np.searchsorted(stored_ids, a[sel])],
-                                    stored[np.searchsorted(stored_ids, b[sel])], orientation)
+    ssd = tone.ssd_in(stored[np.searchsorted(stored_ids, a)], stored[np.searchsorted(stored_ids, b)], o)
     return tone.ToneFound(a, b, ssd, o, score)
