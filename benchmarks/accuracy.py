@@ -12,7 +12,7 @@ EXIF-compensated rotations, grayscale) and a quarter of the photos are distracto
 The set is indexed with imgindex into a fresh SQLite file and searched with the real presets
 ('duplicates', 'similar'; rotate on, mirror off; same_dim on and off), once more with the widest
 threshold (same_dim off) for the sweep, and once with mirror on. These searches use pixels alone
-(MSE); two more columns give 'similar' with its default signals (pixels, tone, trimmed), same_dim on and off.
+(MSE); two more columns give 'similar' with its default signals (pixels, tone, rank, trimmed), same_dim on and off.
 
 - A predicted pair is *true* when both files have the same group_id in truth.csv (so a pair of
   two copies of one photo is true too). Pair precision = true pairs / predicted pairs.
@@ -32,7 +32,7 @@ Edits and scenes (``make_edits.py``, run as a subprocess; ``--no-edits`` to skip
 +60%, darker 15%, letterbox, text box, 8% crop, grayscale), one group per photo; and a scenes set per
 ``--seeds`` seed: two shots of one scene per photo (panned views, or a region moved), every file its
 own group, so every pair joined there is false. Each set is searched at 'similar' (same_dim off,
-rotate on, mirror off) with pixels alone, tone alone, trimmed alone and the default signals, and compared with
+rotate on, mirror off) with each signal alone and the default signals, and compared with
 pHash-8: imagehash.phash in 8 orientations (4 rotations x mirror), a pair's distance the smallest
 Hamming distance between one file's upright hash and the other's 8 (either way round), joined at
 <= ``--phash-max``. Printed: recall per edit kind and pair precision on the edits set; scene pairs
@@ -243,7 +243,7 @@ def photos(args: argparse.Namespace, work: Path, similar: float) -> dict:
           f"{len(distinct) - n_groups} distractors. 'similar' = MSE {similar:g}; rotate on, mirror off.")
     print("Recall of (original, copy) pairs per kind; pair precision over every pair found "
           "(two copies of one photo count as a true pair).\n")
-    print("`similar` = pixels alone (MSE); `similar`, default signals = pixels, tone and trimmed (the preset's).\n")
+    print("`similar` = pixels alone (MSE); `similar`, default signals = pixels, tone, rank and trimmed (the preset's).\n")
     cols = [("duplicates", True), ("similar", True), ("similar", False), ("both", True), ("both", False)]
     print(f"| kind of copy | n | `duplicates` | `similar` ({similar:g}) | `similar`, same_dim off "
           "| `similar`, default signals | `similar`, default signals, same_dim off "
@@ -385,11 +385,11 @@ EDIT_LABELS = {
 SCENE_KINDS = {"pan": ("pan_a", "pan_b"), "moved": ("still", "moved")}  # kind -> the tags of its two shots
 SCENE_LABELS = {"pan": "pan (camera moved 10-15%)", "moved": "moved (a 30% region shifted 2-3%)"}
 #: the searches of every edits and scenes set ('similar', same_dim off, rotate on): column -> signals
-METHODS = {"pixels": ("pixels",), "tone": ("tone",), "trimmed": ("trimmed",),
+METHODS = {"pixels": ("pixels",), "tone": ("tone",), "rank": ("rank",), "trimmed": ("trimmed",),
            "similar": "default"}  # 'default': the preset's signals
-METHOD_LABELS = {"pixels": "pixels alone", "tone": "tone alone", "trimmed": "trimmed alone",
+METHOD_LABELS = {"pixels": "pixels alone", "tone": "tone alone", "rank": "rank alone", "trimmed": "trimmed alone",
                  "similar": "`similar` (default signals)"}
-SIGNAL_ORDER = ("pixels", "tone", "trimmed")  # a pair is labelled with the first that matches it
+SIGNAL_ORDER = ("pixels", "tone", "rank", "trimmed")  # a pair is labelled with the first that matches it
 #: the 8 orientations pHash-8 hashes, upright first: 0, 90, 180, 270 degrees clockwise
 TURNS = (None, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_90)
 
@@ -608,7 +608,7 @@ def print_consistency(sets: dict[tuple[str, int], Measured]) -> None:
         if set(found) != union or wrong:
             odd.append(f"{mode} seed {seed}: {len(set(found) - union)} pairs found beyond them, "
                        f"{len(union - set(found))} of theirs not found, {len(wrong)} labelled otherwise")
-    print("\n`similar` = pixels alone | tone alone | trimmed alone, each pair labelled with the first signal that"
+    print("\n`similar` = the union of the signals alone, each pair labelled with the first signal that"
           " finds it alone, on every set." if not odd else "\n`similar` is NOT the union of the signals alone: "
           + "; ".join(odd) + ".")
 

@@ -576,6 +576,12 @@ def signals(db: Database) -> None:
             recipe TEXT NOT NULL,
             coarse BLOB NOT NULL
         );
+        -- the same for the rank signal (the tone of the luminance's ranks)
+        CREATE TABLE rank_keys (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            recipe TEXT NOT NULL,
+            coarse BLOB NOT NULL
+        );
         -- the tensor of the picture inside uniform borders (scan.decode.content_box), made at decode
         -- time; tensor NULL: the image was looked at and has no borders; no row: indexed before
         -- borders were looked for (imgindex scan --refresh-signals). recipe: how borders were found;

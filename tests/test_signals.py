@@ -16,7 +16,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from helpers import invoke, photo_like
 from imgindex import Index
 from imgindex.compare import kernel, signals, tone
-from imgindex.compare.settings import TONE_THRESHOLD, TRIMMED_THRESHOLD
+from imgindex.compare.settings import RANK_THRESHOLD, TONE_THRESHOLD, TRIMMED_THRESHOLD
 from imgindex.db.queries import load_tensors
 
 DATA = Path(__file__).parent / "data"
@@ -25,18 +25,31 @@ PHOTOS = ("castle.jpg", "cat.jpg", "coral.jpg", "kingfisher.jpg")
 
 # ------------------------------------------------------------------ the reference, in Python integers
 
-def reference_score(a: np.ndarray, b: np.ndarray, orientation: int) -> float:
-    """The tone score of (a, b) in one orientation from the definition, sums in Python integers."""
+def reference_ranks(lum: np.ndarray) -> np.ndarray:
+    """Doubled mean ranks, from their definition: 2 (values below) + (values equal) + 1."""
+    flat = [int(x) for x in lum.ravel()]
+    return np.array([2 * sum(y < x for y in flat) + sum(y == x for y in flat) + 1 for x in flat],
+                    dtype=object).reshape(lum.shape)
+
+
+def _spread(values: np.ndarray, n: int) -> tuple[int, int]:
+    s = int(sum(map(int, values.ravel())))
+    return s, n * sum(int(x) * int(x) for x in values.ravel()) - s * s
+
+
+def reference_score(a: np.ndarray, b: np.ndarray, orientation: int, rank: bool = False) -> float:
+    """The tone score (``rank``: of the luminance's ranks) of (a, b) in one orientation from the
+    definition, sums in Python integers."""
     px = a.shape[0]
     n = px * px
     la, lb = (np.vectorize(int)((299 * t[..., 0].astype(object) + 587 * t[..., 1].astype(object)
                                  + 114 * t[..., 2].astype(object) + 500) // 1000) for t in (a, b))
     lb = kernel.orient(lb[None, ..., None], orientation)[0, ..., 0]
-    sa, sb = int(sum(map(int, la.ravel()))), int(sum(map(int, lb.ravel())))
-    va = n * sum(int(x) * int(x) for x in la.ravel()) - sa * sa
-    vb = n * sum(int(x) * int(x) for x in lb.ravel()) - sb * sb
-    if va < n * n * signals.MIN_STD**2 or vb < n * n * signals.MIN_STD**2:
+    if min(_spread(la, n)[1], _spread(lb, n)[1]) < n * n * signals.MIN_STD**2:
         return math.inf
+    if rank:
+        la, lb = reference_ranks(la), reference_ranks(lb)
+    (sa, va), (sb, vb) = _spread(la, n), _spread(lb, n)
     edges = kernel.grid_edges(px, signals.LOCAL_GRID)
     ra, rb = float(n * va), float(n * vb)
     worst = -math.inf
@@ -52,12 +65,13 @@ def reference_score(a: np.ndarray, b: np.ndarray, orientation: int) -> float:
     return worst
 
 
-def reference_matches(tensors: np.ndarray, threshold: float, orientations) -> dict[tuple[int, int], tuple[float, int]]:
+def reference_matches(tensors: np.ndarray, threshold: float, orientations,
+                      rank: bool = False) -> dict[tuple[int, int], tuple[float, int]]:
     """Every pair (i < j) within the threshold: its smallest score and, on ties, the earlier orientation."""
     found = {}
     for i in range(len(tensors)):
         for j in range(i + 1, len(tensors)):
-            best = min((reference_score(tensors[i], tensors[j], o), o) for o in orientations)
+            best = min((reference_score(tensors[i], tensors[j], o, rank), o) for o in orientations)
             if best[0] <= threshold:
                 found[i, j] = best
     return found
@@ -89,14 +103,14 @@ def tensor_sets(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tensor_sets(), st.sampled_from([0.0, 0.02, 0.1, 0.5, 2.0]), st.booleans())
-def test_tone_scores_equal_the_integer_reference_bit_for_bit(tensors, threshold, mirror):
+@given(tensor_sets(), st.sampled_from([0.0, 0.02, 0.1, 0.5, 2.0]), st.booleans(), st.booleans())
+def test_tone_and_rank_scores_equal_the_integer_reference_bit_for_bit(tensors, threshold, mirror, rank):
     orientations = kernel.orientation_indices(True, mirror)
-    t = signals.tones(tensors)
+    t = signals.tones(tensors, rank=rank)
     ia, ib = np.triu_indices(len(tensors), 1)
     for o in orientations:
         got = signals.scores(t, ia, ib, o)
-        want = [reference_score(tensors[i], tensors[j], o) for i, j in zip(ia, ib)]
+        want = [reference_score(tensors[i], tensors[j], o, rank) for i, j in zip(ia, ib)]
         assert got.tolist() == want  # the same floats: exact, not close
         quick = signals.scores(t, ia, ib, o, limit=threshold)  # a quarter of the blocks first
         assert [q if w <= threshold else None for q, w in zip(quick.tolist(), want)] == [
@@ -106,15 +120,16 @@ def test_tone_scores_equal_the_integer_reference_bit_for_bit(tensors, threshold,
     sc = np.concatenate([signals.scores(t, ia, ib, o) for o in orientations])
     m = signals.best(np.tile(ia, len(orientations)), np.tile(ib, len(orientations)), o_all, sc, threshold)
     got = {(int(a), int(b)): (float(s), int(o)) for a, b, s, o in zip(m.rows, m.cols, m.score, m.orient)}
-    assert got == reference_matches(tensors, threshold, orientations)
+    assert got == reference_matches(tensors, threshold, orientations, rank)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tensor_sets())
-def test_the_bound_never_exceeds_twice_the_score(tensors):
-    """What pruning relies on: |coarse(a) - T coarse(b)|^2 <= 2 (1 - r) <= 2 score, in every orientation."""
+@given(tensor_sets(), st.booleans())
+def test_the_bound_never_exceeds_twice_the_score(tensors, rank):
+    """What pruning relies on: |coarse(a) - T coarse(b)|^2 <= 2 (1 - r) <= 2 score, in every orientation,
+    and each block within its box (merged blocks within theirs)."""
     px = tensors.shape[1]
-    t = signals.tones(tensors)
+    t = signals.tones(tensors, rank=rank)
     c = signals.coarse(t, px)
     ia, ib = np.triu_indices(len(tensors), 1)
     for o in kernel.orientation_indices(True, True):
@@ -125,6 +140,8 @@ def test_the_bound_never_exceeds_twice_the_score(tensors):
         for k in np.flatnonzero(has):  # the box: block by block, what a pair at its own score can differ by
             block = np.abs(c[ia[k]] - kernel.orient(c[ib[k]][None], o)[0])[..., 0]
             assert np.all(block <= signals.box(max(float(s[k]), 0.0), px))
+            merged, box = signals.merged(c, max(float(s[k]), 0.0), px)
+            assert np.all(np.abs(merged[ia[k]] - kernel.orient(merged[ib[k]][None], o)[0])[..., 0] <= box)
 
 
 def test_the_score_means_one_minus_the_correlation_block_by_block():
@@ -204,16 +221,18 @@ def test_similar_finds_edited_copies_by_tone_and_keeps_other_shots_apart(tmp_pat
             assert both[pair][0] == "tone" and both[pair][1] <= TONE_THRESHOLD
         assert frozenset((f"{stem}__pan_a.jpg", f"{stem}__pan_b.jpg")) not in both  # another shot
     assert all(a.split("__")[0].split(".")[0] == b.split("__")[0].split(".")[0] for a, b in map(tuple, both))
-    assert report.signals == {"pixels": 6.0, "tone": TONE_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}
+    assert report.signals == {"pixels": 6.0, "tone": TONE_THRESHOLD, "rank": RANK_THRESHOLD,
+                              "trimmed": TRIMMED_THRESHOLD}
     assert report.tone_pairs == sum(s == "tone" for s, _ in both.values()) > 0
     assert {p: v for p, v in both.items() if v[0] == "pixels"} == by_pixels  # pixels first, unchanged
 
 
-def brute_tone(index: Index, threshold: float, orientations, same_dim: bool) -> dict[tuple[int, int], tuple[float, int]]:
+def brute_tone(index: Index, threshold: float, orientations, same_dim: bool,
+               rank: bool = False) -> dict[tuple[int, int], tuple[float, int]]:
     ids = np.array([r[0] for r in index.db.execute("SELECT id FROM images ORDER BY id")])
     dims = {i: tuple(sorted((w, h))) for i, w, h in index.db.execute("SELECT id, width, height FROM images")}
     tensors = load_tensors(index.db, ids, 50)
-    t = signals.tones(tensors)
+    t = signals.tones(tensors, rank=rank)
     out = {}
     for x in range(len(ids)):
         for y in range(x + 1, len(ids)):
@@ -226,19 +245,20 @@ def brute_tone(index: Index, threshold: float, orientations, same_dim: bool) -> 
     return out
 
 
-@pytest.mark.parametrize("same_dim", [False, True])
-def test_the_tone_pass_finds_exactly_the_brute_force_pairs(tmp_path, edited, monkeypatch, same_dim):
+@pytest.mark.parametrize("same_dim, signal", [(False, "tone"), (True, "tone"), (False, "rank"), (True, "rank")])
+def test_the_tone_and_rank_passes_find_exactly_the_brute_force_pairs(tmp_path, edited, monkeypatch, same_dim, signal):
     from imgindex.compare import space
 
     monkeypatch.setattr(space, "MAX_PAIRS", 7)  # the neighbouring cells' pairs taken a few at a time
     monkeypatch.setattr(tone, "EXACT_BATCH", 5)
     with Index(tmp_path / "i.db") as index:
         index.scan([edited], processes=1)
-        index.search(similarity="similar", same_dim=same_dim, rotate=True, signals="tone", full=True)
+        index.search(similarity="similar", same_dim=same_dim, rotate=True, signals=signal, full=True)
         got = {(a, b): (s, kernel.ORIENTATIONS.index(kernel.Orientation(r, bool(m))))
                for a, b, s, r, m in index.db.execute(
                    "SELECT image_a, image_b, score, rotation, mirrored FROM match_pairs")}
-        want = brute_tone(index, TONE_THRESHOLD, kernel.orientation_indices(True, False), same_dim)
+        threshold = RANK_THRESHOLD if signal == "rank" else TONE_THRESHOLD
+        want = brute_tone(index, threshold, kernel.orientation_indices(True, False), same_dim, signal == "rank")
     assert got == want and len(want) >= 12
 
 

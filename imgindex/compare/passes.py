@@ -1,4 +1,4 @@
-"""The passes of a search's signals besides pixels (``tone``, ``trimmed``), after the pixel pass.
+"""The passes of a search's signals besides pixels (``tone``, ``rank``, ``trimmed``), after the pixel pass.
 
 Flows in: the search's settings, scope and which images are new, and a way to tell the pairs the
 pixel pass already found. Flows out: each signal's pairs that no earlier signal (in SIGNALS order)
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.compare import tone, trimmed
-from imgindex.compare.settings import TONE_THRESHOLD, TRIMMED_THRESHOLD, Settings
+from imgindex.compare.settings import RANK_THRESHOLD, TONE_THRESHOLD, TRIMMED_THRESHOLD, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,9 +31,10 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
     out: dict[str, tone.ToneFound] = {}
     unchecked = 0
     for signal in settings.signals:
-        if signal == "tone":
-            pairs = tone.search(db, scope, is_new, reference, settings.px_size, TONE_THRESHOLD, orientations,
-                                same_dim=settings.same_dim, in_folder=settings.in_folder)
+        if signal in ("tone", "rank"):
+            pairs = tone.search(db, scope, is_new, reference, settings.px_size,
+                                RANK_THRESHOLD if signal == "rank" else TONE_THRESHOLD, orientations,
+                                same_dim=settings.same_dim, in_folder=settings.in_folder, rank=signal == "rank")
         elif signal == "trimmed":
             unchecked = trimmed.unchecked(db, scope.ids)
             pairs = trimmed.search(db, scope, is_new, reference, settings.px_size, TRIMMED_THRESHOLD, orientations,

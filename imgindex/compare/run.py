@@ -85,13 +85,10 @@ def search(
         roots = latest_scan_roots(db)
     if in_folder and not roots:
         raise ImgIndexError("in_folder searches each scanned folder on its own: scan some folders first.")
-    settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots,
-                        stored_px_size(db) or 0, decisions.reference_folders(db), chosen.keep, chosen.prefer_folders,
-                        chosen.chosen_signals)
-    if "tone" in settings.signals and settings.px_size > signals_.MAX_PX:
-        raise ImgIndexError(f"the tone signal works on tensors of at most {signals_.MAX_PX} px, and this index has"
-                            f" {settings.px_size}: search with --signals pixels, or index again with a smaller"
-                            " --px-size.")
+    px = stored_px_size(db) or 0
+    settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots, px,
+                        decisions.reference_folders(db), chosen.keep, chosen.prefer_folders,
+                        _usable(chosen.chosen_signals, px, given=chosen.signals is not None))
     base = None if full else base_search(db, settings)
     # an exact-duplicate search is linear (identical keys): far too little work for workers below tens
     # of millions of images, so a local cluster starts only if asked for; else while the search plans
@@ -99,6 +96,18 @@ def search(
         row = {"status": "running", **settings.as_row(), "processes": processes, "executor": executor(cluster, processes)}
         return _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started,
                          off_profile, cluster)
+
+
+def _usable(signals: tuple[str, ...], px: int, *, given: bool) -> tuple[str, ...]:
+    """The signals a search can use on tensors of ``px``: those asked for (an error when one cannot),
+    or of the preset's, those that can (tone and trimmed up to 128 px, rank up to 100)."""
+    most = {"tone": signals_.MAX_PX, "trimmed": signals_.MAX_PX, "rank": signals_.RANK_MAX_PX}
+    too_large = [s for s in signals if px > most.get(s, px)]
+    if too_large and given:
+        raise ImgIndexError(f"the {', '.join(too_large)} signal works on tensors of at most"
+                            f" {min(most[s] for s in too_large)} px, and this index has {px}: search with"
+                            " --signals pixels, or index again with a smaller --px-size.")
+    return tuple(s for s in signals if s not in too_large)
 
 
 def _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started, off_profile,

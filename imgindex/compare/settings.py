@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 SIMILARITY_PRESETS = {"duplicates": 0.0, "similar": 6.0}  # calibrated: README, benchmarks/accuracy.py
-SIGNALS = ("pixels", "tone", "trimmed")  # in the order a pair's signal is recorded: the first that matches
+SIGNALS = ("pixels", "tone", "rank", "trimmed")  # in the order a pair's signal is recorded: the first that matches
+RANK_THRESHOLD = 0.015  # the same score on the luminance's ranks (compare.signals.ranks); calibrated likewise
 TRIMMED_THRESHOLD = 0.03  # the tone score of a framed picture's inside (compare.trimmed); calibrated likewise
 TONE_THRESHOLD = 0.02  # the tone score a pair may have (compare.signals); calibrated: benchmarks/accuracy.py, README
 
@@ -37,7 +38,8 @@ def resolve_signals(signals, similarity_name: str) -> tuple[str, ...]:
 
 def signal_thresholds(signals: tuple[str, ...], threshold: float) -> dict[str, float]:
     """Each signal's threshold, as a search records them (``searches.signals``)."""
-    return {n: {"pixels": threshold, "tone": TONE_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}[n] for n in signals}
+    limits = {"pixels": threshold, "tone": TONE_THRESHOLD, "rank": RANK_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}
+    return {n: limits[n] for n in signals}
 
 
 def resolve_similarity(similarity: str | float | int) -> tuple[str, float]:

@@ -36,6 +36,7 @@ from imgindex.compare import kernel
 LOCAL_GRID = 10  # blocks per side of the local check: 5 x 5 pixels at 50 px
 MIN_STD = 2.0  # luminance spread (0-255) below which an image is too flat to have a tone
 MAX_PX = 128  # exact in int64 up to here: n * V and the block sums of A^2 stay below 2^53
+RANK_MAX_PX = 100  # ranks reach 2n: their block sums of A^2 stay within int64 up to here
 BOUND_SLACK = 1e-9  # relative: covers the float64 rounding of z and its block sums in the bound
 
 
@@ -49,6 +50,18 @@ def luminance(tensors: np.ndarray) -> np.ndarray:
     return ((weighted + 500) // 1000).astype(np.int64)
 
 
+def ranks(lum: np.ndarray) -> np.ndarray:
+    """Each pixel's rank among its image's luminances, ties sharing the mean of their ranks, doubled
+    so it is an integer: 2 (number below) + (number equal) + 1, from 1 to 2n. Any monotone change of
+    brightness, contrast or gamma, and clipping, keep the order: ranks change only where ties form."""
+    k, n = len(lum), lum[0].size
+    flat = lum.reshape(k, -1)
+    counts = np.bincount((flat + 256 * np.arange(k)[:, None]).ravel(), minlength=256 * k).reshape(k, 256)
+    below = np.cumsum(counts, axis=1) - counts
+    doubled = 2 * below + counts + 1
+    return np.take_along_axis(doubled, flat, axis=1).reshape(lum.shape)
+
+
 @dataclass(frozen=True)
 class Tones:
     """The tone facts of some images, in the order given."""
@@ -59,16 +72,23 @@ class Tones:
     power: np.ndarray  # (k, g, g) float64: each local block's sum of A^2 (exact integers below 2^53)
 
 
-def tones(tensors: np.ndarray) -> Tones:
-    """A, n V and whether each image has a tone at all (its luminance is not flat)."""
+def tones(tensors: np.ndarray, *, rank: bool = False) -> Tones:
+    """A, n V and whether each image has a tone at all (its luminance is not flat). ``rank``: of the
+    luminance's ranks instead (``ranks``), for the rank signal."""
     px = tensors.shape[1]
-    if px > MAX_PX:
-        raise ToneUnavailable(f"the tone signal works on tensors of at most {MAX_PX} px (this index has {px}).")
+    most = RANK_MAX_PX if rank else MAX_PX
+    if px > most:
+        raise ToneUnavailable(f"the {'rank' if rank else 'tone'} signal works on tensors of at most {most} px"
+                              f" (this index has {px}).")
     n = px * px
     lum = luminance(tensors)
     s = lum.reshape(len(lum), -1).sum(axis=1)
     v = n * np.einsum("kij,kij->k", lum, lum) - s * s
     has = v >= n * n * MIN_STD**2
+    if rank:
+        lum = ranks(lum)
+        s = lum.reshape(len(lum), -1).sum(axis=1)
+        v = n * np.einsum("kij,kij->k", lum, lum) - s * s
     centred = n * lum - s[:, None, None]
     edges = kernel.grid_edges(px, LOCAL_GRID)
     g = len(edges) - 1

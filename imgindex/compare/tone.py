@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 RECIPE = "tone-2"  # how tone_keys rows were made: keys of another recipe are made again, never mixed
+RANK_RECIPE = "rank-1"  # the same for rank_keys (the rank signal: the tone of the luminance's ranks)
+
+
+def _keys_of(rank: bool) -> tuple[str, str]:
+    """(table, recipe) of the keys of the tone signal or of the rank signal."""
+    return ("rank_keys", RANK_RECIPE) if rank else ("tone_keys", RECIPE)
 EMPTY = np.empty(0, np.int64)
 
 
@@ -55,26 +61,27 @@ class ToneFound:
         return ToneFound(self.image_a[keep], self.image_b[keep], self.ssd[keep], self.orient[keep], self.score[keep])
 
 
-def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048) -> None:
-    """Make the tone keys of ``ids`` that have none of this recipe yet, from their tensors."""
-    have = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM tone_keys WHERE recipe = ? ORDER BY image_id",
-                                                 [RECIPE])), dtype=np.int64)
+def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048, *, rank: bool = False) -> None:
+    """Make the tone (or rank) keys of ``ids`` that have none of this recipe yet, from their tensors."""
+    table, recipe = _keys_of(rank)
+    have = np.fromiter((r[0] for r in db.execute(f"SELECT image_id FROM {table} WHERE recipe = ? ORDER BY image_id",
+                                                 [recipe])), dtype=np.int64)
     missing = space.missing_from(np.unique(ids), have)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
-        t = signals.tones(load_tensors(db, part, px_size))
+        t = signals.tones(load_tensors(db, part, px_size), rank=rank)
         coarse = signals.coarse(t, px_size)
-        rows = [(int(i), RECIPE, c.astype(np.float32).tobytes() if has else b"")
+        rows = [(int(i), recipe, c.astype(np.float32).tobytes() if has else b"")
                 for i, c, has in zip(part, coarse, t.has_tone)]
         with db.atomic():
-            db.conn.executemany("INSERT OR REPLACE INTO tone_keys (image_id, recipe, coarse) VALUES (?, ?, ?)", rows)
+            db.conn.executemany(f"INSERT OR REPLACE INTO {table} (image_id, recipe, coarse) VALUES (?, ?, ?)", rows)
 
 
-def load_keys(db: Database, ids: np.ndarray, px_size: int) -> tuple[np.ndarray, np.ndarray]:
+def load_keys(db: Database, ids: np.ndarray, px_size: int, *, rank: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(coarse (k, g, g, 1) float32, has_tone (k,)) of ``ids``, in that order."""
     g = len(kernel.grid_edges(px_size, signals.LOCAL_GRID)) - 1
-    rows = dict(db.execute("SELECT image_id, coarse FROM tone_keys WHERE image_id IN (SELECT value FROM json_each(?))",
-                           [json.dumps(np.asarray(ids).tolist())]))
+    rows = dict(db.execute(f"SELECT image_id, coarse FROM {_keys_of(rank)[0]} WHERE image_id IN"
+                           " (SELECT value FROM json_each(?))", [json.dumps(np.asarray(ids).tolist())]))
     coarse = np.zeros((len(ids), g, g, 1), dtype=np.float32)
     has = np.zeros(len(ids), dtype=bool)
     for k, i in enumerate(np.asarray(ids).tolist()):
@@ -86,23 +93,23 @@ def load_keys(db: Database, ids: np.ndarray, px_size: int) -> tuple[np.ndarray, 
 
 
 def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndarray, px_size: int, threshold: float,
-           orientations: tuple[int, ...], *, same_dim: bool, in_folder: bool) -> ToneFound:
-    """Every pair with a new image (and at most one reference image) whose tone score is within
-    ``threshold``, in the best of ``orientations``."""
+           orientations: tuple[int, ...], *, same_dim: bool, in_folder: bool, rank: bool = False) -> ToneFound:
+    """Every pair with a new image (and at most one reference image) whose tone score (``rank``:
+    the tone of their luminances' ranks) is within ``threshold``, in the best of ``orientations``."""
     found = [ToneFound.empty()]
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
     if buckets:
-        ensure_keys(db, scope.ids[np.concatenate(buckets)], px_size)
+        ensure_keys(db, scope.ids[np.concatenate(buckets)], px_size, rank=rank)
     for part in buckets:
         ids = scope.ids[part]
-        coarse, has = load_keys(db, ids, px_size)
+        coarse, has = load_keys(db, ids, px_size, rank=rank)
         ids, coarse, new, ref = ids[has], coarse[has], is_new[part][has], is_reference[part][has]
         pa, pb = _near(coarse, new, ref, threshold, px_size)
         cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations, px_size)
         a, b, o = lower_first(ids[cand_a], ids[cand_b], cand_o)
         for start in range(0, len(a), EXACT_BATCH):
             found.append(score_pairs(db, px_size, a[start : start + EXACT_BATCH], b[start : start + EXACT_BATCH],
-                                     o[start : start + EXACT_BATCH], threshold))
+                                     o[start : start + EXACT_BATCH], threshold, rank=rank))
     return ToneFound(*(np.concatenate([getattr(f, k) for f in found]) for k in ToneFound.__dataclass_fields__))
 
 
@@ -194,12 +201,14 @@ def oriented(coarse: np.ndarray, pa: np.ndarray, pb: np.ndarray, threshold: floa
     return np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_o)
 
 
-def score_pairs(db, px_size: int, a: np.ndarray, b: np.ndarray, o: np.ndarray, threshold: float) -> ToneFound:
-    """Exact tone scores of (a, b, orientation) candidates (a < b), each pair's best within the threshold."""
+def score_pairs(db, px_size: int, a: np.ndarray, b: np.ndarray, o: np.ndarray, threshold: float, *,
+                rank: bool = False) -> ToneFound:
+    """Exact tone (or rank) scores of (a, b, orientation) candidates (a < b), each pair's best within
+    the threshold."""
     need = np.union1d(a, b)
     tensors = load_tensors(db, need, px_size)
     ia, ib = np.searchsorted(need, a), np.searchsorted(need, b)
-    score = signals.scores_in(signals.tones(tensors), ia, ib, o, limit=threshold)
+    score = signals.scores_in(signals.tones(tensors, rank=rank), ia, ib, o, limit=threshold)
     m = signals.best(ia, ib, o, score, threshold)
     return ToneFound(need[m.rows], need[m.cols], ssd_in(tensors[m.rows], tensors[m.cols], m.orient), m.orient,
                      m.score)

@@ -92,6 +92,7 @@ ORPHANS = {
     "tensors": "DELETE FROM tensors WHERE image_id NOT IN (SELECT id FROM images)",
     "search_keys": "DELETE FROM search_keys WHERE image_id NOT IN (SELECT id FROM images)",
     "tone_keys": "DELETE FROM tone_keys WHERE image_id NOT IN (SELECT id FROM images)",
+    "rank_keys": "DELETE FROM rank_keys WHERE image_id NOT IN (SELECT id FROM images)",
     "trimmed_tensors": "DELETE FROM trimmed_tensors WHERE image_id NOT IN (SELECT id FROM images)",
     "pair_rows": "DELETE FROM pair_rows WHERE image_a NOT IN (SELECT id FROM images)"
                  " OR image_b NOT IN (SELECT id FROM images) OR pair_set NOT IN (SELECT id FROM searches)",
