@@ -363,3 +363,15 @@ def test_refresh_signals_gives_an_old_index_its_trimmed_tensors_and_nothing_else
         report = index.search(similarity="similar", same_dim=False, signals="default")
         assert report.unchecked == 0
         assert found(index)[frozenset(("castle.jpg", "castle-framed.jpg"))][0] == "trimmed"
+
+
+def test_tone_and_rank_side_by_side_in_workers_find_what_one_process_finds(tmp_path, edited, monkeypatch):
+    from imgindex.compare import passes
+
+    with Index(tmp_path / "i.db") as index:
+        index.scan([edited], processes=1)
+        index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
+        alone = found(index)
+        monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0)  # a library this small counts as large
+        report = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
+        assert found(index) == alone and report.by_signal["rank"] > 0 and report.by_signal["tone"] > 0

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.db.connect import connect_readonly
 from imgindex.compare import tone, trimmed
+from imgindex.workers import BatchRunner
 from imgindex.compare.settings import RANK_THRESHOLD, TONE_THRESHOLD, TRIMMED_THRESHOLD, Settings
 
 if TYPE_CHECKING:
@@ -23,17 +25,24 @@ if TYPE_CHECKING:
     from imgindex.compare.plan import Scope
 
 
+SIDE_BY_SIDE = 50_000  # images in scope from which the tone and rank passes run in two worker processes
+
+
 def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
-                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray]) -> tuple[dict[str, tone.ToneFound], int]:
+                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *, db_path: str | None = None,
+                  processes: int = 1) -> tuple[dict[str, tone.ToneFound], int]:
     """(signal -> its pairs no earlier signal matched, images the trimmed signal could not look at:
-    indexed before borders were looked for)."""
+    indexed before borders were looked for). With ``db_path``, ``processes`` > 1 and a large scope,
+    the tone and rank passes run side by side in worker processes (fresh interpreters, read-only)."""
     reference = scope.under_any(settings.reference)
+    ahead = _side_by_side(db, db_path, settings, scope, is_new, reference, orientations, processes)
     out: dict[str, tone.ToneFound] = {}
     unchecked = 0
     for signal in settings.signals:
-        if signal in ("tone", "rank"):
-            pairs = tone.search(db, scope, is_new, reference, settings.px_size,
-                                RANK_THRESHOLD if signal == "rank" else TONE_THRESHOLD, orientations,
+        if signal in ahead:
+            pairs = ahead[signal]
+        elif signal in ("tone", "rank"):
+            pairs = tone.search(db, scope, is_new, reference, settings.px_size, _threshold(signal), orientations,
                                 same_dim=settings.same_dim, in_folder=settings.in_folder, rank=signal == "rank")
         elif signal == "trimmed":
             unchecked = trimmed.unchecked(db, scope.ids)
@@ -46,6 +55,30 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
             pairs = pairs.take(~among(pairs, (earlier.image_a, earlier.image_b)))
         out[signal] = pairs
     return out, unchecked
+
+
+def _threshold(signal: str) -> float:
+    return RANK_THRESHOLD if signal == "rank" else TONE_THRESHOLD
+
+
+def _side_by_side(db, db_path, settings, scope, is_new, reference, orientations, processes) -> dict:
+    """The tone and rank passes, each in a worker process, when both are asked for and worth it."""
+    both = [s for s in ("tone", "rank") if s in settings.signals]
+    if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < SIDE_BY_SIDE:
+        return {}
+    for signal in both:  # the keys are written here, the one process that writes
+        tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
+    runner = BatchRunner(pass_batch, processes=2, args=(scope, is_new, reference, settings.px_size, orientations,
+                                                        settings.same_dim, settings.in_folder),
+                         context=db.conn, initializer=connect_readonly, initargs=(db_path,), batch_work=1,
+                         fan_out_at=2)
+    return dict(runner.map((signal, 1) for signal in both))
+
+
+def pass_batch(conn, signals: list[str], scope, is_new, reference, px_size, orientations, same_dim, in_folder):
+    """The passes of ``signals`` on a read-only connection (in a worker)."""
+    return [tone.search(conn, scope, is_new, reference, px_size, _threshold(s), orientations, same_dim=same_dim,
+                        in_folder=in_folder, rank=s == "rank", make_keys=False) for s in signals]
 
 
 def among(pairs: tone.ToneFound, earlier: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -199,7 +199,7 @@ class _Run:
     def _others(self, scope, is_new, found_by_pixels) -> dict[str, tone.ToneFound]:
         """The other signals' pairs (``passes``), and what they tell the report."""
         found, self.unchecked = passes.other_signals(self.db, self.settings, scope, is_new, self.orientations,
-                                                     found_by_pixels)
+                                                     found_by_pixels, db_path=self.db_path, processes=self.processes)
         self.by_signal = {k: len(v) for k, v in found.items()}
         return found
 

@@ -93,12 +93,14 @@ def load_keys(db: Database, ids: np.ndarray, px_size: int, *, rank: bool = False
 
 
 def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndarray, px_size: int, threshold: float,
-           orientations: tuple[int, ...], *, same_dim: bool, in_folder: bool, rank: bool = False) -> ToneFound:
+           orientations: tuple[int, ...], *, same_dim: bool, in_folder: bool, rank: bool = False,
+           make_keys: bool = True) -> ToneFound:
     """Every pair with a new image (and at most one reference image) whose tone score (``rank``:
-    the tone of their luminances' ranks) is within ``threshold``, in the best of ``orientations``."""
+    the tone of their luminances' ranks) is within ``threshold``, in the best of ``orientations``.
+    ``db``: the index, or a read-only connection when ``make_keys`` is off (the keys made already)."""
     found = [ToneFound.empty()]
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
-    if buckets:
+    if buckets and make_keys:
         ensure_keys(db, scope.ids[np.concatenate(buckets)], px_size, rank=rank)
     for part in buckets:
         ids = scope.ids[part]
