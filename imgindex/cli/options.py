@@ -51,13 +51,16 @@ reference_option = click.option(
          "with the rest, never with each other. Stored with the index.")
 match_options = together(
     click.option("--similarity", default=None, show_default=PROFILE_DEFAULT + "duplicates",
-                 help="'duplicates' (MSE 0: identical tensors), 'similar' (MSE 6 or a matching tone, calibrated on "
-                      "real photos, edited copies and same-scene shots) or an MSE threshold >= 0 (pixels only)."),
+                 help="'duplicates' (MSE 0: identical tensors), 'similar' (MSE 6, or a matching tone, rank or "
+                      "trimmed picture; calibrated on real photos, edited copies and same-scene shots) or an MSE "
+                      "threshold >= 0 (pixels only)."),
     click.option("--signals", default=None, metavar="LIST",
-                 show_default=PROFILE_DEFAULT + "the similarity's: pixels,tone for 'similar', else pixels",
+                 show_default=PROFILE_DEFAULT + "the similarity's: all four for 'similar', else pixels",
                  help="What makes two images a pair, comma-separated: 'pixels' (MSE within the threshold), 'tone' "
                       "(the same light and dark with brightness, contrast and colour taken out: edited copies, "
-                      "grayscale). A pair matches when any signal does. 'default': the similarity's."),
+                      "grayscale), 'rank' (the same order of light and dark: strong contrast, curves), 'trimmed' "
+                      "(the picture inside letterbox bars or a mat). A pair matches when any signal does. "
+                      "'default': the similarity's."),
     click.option("--rotate/--no-rotate", default=None, show_default=PROFILE_DEFAULT + "rotate",
                  help="Also match copies turned 90/180/270 degrees."),
     click.option("--same-dim/--no-same-dim", default=None, show_default=PROFILE_DEFAULT + "same-dim",

@@ -72,7 +72,7 @@ def skipped_kinds(report: ScanReport) -> str:
 
 
 def signal_limits(signals: dict[str, float] | None, threshold: float) -> str:
-    """'MSE <= 6 or tone <= 0.02': what made a pair (a search before signals existed: pixels)."""
+    """'MSE <= 6 or tone <= 0.02 or ...': what made a pair (a search before signals existed: pixels)."""
     signals = signals or {"pixels": threshold}
     return " or ".join(f"MSE <= {v:g}" if k == "pixels" else f"{k} <= {v:g}" for k, v in signals.items())
 
@@ -175,8 +175,10 @@ def decision_list(found: list[Decision], what: str) -> None:
 def profile_line(profile) -> str:
     """'similar (MSE 6), rotations, same dimensions only; keeper: resolution,size,path'."""
     signals = profile.chosen_signals
+    others = [s for s in signals if s != "pixels"]
     how = f"{profile.similarity} (MSE {profile.threshold:g})" if "pixels" in signals else f"{profile.similarity}"
-    how += (" or tone" if "pixels" in signals else " (tone only)") if "tone" in signals else ""
+    how += (" or " if "pixels" in signals else " (by ") + "/".join(others) + ("" if "pixels" in signals else ")") \
+        if others else ""
     parts = [how, "rotations" if profile.rotate else "no rotations"]
     parts += ["mirrored"] if profile.mirror else []
     parts.append("same dimensions only" if profile.same_dim else "any dimensions")
