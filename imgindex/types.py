@@ -119,6 +119,7 @@ class SearchReport:
     tone_pairs: int = 0  # new pairs matched by tone and not by pixels
     by_signal: dict[str, int] = field(default_factory=dict)  # new pairs each other signal matched first
     unchecked: int = 0  # images indexed before borders were looked for: the trimmed signal skips them
+    left_out: tuple[str, ...] = ()  # the preset's signals this search left out (too many images for them)
 
 
 @dataclass(frozen=True)

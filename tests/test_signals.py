@@ -375,3 +375,19 @@ def test_tone_and_rank_side_by_side_in_workers_find_what_one_process_finds(tmp_p
         monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0)  # a library this small counts as large
         report = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
         assert found(index) == alone and report.by_signal["rank"] > 0 and report.by_signal["tone"] > 0
+
+
+def test_the_preset_leaves_tone_and_rank_out_of_a_very_large_search_and_says_so(tmp_path, edited, monkeypatch):
+    from imgindex.compare import run
+
+    db = tmp_path / "i.db"
+    with Index(db) as index:
+        index.scan([edited], processes=1)
+    monkeypatch.setattr(run, "SIGNALS_MOST", 10)  # the 28 images count as very many
+    done = invoke("search", "--db", db, "--similarity", "similar", "--no-same-dim", "--full")
+    assert done.returncode == 0 and "the tone and rank signals were left out" in done.stderr
+    assert "--signals pixels,tone,rank,trimmed" in done.stderr
+    with Index(db) as index:
+        assert {s for s, _ in found(index).values()} <= {"pixels", "trimmed"}
+        asked = index.search(similarity="similar", same_dim=False, signals="pixels,tone,rank,trimmed", full=True)
+        assert asked.left_out == () and asked.by_signal["tone"] > 0  # by name, they run anyway

@@ -87,6 +87,11 @@ def search_summary(report: SearchReport, profile=None) -> None:
         + _on_cluster(report),
         err=True,
     )
+    if report.left_out:
+        click.echo(
+            f"Note: the {' and '.join(report.left_out)} signals were left out: they search this many images"
+            f" ({report.images:,}) too slowly today. Ask for them by name to run them anyway"
+            f" (--signals {','.join(['pixels', *report.left_out, 'trimmed'])}).", err=True)
     if report.unchecked:
         click.echo(
             f"Note: {report.unchecked:,} images were indexed before borders (letterbox bars, mats) were looked for;"

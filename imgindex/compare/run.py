@@ -86,16 +86,30 @@ def search(
     if in_folder and not roots:
         raise ImgIndexError("in_folder searches each scanned folder on its own: scan some folders first.")
     px = stored_px_size(db) or 0
+    given = chosen.signals is not None
+    usable = _usable(chosen.chosen_signals, px, given=given)
+    left_out = () if given else _too_many(usable, scope_size(db, roots))
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots, px,
                         decisions.reference_folders(db), chosen.keep, chosen.prefer_folders,
-                        _usable(chosen.chosen_signals, px, given=chosen.signals is not None))
+                        tuple(s for s in usable if s not in left_out))
     base = None if full else base_search(db, settings)
     # an exact-duplicate search is linear (identical keys): far too little work for workers below tens
     # of millions of images, so a local cluster starts only if asked for; else while the search plans
     with open_cluster(scheduler, workers=processes, eager=threshold > 0) as cluster:
         row = {"status": "running", **settings.as_row(), "processes": processes, "executor": executor(cluster, processes)}
-        return _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started,
-                         off_profile, cluster)
+        report = _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm, progress, started,
+                           off_profile, cluster)
+        return dataclasses.replace(report, left_out=left_out)
+
+
+SIGNALS_MOST = 200_000  # images in a search above which the preset leaves tone and rank out (README)
+
+
+def _too_many(signals: tuple[str, ...], images: int) -> tuple[str, ...]:
+    """The preset's signals a search of ``images`` leaves out: tone and rank, whose range searches
+    grow with the square of the density of their points (a million images: 520 s and 7 GB, where
+    pixels alone takes about 70 s), above SIGNALS_MOST. Asked for by name, they run anyway."""
+    return tuple(s for s in signals if s in ("tone", "rank")) if images > SIGNALS_MOST else ()
 
 
 def _usable(signals: tuple[str, ...], px: int, *, given: bool) -> tuple[str, ...]:
