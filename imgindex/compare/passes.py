@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.db.connect import connect_readonly
+from imgindex.errors import ImgIndexError
 from imgindex.compare import tone, trimmed
-from imgindex.workers import BatchRunner
 from imgindex.compare.settings import RANK_THRESHOLD, TONE_THRESHOLD, TRIMMED_THRESHOLD, Settings
+from imgindex.workers import BatchRunner
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,7 +73,12 @@ def _side_by_side(db, db_path, settings, scope, is_new, reference, orientations,
                                                         settings.same_dim, settings.in_folder),
                          context=db.conn, initializer=connect_readonly, initargs=(db_path,), batch_work=1,
                          fan_out_at=2)
-    return dict(runner.map((signal, 1) for signal in both))
+    try:
+        return dict(runner.map((signal, 1) for signal in both))
+    except ImgIndexError:
+        raise
+    except Exception as exc:  # a worker that died, or failed: say which step, as the pixel pass does
+        raise ImgIndexError(f"a {' or '.join(both)} search worker failed: {exc}") from exc
 
 
 def pass_batch(conn, signals: list[str], scope, is_new, reference, px_size, orientations, same_dim, in_folder):
