@@ -116,7 +116,6 @@ class SearchReport:
     set_aside: int = 0  # pairs found but not reported: decided not duplicates, or both in reference folders
     off_profile: tuple[str, ...] = ()  # settings this run took that differ from the index's profile
     signals: dict[str, float] = field(default_factory=lambda: {"pixels": 0.0})  # each signal's threshold
-    tone_pairs: int = 0  # new pairs matched by tone and not by pixels
     by_signal: dict[str, int] = field(default_factory=dict)  # new pairs each other signal matched first
     unchecked: int = 0  # images indexed before borders were looked for: the trimmed signal skips them
     left_out: tuple[str, ...] = ()  # the preset's signals this search left out (too many images for them)

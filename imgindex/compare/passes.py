@@ -15,7 +15,7 @@ import numpy as np
 from imgindex.db.connect import connect_readonly
 from imgindex.errors import ImgIndexError
 from imgindex.compare import tone, trimmed
-from imgindex.compare.settings import RANK_THRESHOLD, TONE_THRESHOLD, TRIMMED_THRESHOLD, Settings
+from imgindex.compare.settings import Settings, signal_thresholds
 from imgindex.workers import BatchRunner
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
                                 same_dim=settings.same_dim, in_folder=settings.in_folder, rank=signal == "rank")
         elif signal == "trimmed":
             unchecked = trimmed.unchecked(db, scope.ids)
-            pairs = trimmed.search(db, scope, is_new, reference, settings.px_size, TRIMMED_THRESHOLD, orientations,
+            pairs = trimmed.search(db, scope, is_new, reference, settings.px_size, _threshold(signal), orientations,
                                    same_dim=settings.same_dim, in_folder=settings.in_folder)
         else:
             continue
@@ -59,7 +59,7 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
 
 
 def _threshold(signal: str) -> float:
-    return RANK_THRESHOLD if signal == "rank" else TONE_THRESHOLD
+    return signal_thresholds((signal,))[signal]
 
 
 def _side_by_side(db, db_path, settings, scope, is_new, reference, orientations, processes) -> dict:

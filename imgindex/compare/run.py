@@ -285,7 +285,7 @@ class _Run:
             pairs=pairs, new_pairs=found, groups=n_groups, duration=time.monotonic() - self.started,
             workers=workers, executor=executor(self.cluster, self.processes), set_aside=set_aside, off_profile=(),
             signals=signal_thresholds(self.settings.signals, self.settings.threshold),
-            tone_pairs=self.by_signal.get("tone", 0), by_signal=self.by_signal, unchecked=self.unchecked,
+            by_signal=self.by_signal, unchecked=self.unchecked,
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report

@@ -36,8 +36,9 @@ def resolve_signals(signals, similarity_name: str) -> tuple[str, ...]:
     return tuple(n for n in SIGNALS if n in names)
 
 
-def signal_thresholds(signals: tuple[str, ...], threshold: float) -> dict[str, float]:
-    """Each signal's threshold, as a search records them (``searches.signals``)."""
+def signal_thresholds(signals: tuple[str, ...], threshold: float = 0.0) -> dict[str, float]:
+    """Each signal's threshold, as a search records them (``searches.signals``); pixels' is the MSE
+    ``threshold``, the others are fixed."""
     limits = {"pixels": threshold, "tone": TONE_THRESHOLD, "rank": RANK_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}
     return {n: limits[n] for n in signals}
 

@@ -134,11 +134,6 @@ def merged(coarse: np.ndarray, threshold: float, px: int) -> tuple[np.ndarray, n
     return values, np.sqrt(2.0 * threshold * area / (px * px)) * (1 + BOUND_SLACK) + 1e-9
 
 
-def bound_limit(threshold: float) -> float:
-    """The squared distance of z (and so of the coarse vectors) a pair within ``threshold`` stays under."""
-    return 2.0 * threshold * (1 + BOUND_SLACK) + 1e-12
-
-
 def _block_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Exact int64 sums of (k, px, px) over the blocks of ``edges`` x ``edges``: (k, g*g)."""
     starts = edges[:-1]
