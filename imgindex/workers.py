@@ -291,7 +291,7 @@ class BatchRunner:
             if self.processes == 1:
                 yield from self._inline()
             return
-        self._fill()
+        self._fill(partial=False)
         yield from self._collect(block=not self.pool.can_submit())
 
     def finish(self) -> Iterator[tuple[Any, Any]]:
@@ -328,8 +328,13 @@ class BatchRunner:
             (result,) = self.func(*self.context, [item.value], *self.args)
             yield item.value, result
 
-    def _fill(self) -> None:
+    def _fill(self, partial: bool = True) -> None:
+        """Send batches while the workers have room. Not ``partial``: while items are still coming,
+        send only full batches, unless the workers have nothing to do (a batch of one file each
+        cost a round trip and a call each: 968 of 972 batches of a 1,000-file scan were so)."""
         while self.queue and self.pool.can_submit():
+            if not partial and self.queued_work < self.batch_work and self.batches:
+                return
             batch, work = [], 0
             while self.queue and (not batch or (work < self.batch_work and not self.queue[0].suspect)):
                 item = self.queue.popleft()
