@@ -9,8 +9,9 @@ re-encoded near-copies; cached under $IMGINDEX_BENCH_DIR, default /tmp/imgindex-
 own folder with --corpus. Then difPy (build + search) and `imgindex find` (fresh database, a
 cold run) in turn, both with processes=2, for 'duplicates' and 'similar'. Reported: wall time,
 peak RSS summed over every process of the run (sampled from /proc), files found as lower
-quality, and the ratio difPy / imgindex. difPy is installed into its own virtualenv on first
-use. Above --difpy-max images difPy would take hours: it runs on the first --difpy-max images
+quality, the ratio difPy / imgindex, and where imgindex's time went (walk, hash, decode, keys,
+write, search, start-up: the timings its index records for the run). difPy is installed into
+its own virtualenv on first use. Above --difpy-max images difPy would take hours: it runs on the first --difpy-max images
 and its time is extrapolated (build linearly, search quadratically), which the output says.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,26 @@ class Result:
     peak_mb: float
     lower_quality: int
     note: str = ""
+    split: dict | None = None  # imgindex's: the scans and searches rows' timings
+
+
+def split_of(db: Path) -> dict:
+    """The cold run's scan and search timings (``ScanTimings``, ``SearchTimings``), from its index."""
+    with sqlite3.connect(db) as conn:
+        scan = json.loads(conn.execute("SELECT timings FROM scans ORDER BY id DESC LIMIT 1").fetchone()[0])
+        search = json.loads(conn.execute("SELECT timings FROM searches ORDER BY id DESC LIMIT 1").fetchone()[0])
+    return {"scan": scan, "search": search}
+
+
+def describe_split(result: Result, processes: int = 2) -> str:
+    scan, search = result.split["scan"], result.split["search"]
+    rest = result.seconds - scan["total"] - search["total"]
+    share = scan["decode"] / processes / result.seconds
+    return (f"walk {scan['walk']:.2f} s, hash {scan['hash']:.2f} s CPU, decode {scan['decode']:.2f} s CPU, keys"
+            f" {scan['keys']:.2f} s CPU, write {scan['write']:.2f} s (scan {scan['total']:.2f} s); search"
+            f" {search['total']:.2f} s (pixels {search['pixels']:.2f}, signals {search['signals']:.2f}, groups"
+            f" {search['groups']:.2f}); start-up, exit and output {rest:.2f} s. Decoding kept {share:.0%} of the"
+            f" {processes} cores busy over the whole run")
 
 
 def difpy_python() -> Path:
@@ -80,12 +102,12 @@ def run_imgindex(folder: Path, similarity: str) -> tuple[Result, Result]:
         cmd = [sys.executable, "-m", "imgindex.cli", "find", str(folder), "--db", str(db), "--processes", "2",
                "--similarity", similarity, "--format", "json", "-o", str(out), "-q"]
         results = []
-        for _ in range(2):
+        for attempt in range(2):
             run = measure(cmd)
             if run.returncode != 0:
                 raise SystemExit(f"imgindex failed: {run.stderr}")
             lower = sum(len(matches) for matches in json.loads(out.read_text()).values())
-            results.append(Result(run.seconds, run.peak_rss_mb, lower))
+            results.append(Result(run.seconds, run.peak_rss_mb, lower, split=split_of(db) if attempt == 0 else None))
         return results[0], results[1]
 
 
@@ -112,6 +134,9 @@ def extrapolated(folder_small: Path, n_small: int, n: int, similarity: str) -> R
     return Result(seconds, float("nan"), -1, note)
 
 
+LOAD_BEFORE = "%.2f %.2f %.2f" % os.getloadavg()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000])
@@ -130,6 +155,7 @@ def main() -> None:
             cold, again = run_imgindex(folder, similarity)
             print(f"  imgindex: {cold.seconds:.2f} s, {cold.peak_mb:.0f} MB; again (nothing changed) "
                   f"{again.seconds:.2f} s", flush=True)
+            print(f"  imgindex's time: {describe_split(cold)}", flush=True)
             if args.skip_difpy:
                 dif = Result(float("nan"), float("nan"), -1, "skipped")
             elif n <= args.difpy_max or args.corpus:
@@ -140,16 +166,18 @@ def main() -> None:
             rows.append((n, similarity, dif, cold, again))
     print()
     print(f"{'images':>7} {'similarity':<11} {'difPy s':>9} {'difPy MB':>9} {'imgindex s':>11} {'imgindex MB':>12}"
-          f" {'re-run s':>9} {'speed-up':>9} {'lower_quality difPy/imgindex':>30}")
+          f" {'re-run s':>9} {'speed-up':>9} {'decoding':>9} {'lower_quality difPy/imgindex':>30}")
     for n, similarity, dif, cold, again in rows:
         ratio = dif.seconds / cold.seconds if cold.seconds else float("nan")
         found = f"{dif.lower_quality if dif.lower_quality >= 0 else '-'}/{cold.lower_quality}"
         mark = "*" if "extrapolated" in dif.note else ""
+        share = cold.split["scan"]["decode"] / 2 / cold.seconds
         print(f"{n:>7} {similarity:<11} {dif.seconds:>8.1f}{mark:1} {dif.peak_mb:>9.0f} {cold.seconds:>11.2f}"
-              f" {cold.peak_mb:>12.0f} {again.seconds:>9.2f} {ratio:>8.1f}x {found:>30}")
+              f" {cold.peak_mb:>12.0f} {again.seconds:>9.2f} {ratio:>8.1f}x {share:>9.0%} {found:>30}")
     if any("extrapolated" in r[2].note for r in rows):
         print("* difPy time extrapolated from a subset (see above); its memory was not measured there.")
-    print(f"machine: {os.cpu_count()} CPUs; both tools with processes=2; imgindex cold run = fresh database.")
+    print(f"machine: {os.cpu_count()} CPUs, load average before the run {LOAD_BEFORE}; both tools with processes=2;"
+          " imgindex cold run = fresh database. decoding: imgindex's decode CPU time / 2 cores / its wall time.")
 
 
 if __name__ == "__main__":

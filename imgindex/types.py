@@ -84,6 +84,20 @@ class ScanReport:
     errors: tuple[ScanErrorInfo, ...] = ()
     unlisted_folders: tuple[ScanErrorInfo, ...] = ()
     skipped_files: tuple[SkippedFile, ...] = ()  # what the walk passed over (not image files, links...), and why
+    timings: ScanTimings | None = None
+
+
+@dataclass(frozen=True)
+class ScanTimings:
+    """A scan's seconds: ``total``, ``walk`` (listing, diffing) and ``write`` (SQLite): wall time here;
+    ``hash``, ``decode``, ``keys`` (made beside the decode): CPU time of the reading processes, summed."""
+
+    total: float = 0.0
+    walk: float = 0.0
+    write: float = 0.0
+    hash: float = 0.0
+    decode: float = 0.0
+    keys: float = 0.0
 
 
 # ---------------------------------------------------------------- search
@@ -119,6 +133,17 @@ class SearchReport:
     by_signal: dict[str, int] = field(default_factory=dict)  # new pairs each other signal matched first
     unchecked: int = 0  # images indexed before borders were looked for: the trimmed signal skips them
     left_out: tuple[str, ...] = ()  # the preset's signals this search left out (too many images for them)
+    timings: SearchTimings | None = None
+
+
+@dataclass(frozen=True)
+class SearchTimings:
+    """A search's wall seconds: pixels (plan, keys, compare), signals (tone, rank, trimmed), groups."""
+
+    total: float = 0.0
+    pixels: float = 0.0
+    signals: float = 0.0
+    groups: float = 0.0
 
 
 @dataclass(frozen=True)

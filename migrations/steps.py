@@ -620,3 +620,18 @@ def signals(db: Database) -> None:
                        AND p.image_b IN (SELECT image_id FROM reference_images));
         """
     )
+
+
+@MIGRATIONS(name="0014_timings")
+def timings(db: Database) -> None:
+    """Where each scan's and search's time went (``ScanTimings``, ``SearchTimings``): what a
+    newcomer needs to see the decode bound, and what a benchmark prints."""
+    db.executescript(
+        """
+        -- JSON: {"total", "walk", "write"} (this process's wall seconds) and {"hash", "decode", "keys"}
+        -- (CPU seconds summed over the reading processes); NULL for scans recorded before this column
+        ALTER TABLE scans ADD COLUMN timings TEXT;
+        -- JSON: {"total", "pixels", "signals", "groups"}, wall seconds; NULL before this column
+        ALTER TABLE searches ADD COLUMN timings TEXT;
+        """
+    )

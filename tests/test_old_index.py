@@ -39,19 +39,19 @@ def test_an_index_from_before_the_restructuring_opens_unchanged_and_reads_the_sa
     after = rows(db)
     since = sorted({m[2] for m in after["_sqlite_migrations"]} - {m[2] for m in before["_sqlite_migrations"]})
     assert since == ["0008_decisions", "0009_reviews", "0010_search_keys_orbits", "0011_shared_rows",
-                     "0012_executor", "0013_signals"]
+                     "0012_executor", "0013_signals", "0014_timings"]
     for table in set(TABLES) - {"_sqlite_migrations", "group_members", "searches", "search_keys", "scans", "pairs"}:
         assert after[table] == before[table], table
     assert [r[:-2] for r in after["pairs"]] == before["pairs"]  # signal, score: new columns at the end
-    assert [r[:-1] for r in after["scans"]] == before["scans"]  # executor: a new column, NULL
-    assert {r[-1] for r in after["scans"]} == {None}
+    assert [r[:-2] for r in after["scans"]] == before["scans"]  # executor, timings: new columns, NULL
+    assert {r[-2:] for r in after["scans"]} == {(None, None)}
     assert [r[:-2] for r in after["search_keys"]] == before["search_keys"]  # orbits, sample: new columns, NULL
     # new columns at the end, old values kept; a keeper's reason is 'rule', an image to act on has none
     assert [r[:-1] for r in after["group_members"]] == before["group_members"]
     assert {r[3]: r[-1] for r in after["group_members"]} == {1: "rule", 0: None}
     assert [r[: len(before["searches"][0])] for r in after["searches"]] == before["searches"]
-    # each old search is a chain of its own, and nothing of it was edited since; executor, signals unknown
-    assert {r[-4:] for r in after["searches"]} == {(r[0], 0, None, None) for r in after["searches"]}
+    # each old search is a chain of its own, and nothing of it was edited since; executor, signals, timings unknown
+    assert {r[-5:] for r in after["searches"]} == {(r[0], 0, None, None, None) for r in after["searches"]}
     with Index(db) as index:  # pairs found before signals existed were matched by pixels, their score the MSE
         assert {(s, score == mse) for s, score, mse in index.db.execute("SELECT signal, score, mse FROM pairs")} == {
             ("pixels", True)}

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgindex.db.queries import load_tensors
+from imgindex.db.queries import load_tensors, store_search_keys
 from imgindex.scan.discover import under
-from imgindex.compare import kernel, nearby, points, space
+from imgindex.compare import keys, nearby, points, space
 from imgindex.compare.settings import Base
 
 if TYPE_CHECKING:
@@ -131,26 +131,12 @@ def ensure_search_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int =
         kept = np.fromiter((r[0] for r in db.execute("SELECT image_id FROM search_keys WHERE sample IS NOT NULL")),
                            dtype=np.int64)
     missing = space.missing_from(np.sort(ids), np.sort(kept))
-    edges = kernel.grid_edges(px_size)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
-        images = load_tensors(db, part, px_size)
-        blocks = kernel.block_sums(images, edges)
-        coarse = kernel.coarse(images, edges, blocks)
-        sums = blocks.sum(axis=(1, 2))
-        values = images.reshape(len(part), -1, 3).astype(np.float64)  # squares summed in float64: exact below 2^53
-        squares = np.einsum("kvc,kvc->kc", values, values).astype(np.int64)
-        orbits = space.orbit_features(coarse).astype(np.float32)
-        samples = kernel.sample(images)
-        rows = [
-            (image_id, float(s.sum()) / values[0].size, s.tobytes() + q.tobytes(), c.tobytes(), o.tobytes(),
-             t.tobytes())
-            for image_id, s, q, c, o, t in zip(part.tolist(), sums, squares, coarse, orbits, samples)
-        ]
+        made = keys.pixel_keys(load_tensors(db, part, px_size), px_size)
         with db.atomic():
-            db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits, sample)"
-                                " VALUES (?, ?, ?, ?, ?, ?)", rows)
-            points.add(db, px_size, part, orbits)
+            store_search_keys(db, part.tolist(), [made.row(i) for i in range(len(part))])
+            points.add(db, px_size, part, made.orbits)
 
 
 def identity_keys(db: Database, ids: np.ndarray) -> list[bytes]:

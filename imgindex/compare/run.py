@@ -10,8 +10,10 @@ and writes nothing (the report's view past the threshold).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,7 +36,7 @@ from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, m
 from imgindex.compare.settings import (Settings, base_search, resolve_similarity, signal_thresholds, still_head,
                                        stored_settings)
 from imgindex.compare.update import update_groups
-from imgindex.types import SearchProgress, SearchReport
+from imgindex.types import SearchProgress, SearchReport, SearchTimings
 from imgindex.workers import resolve_processes
 
 if TYPE_CHECKING:
@@ -150,6 +152,17 @@ def _attempts(db, db_path, settings, base, row, processes, chunksize, algorithm,
 
 
 ATTEMPTS = 3
+
+
+@contextmanager
+def _timed(spent: dict[str, float], step: str):
+    """The wall time of the block, added to ``spent[step]``."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        spent[step] += time.monotonic() - started
+
 FEW_NEW = 5000  # new images searched through the point index (one box query each) instead of a plan of all
 
 
@@ -169,6 +182,7 @@ class _Run:
         self.roots = settings.roots if settings.in_folder else ()
         self.by_signal: dict[str, int] = {}  # new pairs matched by each signal besides pixels, and no earlier one
         self.unchecked = 0  # images in scope indexed before borders were looked for (the trimmed signal)
+        self.spent = dict.fromkeys(("pixels", "signals", "groups"), 0.0)  # seconds (``SearchTimings``)
 
     def _record(self, algorithm: str, chunksize: int, n: int) -> None:
         update_run(self.db, "searches", self.search_id, {
@@ -198,15 +212,18 @@ class _Run:
         algorithm, chunksize = self._algorithm(n)
         self._record(algorithm, chunksize, n)
         writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
-        found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
-        extra = self._others(scope, np.ones(n, dtype=bool), self._written)
-        for signal, pairs in extra.items():
-            found += writer.add((pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient), signal, pairs.score)
-        writer.flush()
-        if algorithm == "chunked":
-            points.ensure(self.db, self.px)  # for the incremental searches to come (once)
-        n_groups, set_aside = write_groups(self.db, self.search_id, self.roots, self.px, self.orientations,
-                                           self.policy)
+        with _timed(self.spent, "pixels"):
+            found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
+        with _timed(self.spent, "signals"):
+            extra = self._others(scope, np.ones(n, dtype=bool), self._written)
+            for signal, pairs in extra.items():
+                found += writer.add((pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient), signal, pairs.score)
+            writer.flush()
+        with _timed(self.spent, "groups"):
+            if algorithm == "chunked":
+                points.ensure(self.db, self.px)  # for the incremental searches to come (once)
+            n_groups, set_aside = write_groups(self.db, self.search_id, self.roots, self.px, self.orientations,
+                                               self.policy)
         return self._done(n, n, found, found - set_aside, n_groups, set_aside, workers, int(scope.ids.max(initial=0)),
                           algorithm)
 
@@ -231,10 +248,11 @@ class _Run:
         if few is not None and algorithm == "chunked":
             self._record(algorithm, chunksize, n)
             collector = PairCollector(self.px * self.px * 3)
-            _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings), collector,
-                                   threshold=settings.threshold, orientations=self.orientations, px_size=self.px,
-                                   processes=self.processes, algorithm="chunked", progress=self.progress,
-                                   started=self.started, cluster=self.cluster)
+            with _timed(self.spent, "pixels"):
+                _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings),
+                                       collector, threshold=settings.threshold, orientations=self.orientations,
+                                       px_size=self.px, processes=self.processes, algorithm="chunked",
+                                       progress=self.progress, started=self.started, cluster=self.cluster)
             new_count, max_id = len(few.ids), max_image_id(self.db)
             moved = moved_since(self.db, base)
             others = [s for s in settings.signals if s != "pixels"]
@@ -250,14 +268,16 @@ class _Run:
             again = scope.under_any(tuple(set(base.reference) - set(settings.reference)))
             is_new |= again
             collector = PairCollector(self.px * self.px * 3)
-            _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
+            with _timed(self.spent, "pixels"):
+                _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
             new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
             moved = np.union1d(moved_since(self.db, base), scope.ids[again])
         pixels = collector.found()
-        extra = self._others(scope, is_new, lambda pairs: passes.among(pairs, pixels)) if scope is not None else {}
+        with _timed(self.spent, "signals"):
+            extra = self._others(scope, is_new, lambda pairs: passes.among(pairs, pixels)) if scope is not None else {}
         both = tuple(np.concatenate([p, *(getattr(e, k) for e in extra.values())])
                      for p, k in zip(pixels, ("image_a", "image_b", "ssd", "orient")))
-        with write_transaction(self.db):
+        with _timed(self.spent, "groups"), write_transaction(self.db):
             if not still_head(self.db, base):
                 return None
             pair_set = base.pair_set
@@ -286,6 +306,7 @@ class _Run:
             workers=workers, executor=executor(self.cluster, self.processes), set_aside=set_aside, off_profile=(),
             signals=signal_thresholds(self.settings.signals, self.settings.threshold),
             by_signal=self.by_signal, unchecked=self.unchecked,
+            timings=SearchTimings(total=time.monotonic() - self.started, **self.spent),
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report
@@ -296,6 +317,8 @@ def _finish(db: Database, search_id: int, status: str, started: float, report: S
     """Counts and status in one update, so ``latest_search`` never shows a half-recorded run."""
     names = ("images", "new_images", "pairs", "groups", "set_aside")
     counts = {k: getattr(report, k) for k in names} if report else dict.fromkeys(names)
+    if report is not None and report.timings is not None:
+        counts["timings"] = json.dumps({k: round(v, 4) for k, v in dataclasses.asdict(report.timings).items()})
     counts["decisions_version"] = version
     update_run(db, "searches", search_id, {"status": status, "finished_at": now(),
                                            "duration": time.monotonic() - started, **counts,

@@ -127,7 +127,7 @@ def merged(coarse: np.ndarray, threshold: float, px: int) -> tuple[np.ndarray, n
     sizes = np.diff(edges).astype(np.float64)
     sums = coarse * np.sqrt(np.outer(sizes, sizes)).astype(coarse.dtype)[None, :, :, None]  # back to sums of z
     k = len(coarse)
-    merged_sums = sums.reshape(k, g // 2, 2, g // 2, 2, -1).sum(axis=(2, 4))
+    merged_sums = sums.reshape(k, g // 2, 2, g // 2, 2, coarse.shape[-1]).sum(axis=(2, 4))
     merged_sizes = sizes.reshape(-1, 2).sum(axis=1)
     area = np.outer(merged_sizes, merged_sizes)
     values = merged_sums / np.sqrt(area).astype(coarse.dtype)[None, :, :, None]

@@ -61,7 +61,7 @@ def orbit_features(coarse: np.ndarray) -> np.ndarray:
     out = []
     for row in orbit_projection(g):
         members = np.flatnonzero(row)
-        out.append(np.sort(flat[:, members, :], axis=1).transpose(0, 2, 1).reshape(k, -1))
+        out.append(np.sort(flat[:, members, :], axis=1).transpose(0, 2, 1).reshape(k, len(members) * c))
     return np.concatenate(out, axis=1)
 
 

@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgindex.db.queries import load_tensors
-from imgindex.compare import kernel, signals, space
+from imgindex.db.queries import load_tensors, store_signal_keys
+from imgindex.compare import kernel, keys, signals, space
 from imgindex.compare.plan import Scope, _buckets
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-RECIPE = "tone-2"  # how tone_keys rows were made: keys of another recipe are made again, never mixed
-RANK_RECIPE = "rank-1"  # the same for rank_keys (the rank signal: the tone of the luminance's ranks)
+RECIPE, RANK_RECIPE = keys.TONE_RECIPE, keys.RANK_RECIPE
 
 
 def _keys_of(rank: bool) -> tuple[str, str]:
     """(table, recipe) of the keys of the tone signal or of the rank signal."""
     return ("rank_keys", RANK_RECIPE) if rank else ("tone_keys", RECIPE)
+
+
 EMPTY = np.empty(0, np.int64)
 
 
@@ -69,12 +70,9 @@ def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048, 
     missing = space.missing_from(np.unique(ids), have)
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
-        t = signals.tones(load_tensors(db, part, px_size), rank=rank)
-        coarse = signals.coarse(t, px_size)
-        rows = [(int(i), recipe, c.astype(np.float32).tobytes() if has else b"")
-                for i, c, has in zip(part, coarse, t.has_tone)]
+        blobs = keys.tone_blobs(load_tensors(db, part, px_size), px_size, rank=rank)
         with db.atomic():
-            db.conn.executemany(f"INSERT OR REPLACE INTO {table} (image_id, recipe, coarse) VALUES (?, ?, ?)", rows)
+            store_signal_keys(db, table, recipe, part.tolist(), blobs)
 
 
 def load_keys(db: Database, ids: np.ndarray, px_size: int, *, rank: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +102,8 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
         ids = scope.ids[part]
         coarse, has = load_keys(db, ids, px_size, rank=rank)
         ids, coarse, new, ref = ids[has], coarse[has], is_new[part][has], is_reference[part][has]
+        if len(ids) < 2:  # no two images of the bucket have a tone: no pair to find
+            continue
         pa, pb = _near(coarse, new, ref, threshold, px_size)
         cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations, px_size)
         a, b, o = lower_first(ids[cand_a], ids[cand_b], cand_o)

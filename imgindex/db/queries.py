@@ -100,6 +100,18 @@ def load_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int
     return data[order] if len(ids) > 1 and ids != sorted(ids) else data
 
 
+def store_search_keys(db: Database, ids: list[int], rows: list[tuple]) -> None:
+    """Keep the search_keys rows (mean, ikey, coarse, orbits, sample) of ``ids``."""
+    db.conn.executemany("INSERT OR REPLACE INTO search_keys (image_id, mean, ikey, coarse, orbits, sample)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", [(i, *r) for i, r in zip(ids, rows)])
+
+
+def store_signal_keys(db: Database, table: str, recipe: str, ids: list[int], blobs: list[bytes]) -> None:
+    """Keep the tone_keys or rank_keys rows of ``ids`` (b"": no tone)."""
+    db.conn.executemany(f"INSERT OR REPLACE INTO {table} (image_id, recipe, coarse) VALUES (?, ?, ?)",
+                        [(i, recipe, b) for i, b in zip(ids, blobs)])
+
+
 def hash_indexed(conn: sqlite3.Connection | Database, digest: str, px_size: int, decoder: str) -> bool:
     """Is this content already indexed with a tensor of this size and recipe (so it need not be decoded)?"""
     return (

@@ -28,6 +28,7 @@ import io
 import hashlib
 import os
 import stat
+import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from imgindex.compare.keys import ImageKeys
 from imgindex.errors import DecodeError
 from imgindex.scan import formats
 from imgindex.scan.borders import content_box, inner_size
@@ -72,6 +74,7 @@ class DecodedImage:
     format: str | None
     trimmed: bytes | None = None  # the tensor of the region inside uniform borders; None: no borders
     inner: tuple[int, int] | None = None  # that region's (width, height) in the file's pixels, turned as width
+    keys: ImageKeys | None = None  # its search keys, made beside the decode (``scan.reader.with_keys``)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class FileResult:
     decoded: DecodedImage | None = None
     error: DecodeError | None = None
     vanished: bool = False
+    hash_seconds: float = 0.0  # CPU time of the reading process: hashing the file, then decoding it
+    decode_seconds: float = 0.0
+    keys_seconds: float = 0.0  # its share of making the batch's search keys (``scan.reader.with_keys``)
 
     @property
     def known(self) -> bool:
@@ -246,19 +252,23 @@ def read_file(
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise DecodeError(path, "not_a_file", "not a regular file (device, FIFO or socket)")
+            started = time.process_time()
             digest = hashlib.file_digest(fp, "sha256").hexdigest()
+            hashed = time.process_time()
         except DecodeError as exc:
             return FileResult(path=path, error=exc)
         except OSError as exc:
             return FileResult(path=path, error=classify_error(path, exc))
-        facts = dict(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=digest)
+        facts = dict(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=digest,
+                     hash_seconds=hashed - started)
         if is_known_hash(digest):
             return FileResult(**facts)
         try:
             if st.st_size == 0:
                 raise DecodeError(path, "empty_file", "the file is empty (0 bytes)")
             fp.seek(0)
-            return FileResult(**facts, decoded=decode_image(fp, px_size, raw_format=_raw_format(path)))
+            decoded = decode_image(fp, px_size, raw_format=_raw_format(path))
+            return FileResult(**facts, decoded=decoded, decode_seconds=time.process_time() - hashed)
         except DecodeError as exc:
             return FileResult(**facts, error=exc)
         except UnidentifiedImageError as exc:

@@ -22,6 +22,7 @@ from imgindex.cluster.connect import Cluster, ClusterError
 from imgindex.errors import DecodeError
 from imgindex.scan.decode import FileResult, read_file
 from imgindex.scan.diff import ReadTask
+from imgindex.scan.reader import with_keys
 
 CLUSTER_BATCH = 64  # files per call: a call costs the scheduler and the link milliseconds (8 a call: 1.6x the pool)
 
@@ -38,7 +39,7 @@ def unseen(folders: dict[str, list[str]]) -> list[str]:
 
 def read_on_worker(paths: list[str], px_size: int) -> tuple[str, list[FileResult]]:
     """(this worker's host name, each file's FileResult): runs on a worker."""
-    return socket.gethostname(), [read_file(path, px_size) for path in paths]
+    return socket.gethostname(), with_keys([read_file(path, px_size) for path in paths], px_size)
 
 
 class ClusterReader:

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from imgindex.cluster.connect import executor, open_cluster
@@ -28,7 +29,7 @@ from imgindex.scan.decode import DECODER
 from imgindex.scan.diff import Row, diff_folder
 from imgindex.scan.reader import ReadContext, reader, work
 from imgindex.scan.writer import IndexWriter
-from imgindex.types import ScanErrorInfo, ScanProgress, ScanReport, ScanScope, SkippedFile
+from imgindex.types import ScanErrorInfo, ScanProgress, ScanReport, ScanScope, ScanTimings, SkippedFile
 from imgindex.workers import resolve_processes
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class _ScanRun:
         try:
             walk = discover.walk(self.scope.roots, recursive=self.scope.recursive,
                                  limit_extensions=self.limit_extensions, flat_roots=self.scope.flat)
-            for listing in walk:
+            for listing in _timed(walk, self.writer.spent):
                 for task in self._diff(listing):
                     self.reader.submit(task, work(task))
                     self._take(self.reader.ready())
@@ -136,6 +137,13 @@ class _ScanRun:
 
     def _diff(self, listing: discover.FolderListing):
         """One folder's files to read; its missing rows and forgotten errors go to the writer."""
+        started = time.perf_counter()
+        try:
+            return self._diff_folder(listing)
+        finally:
+            self.writer.spent["walk"] += time.perf_counter() - started
+
+    def _diff_folder(self, listing: discover.FolderListing):
         folder = listing.folder
         if listing.error is not None:
             self.unlisted.append(ScanErrorInfo(folder, "folder_unreadable", listing.error))
@@ -169,7 +177,8 @@ class _ScanRun:
                 abandon_transaction(self.db)
                 self.writer.flush()
             update_run(self.db, "scans", self.writer.scan_id,
-                       {**self.writer.counts.as_row(), "finished_at": now(), "status": status})
+                       {**self.writer.counts.as_row(), "finished_at": now(), "status": status,
+                        "timings": json.dumps({k: round(v, 4) for k, v in asdict(self._timings()).items()})})
         except Exception:
             if status != "failed":
                 raise
@@ -212,6 +221,9 @@ class _ScanRun:
             return True
         return any(discover.under(folder, bad.path) for bad in self.unlisted)
 
+    def _timings(self) -> ScanTimings:
+        return ScanTimings(total=time.monotonic() - self.started, **self.writer.spent)
+
     def _report(self, status: str) -> ScanReport:
         c = self.writer.counts
         return ScanReport(
@@ -220,7 +232,23 @@ class _ScanRun:
             skipped=c.skipped, failed=c.failed, vanished=c.vanished, decoded=c.decoded,
             duration=time.monotonic() - self.started, workers=self.reader.workers_started, executor=self.executor,
             errors=tuple(self.writer.errors), unlisted_folders=tuple(self.unlisted), skipped_files=tuple(self.skipped),
+            timings=self._timings(),
         )
+
+
+def _timed(items, spent: dict[str, float], step: str = "walk"):
+    """``items`` as they come, the time spent making each added to ``spent[step]``."""
+    it = iter(items)
+    while True:
+        started = time.perf_counter()
+        item = next(it, _END)
+        spent[step] += time.perf_counter() - started
+        if item is _END:
+            return
+        yield item
+
+
+_END = object()
 
 
 def _rows_under(db: Database, table: str, key: str, root: str) -> list[tuple]:

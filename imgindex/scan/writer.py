@@ -14,6 +14,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from imgindex.compare import points
+from imgindex.compare.keys import RANK_RECIPE, TONE_RECIPE
+from imgindex.db.queries import store_search_keys, store_signal_keys
 from imgindex.db.runs import now, update_run
 from imgindex.scan.borders import TRIM
 from imgindex.scan.decode import DECODER, FileResult, read_file
@@ -85,10 +90,14 @@ class IndexWriter:
         self.known = KnownRows(db, px_size)
         self.pending: list[tuple[ReadTask, FileResult]] = []
         self.forget_errors: list[str] = []  # error rows of files no longer there
+        self.new_points: list[tuple[int, bytes]] = []  # (image id, orbit features) to put in the point index
+        self.spent = dict.fromkeys(("walk", "write", "hash", "decode", "keys"), 0.0)  # seconds (``ScanTimings``)
         self.last_flush = time.monotonic()
 
     def add(self, task: ReadTask, result: FileResult) -> None:
         self.pending.append((task, result))
+        for step in ("hash", "decode", "keys"):
+            self.spent[step] += getattr(result, f"{step}_seconds")
         if result.decoded is not None:
             self.counts.decoded += 1
         self.maybe_flush()
@@ -102,13 +111,15 @@ class IndexWriter:
         """Apply pending results in one transaction, with the counts so far."""
         pending, self.pending = self.pending, []
         forget, self.forget_errors = self.forget_errors, []
-        self.last_flush = time.monotonic()
+        started = self.last_flush = time.monotonic()
         with self.db.atomic():
             for path in forget:
                 self.db.execute("DELETE FROM scan_errors WHERE path = ?", [path])
             for task, result in pending:
                 self._apply(task, result)
+            keep_points(self.db, self.px_size, self.new_points)
             self.write_counts()
+        self.spent["write"] += time.monotonic() - started
 
     def write_counts(self) -> None:
         update_run(self.db, "scans", self.scan_id, self.counts.as_row())
@@ -149,7 +160,7 @@ class IndexWriter:
         if result.known:
             self._place_known(task, result)
         else:
-            insert_image(self.db, task, result, self.px_size)
+            self.new_points += insert_image(self.db, task, result, self.px_size)
 
     def _place_again(self, task: ReadTask, result: FileResult, retry: bool) -> None:
         """A row kept from earlier was removed by another process meanwhile: read the rows again
@@ -214,19 +225,26 @@ class IndexWriter:
             delete_images(self.db, [task.old_id])  # its old tensor no longer describes the file
             self.known.forget()
             self.counts.removed += 1
-        self.db.execute(
-            "INSERT INTO scan_errors (path, folder, error_class, message, at, size, mtime_ns, scan_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET error_class = excluded.error_class,"
-            " message = excluded.message, at = excluded.at, size = excluded.size,"
-            " mtime_ns = excluded.mtime_ns, scan_id = excluded.scan_id",
-            [task.path, task.folder, err.error_class, err.reason, now(),
-             result.size or None, result.mtime_ns or None, self.scan_id],
-        )
+        record_error(self.db, task, result, self.scan_id)
         self.errors.append(ScanErrorInfo(task.path, err.error_class, err.reason))
 
 
-def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int) -> None:
-    """A new row and its freshly made tensor."""
+def record_error(db: Database, task: ReadTask, result: FileResult, scan_id: int) -> None:
+    """The file's scan_errors row: why it could not be read, and the facts it had then."""
+    err = result.error
+    db.execute(
+        "INSERT INTO scan_errors (path, folder, error_class, message, at, size, mtime_ns, scan_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET error_class = excluded.error_class,"
+        " message = excluded.message, at = excluded.at, size = excluded.size,"
+        " mtime_ns = excluded.mtime_ns, scan_id = excluded.scan_id",
+        [task.path, task.folder, err.error_class, err.reason, now(),
+         result.size or None, result.mtime_ns or None, scan_id],
+    )
+
+
+def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int) -> list[tuple[int, bytes]]:
+    """A new row and its freshly made tensor, with the search keys made beside it; returns its
+    point to keep (id, orbit features), none if it came without keys."""
     d = result.decoded
     image_id = db.execute(
         f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -236,6 +254,23 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) VALUES (?, ?, ?)", [image_id, px_size, d.tensor])
     db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor, inner_width, inner_height)"
                " VALUES (?, ?, ?, ?, ?, ?)", [image_id, TRIM, px_size, d.trimmed, *(d.inner or (None, None))])
+    k = d.keys
+    if k is not None:
+        store_search_keys(db, [image_id], [(k.mean, k.ikey, k.coarse, k.orbits, k.sample)])
+        for table, recipe, blob in (("tone_keys", TONE_RECIPE, k.tone), ("rank_keys", RANK_RECIPE, k.rank)):
+            if blob is not None:
+                store_signal_keys(db, table, recipe, [image_id], [blob])
+    return [] if k is None else [(image_id, k.orbits)]
+
+
+def keep_points(db: Database, px_size: int, new_points: list[tuple[int, bytes]]) -> None:
+    """Put images given keys as they were written into the kept point index (once it exists), as a
+    search that made their keys would; ``new_points`` is emptied."""
+    if new_points:
+        ids, orbits = zip(*new_points)
+        new_points.clear()
+        features = np.frombuffer(b"".join(orbits), np.float32).reshape(len(ids), -1)
+        points.add(db, px_size, np.asarray(ids, dtype=np.int64), features)
 
 
 def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> bool:
@@ -253,7 +288,19 @@ def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int)
     db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor, inner_width, inner_height)"
                " SELECT ?, recipe, px_size, tensor, inner_width, inner_height FROM trimmed_tensors WHERE image_id = ?",
                [cursor.lastrowid, source_id])
+    copy_keys(db, cursor.lastrowid, source_id)
     return True
+
+
+KEY_COLUMNS = {"search_keys": "mean, ikey, coarse, orbits, sample", "tone_keys": "recipe, coarse",
+               "rank_keys": "recipe, coarse", "search_points": "cell, coords"}
+
+
+def copy_keys(db: Database, image_id: int, source_id: int) -> None:
+    """A copy's search keys and kept point are those of the row whose tensor it shares."""
+    for table, columns in KEY_COLUMNS.items():
+        db.execute(f"INSERT OR REPLACE INTO {table} (image_id, {columns}) SELECT ?, {columns} FROM {table}"
+                   f" WHERE image_id = ?", [image_id, source_id])
 
 
 def delete_images(db: Database, ids: list[int]) -> None:
