@@ -28,6 +28,7 @@ import imgindex
 from imgindex import Index
 from imgindex.cluster.calls import PING_TIMEOUT, QUIET
 from imgindex.cluster.connect import ClusterError
+from imgindex.compare import execute
 
 from helpers import invoke, write_image
 from test_compare import adversarial_set, insert, stored_pairs
@@ -169,7 +170,9 @@ def test_a_scan_whose_scheduler_is_lost_fails_in_one_line_keeps_its_rows_and_the
     assert query(db, facts) == query(tmp_path / "plain.db", facts) and len(query(db, facts)) == N_MANY
 
 
-def test_a_search_whose_scheduler_is_killed_fails_is_marked_failed_and_the_next_search_finds_every_pair(tmp_path):
+def test_a_search_whose_scheduler_is_killed_fails_is_marked_failed_and_the_next_search_finds_every_pair(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.setattr(execute, "INLINE_WORK", 20_000_000)  # big enough for the cluster
     tensors = adversarial_set(np.random.default_rng(11), 2400, px=8)
     options = dict(similarity=30, rotate=True, mirror=True, same_dim=False, chunksize=40, processes=1)
     with Index(tmp_path / "plain.db") as plain:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgindex import Index, ImgIndexError
-from imgindex.compare import run as compare
+from imgindex.compare import execute, run as compare
 from imgindex.scan.decode import DECODER
 
 from helpers import best_match, write_image
@@ -100,7 +100,8 @@ def test_search_equals_brute_force_on_stored_tensors(tmp_path_factory, seed, cou
 
 
 @pytest.mark.slow
-def test_classic_and_chunked_and_workers_agree(tmp_path):
+def test_classic_and_chunked_and_workers_agree(tmp_path, monkeypatch):
+    monkeypatch.setattr(execute, "INLINE_WORK", 20_000_000)  # the searches with 2 processes go to workers
     rng = np.random.default_rng(7)
     tensors = adversarial_set(rng, 2400, px=10)
     with Index(tmp_path / "i.db") as index:
