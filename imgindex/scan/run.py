@@ -100,6 +100,7 @@ class _ScanRun:
         self.visited: set[str] = set()
         self.unlisted: list[ScanErrorInfo] = []
         self.skipped: list[SkippedFile] = []
+        self.timings: ScanTimings | None = None
         self.executor = executor(cluster, processes)
         self.reader = reader(db.conn, db_path, px_size, processes) if cluster is None else ClusterReader(
             cluster, px_size, ReadContext(db.conn, px_size).known, scope.roots)
@@ -222,7 +223,10 @@ class _ScanRun:
         return any(discover.under(folder, bad.path) for bad in self.unlisted)
 
     def _timings(self) -> ScanTimings:
-        return ScanTimings(total=time.monotonic() - self.started, **self.writer.spent)
+        """Measured once, when the scans row is written: the report says the same."""
+        if self.timings is None:
+            self.timings = ScanTimings(total=time.monotonic() - self.started, **self.writer.spent)
+        return self.timings
 
     def _report(self, status: str) -> ScanReport:
         c = self.writer.counts
