@@ -16,9 +16,9 @@ Target: `--scheduler local` at most 1.3x the local pool's wall time.
   (median of three runs each way: the difference is the cluster).
 - Search only: `imgindex search --db copy.db --similarity duplicates|similar --full --processes P`
   on M synthetic 50x50 vectors (`scale.fill`: 1% near copies, 0.5% exact copies). The filled
-  index is cached in WORKDIR with its search keys and point index already computed (one
-  `duplicates` search when it is built), so the timed searches compare; each run gets a fresh
-  copy of it.
+  index is cached in WORKDIR with its search keys (the signals' too) and point index already
+  computed (one `similar` search when it is built), so the timed searches compare; each run
+  gets a fresh copy of it.
 
 Each command runs as a subprocess (measure: wall time, peak RSS summed over its process tree,
 sampled every 50 ms). The Dask run's cluster (its host process and the workers the host spawns)
@@ -360,9 +360,11 @@ def end_to_end(n: int, processes: int, repeat: int, failures: list[str]) -> tupl
 
 
 def vectors_db(m: int, processes: int) -> Path:
-    """WORKDIR/distributed-vectors-<m>.db: scale.fill's m vectors, search keys and point index
-    computed (one duplicates search). Cached; a partial one from an interrupted build is redone."""
-    cached = WORKDIR / f"distributed-vectors-{m}.db"
+    """WORKDIR/distributed-vectors-<m>-all-keys.db: scale.fill's m vectors, every search key (the
+    tone and rank signals' too) and the point index computed (one similar search: a scan makes
+    them beside each decode, and stored vectors have had none). Cached; a partial one from an
+    interrupted build is redone."""
+    cached = WORKDIR / f"distributed-vectors-{m}-all-keys.db"
     if cached.exists():
         return cached
     from scale import fill
@@ -373,7 +375,7 @@ def vectors_db(m: int, processes: int) -> Path:
     print(f"  filling {partial} with {m:,} synthetic vectors (cached for later runs)...", flush=True)
     exact, near = fill(partial, m)
     with scratch() as tmp:
-        measure(imgindex_cmd("search", "--db", partial, "--similarity", "duplicates", "--full", "--processes",
+        measure(imgindex_cmd("search", "--db", partial, "--similarity", "similar", "--full", "--processes",
                              processes, "--format", "csv", "-o", os.devnull, "-q"), cwd=tmp)
     if any(WORKDIR.glob(partial.name + "-*")):
         raise SystemExit(f"FAILED: {partial} kept a -wal or -shm file after its last connection closed")

@@ -11,6 +11,14 @@ class IndexOpenError(ImgIndexError):
     """The database file cannot be used (corrupt, not SQLite, unwritable)."""
 
 
+class ScratchFullError(ImgIndexError):
+    """The disk holding a search's scratch folder (the system's temporary folder) is full."""
+
+    def __init__(self, folder):
+        super().__init__(f"The disk holding the search's scratch folder {folder} is full: free some space there, or"
+                         " point TMPDIR at a disk with room, and run the same command again (nothing was lost).")
+
+
 class DiskFullError(ImgIndexError):
     """The disk (or quota) holding the index is full (SQLITE_FULL)."""
 

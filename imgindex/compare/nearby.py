@@ -13,6 +13,7 @@ of ``plan._plan_part``: new with new, new with old, new with ref, refnew with ol
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.errors import ScratchFullError
 from imgindex.compare import kernel, space
 
 if TYPE_CHECKING:
@@ -57,7 +59,12 @@ class Scratch:
             pid = old.name[len(SCRATCH_PREFIX):].split("-")[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ScratchFullError(base) from exc
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -118,13 +125,36 @@ def largest_norm(rows: np.ndarray, chunk: int = 65_536) -> float:
     return float(np.sqrt(largest))
 
 
+def _new_array(path: Path, dtype, shape: tuple) -> np.ndarray:
+    """A mapped .npy array with its disk space taken at once: writing into a mapping past a full
+    disk kills the process (SIGBUS, seen with a full /tmp), where this raises ENOSPC first."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as fp:
+            os.posix_fallocate(fp.fileno(), 0, os.fstat(fp.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without fallocate: map as is
+            del out
+            raise
+    return out
+
+
+def _save(path, array: np.ndarray) -> None:
+    """``np.save``, its disk space taken first: numpy's own says only "requested and written" when
+    the disk is full, with no errno to tell it by."""
+    out = _new_array(path, array.dtype, array.shape)
+    out[...] = array
+    out.flush()
+    del out
+
+
 def _write_coarse(db: Database, path: Path, ids: np.ndarray, to: np.ndarray, px_size: int) -> float:
     """Centred float32 coarse vectors of ``ids`` (ascending) to ``path``, the one of ids[k] at row
     to[k]; returns their largest norm."""
     edges = kernel.grid_edges(px_size)
     g = len(edges) - 1
     center = kernel.coarse_center(edges).astype(np.float32)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(ids), g, g, 3))
+    out = _new_array(path, np.float32, (len(ids), g, g, 3))
     largest = 0.0
     for at, values, _ in _blocks(db, "coarse", ids, g * g * 3):
         block = values.reshape(len(values), g, g, 3).astype(np.float32) - center
@@ -139,7 +169,7 @@ def _write_coarse(db: Database, path: Path, ids: np.ndarray, to: np.ndarray, px_
 def _write_samples(db: Database, path: Path, ids: np.ndarray, to: np.ndarray, px_size: int) -> None:
     """The samples (kernel.sample) of ``ids`` (ascending) to ``path``, the one of ids[k] at row to[k]."""
     side = len(kernel.sample_positions(px_size))
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3))
+    out = _new_array(path, np.uint8, (len(ids), side, side, 3))
     for at, values, _ in _blocks(db, "sample", ids, side * side * 3, np.uint8):
         out[to[at]] = values.reshape(len(values), side, side, 3)
     out.flush()
@@ -159,6 +189,18 @@ def load_samples(db: Database, ids: np.ndarray, px_size: int) -> np.ndarray:
 def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.ndarray, ref: np.ndarray,
           px_size: int, threshold: float, chunksize: int):
     """The SpaceTasks of one bucket (``ids`` ascending), after writing the arrays they read."""
+    try:
+        prefix, joins, grids, offsets = _write_bucket(db, scratch, bucket, ids, new, ref, px_size, threshold)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ScratchFullError(scratch.path) from exc
+        raise
+    for left, right in joins:
+        yield from _join_tasks(str(prefix), left, right, grids, offsets[left == right], chunksize)
+
+
+def _write_bucket(db, scratch, bucket, ids, new, ref, px_size, threshold):
+    """Fit the bucket's space and write the arrays its tasks read; (prefix, joins, grids, offsets)."""
     limit = kernel.ssd_threshold(threshold, px_size * px_size * 3)
     features = load_orbits(db, ids, len(kernel.grid_edges(px_size)) - 1)
     radius = space.stored_radius(float(np.sqrt(limit)), largest_norm(features))
@@ -173,8 +215,8 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     close = points.astype(np.float32)[perm]
     del points
     prefix = scratch.path / f"b{bucket}"
-    np.save(f"{prefix}-ids.npy", ids[perm])
-    np.save(f"{prefix}-points.npy", close)
+    _save(f"{prefix}-ids.npy", ids[perm])
+    _save(f"{prefix}-points.npy", close)
     sets = {"new": ~ref & new, "old": ~ref & ~new, "ref": ref, "refnew": ref & new}
     joins = [(a, b) for a, b in (("new", "new"), ("new", "old"), ("new", "ref"), ("refnew", "old"))
              if sets[a].any() and sets[b].any()]
@@ -188,8 +230,7 @@ def tasks(db: Database, scratch: Scratch, bucket: int, ids: np.ndarray, new: np.
     offsets = {True: space.neighbour_offsets(sp, half=True), False: space.neighbour_offsets(sp, half=False)}
     np.savez(f"{prefix}-meta.npz", half=offsets[True], full=offsets[False], radius=radius,
              points_norm=largest_norm(close), coarse_norm=coarse_norm)
-    for left, right in joins:
-        yield from _join_tasks(str(prefix), left, right, grids, offsets[left == right], chunksize)
+    return prefix, joins, grids, offsets
 
 
 def _write_grids(prefix: Path, keys: np.ndarray, sets: dict, names: set) -> dict:
@@ -198,8 +239,8 @@ def _write_grids(prefix: Path, keys: np.ndarray, sets: dict, names: set) -> dict
     for name in names:
         members = np.flatnonzero(sets[name])  # in cell order already
         grids[name] = space.make_grid(keys[members])
-        np.save(f"{prefix}-{name}-order.npy", members[grids[name].order])
-        np.save(f"{prefix}-{name}-keys.npy", grids[name].keys)
+        _save(f"{prefix}-{name}-order.npy", members[grids[name].order])
+        _save(f"{prefix}-{name}-keys.npy", grids[name].keys)
     return grids
 
 

@@ -94,3 +94,40 @@ def test_scan_search_and_move_to_on_a_full_disk_stop_cleanly_and_finish_later(sm
     assert contents(lib, dest) == before and len(list(dest.rglob("*.png"))) == 50
     with Index(db) as index:
         assert index.check().ok
+
+
+SEARCH_HERE = """
+import sys
+from imgindex import Index, ImgIndexError
+from imgindex.compare import run
+with Index(sys.argv[1]) as index:
+    try:
+        report = run.search(index.db, sys.argv[1], similarity=6.0, processes=1, algorithm="chunked", full=True)
+    except ImgIndexError as exc:
+        sys.exit(f"Error: {exc}")
+    print(report.pairs)
+"""
+
+
+def test_a_range_search_whose_scratch_disk_is_full_stops_cleanly_and_finishes_later(small_disk, tmp_path):
+    """The range search maps arrays in the temporary folder: written past a full disk, a mapping
+    kills the process with SIGBUS (seen with a full /tmp); its disk space is now taken first."""
+    import numpy as np
+    from test_compare import adversarial_set, insert
+
+    db = tmp_path / "i.db"
+    with Index(db) as index:
+        insert(index, adversarial_set(np.random.default_rng(3), 600, px=50))
+    filler = fill(small_disk, leave=64 << 10)  # room for the first small arrays, not for the coarse vectors
+    env = {**os.environ, "TMPDIR": str(small_disk)}
+    full = subprocess.run([sys.executable, "-c", SEARCH_HERE, str(db)], capture_output=True, text=True, env=env)
+    assert full.returncode == 1, (full.returncode, full.stderr)  # not -7: killed by SIGBUS
+    assert f"scratch folder {small_disk}" in full.stderr and "is full" in full.stderr
+    assert "Traceback" not in full.stderr
+    with Index(db) as index:
+        assert index.check().ok
+    filler.unlink()
+    done = subprocess.run([sys.executable, "-c", SEARCH_HERE, str(db)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0
+    assert not list(small_disk.iterdir())  # the scratch folder is gone
