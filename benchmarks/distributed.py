@@ -389,15 +389,17 @@ def search_only(m: int, processes: int, repeat: int, failures: list[str]) -> lis
           flush=True)
     cached = vectors_db(m, processes)
     rows = []
-    for similarity in SIMILARITIES:
-        def command(executor, tmp, similarity=similarity):
+    # the tone, rank and trimmed passes of 'similar' run in the coordinator's own processes whatever the
+    # executor: 'similar, pixels only' is the part a cluster runs
+    for similarity, signals in (("duplicates", ()), ("similar", ()), ("similar", ("--signals", "pixels"))):
+        def command(executor, tmp, similarity=similarity, signals=signals):
             db, out = tmp / "copy.db", tmp / "out.json"
             shutil.copyfile(cached, db)
-            cmd = imgindex_cmd("search", "--db", db, "--similarity", similarity, "--full", "--processes", processes,
-                               "--format", "json", "-o", out, "-q")
+            cmd = imgindex_cmd("search", "--db", db, "--similarity", similarity, *signals, "--full", "--processes",
+                               processes, "--format", "json", "-o", out, "-q")
             return with_executor(cmd, executor), db, out
 
-        row = Row(f"search {m:,} vectors, {similarity}")
+        row = Row(f"search {m:,} vectors, {similarity}{', pixels only' if signals else ''}")
         compare_row(row, row.workload, command, processes, repeat, failures)
         rows.append(row)
     return rows
