@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import WORKDIR, corpus, measure  # noqa: E402
+from _common import WORKDIR, corpus, measure, warm  # noqa: E402
 
 DIFPY_VERSION = "4.2.1"
 DIFPY_RUNNER = """
@@ -132,13 +132,6 @@ def extrapolated(folder_small: Path, n_small: int, n: int, similarity: str) -> R
     seconds = build * scale + search * scale * scale
     note = f"extrapolated from {n_small} images ({small.seconds:.1f} s there): build x{scale:g}, search x{scale * scale:g}"
     return Result(seconds, float("nan"), -1, note)
-
-
-def warm(folder: Path) -> None:
-    """Read every file once, so both tools start from the same warm page cache."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            path.read_bytes()
 
 
 LOAD_BEFORE = "%.2f %.2f %.2f" % os.getloadavg()
