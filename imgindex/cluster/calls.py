@@ -13,7 +13,6 @@ running is cancelled before KeyboardInterrupt goes on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import signal
@@ -132,6 +131,8 @@ class Calls:
     def _result(self, future) -> Any:
         """``future``'s result, fetched (through the scheduler) while pinging it: one frozen just after the
         call finished would hold the fetch for ever, and a fetch cut short would start again from nothing."""
+        import asyncio  # here: 30 ms of every command's start otherwise, for runs on a cluster only
+
         fetch = asyncio.run_coroutine_threadsafe(self.client.gather(future, asynchronous=True),
                                                  self.client.loop.asyncio_loop)
         try:
