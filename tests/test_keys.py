@@ -8,9 +8,10 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 
 from imgindex import Index
-from imgindex.compare import plan, run, tone
+from imgindex.compare import plan, run, signals, tone
 
 from PIL import Image
 
@@ -38,28 +39,31 @@ def rows(ix: Index) -> dict[str, dict[int, tuple]]:
             for t, c in KEY_TABLES.items()}
 
 
-def made_at_search_time(ix: Index) -> dict[str, dict[int, tuple]]:
+def made_at_search_time(ix: Index, px: int = 50) -> dict[str, dict[int, tuple]]:
     """The rows the search makes from the stored tensors, the keys made at scan time deleted first."""
     ids = np.array([r[0] for r in ix.db.execute("SELECT id FROM images ORDER BY id")])
     with ix.db.atomic():
         for table in KEY_TABLES:
             ix.db.execute(f"DELETE FROM {table}")
-    plan.ensure_search_keys(ix.db, ids, 50)
-    tone.ensure_keys(ix.db, ids, 50)
-    tone.ensure_keys(ix.db, ids, 50, rank=True)
+    plan.ensure_search_keys(ix.db, ids, px)
+    tone.ensure_keys(ix.db, ids, px)
+    if px <= signals.RANK_MAX_PX:
+        tone.ensure_keys(ix.db, ids, px, rank=True)
     return rows(ix)
 
 
-def test_the_keys_made_by_the_workers_are_the_search_time_keys_of_each_image(tmp_path):
+@pytest.mark.parametrize("px", [50, 16, 110])  # 16: blocks of unequal sizes; 110: too large for rank
+def test_the_keys_made_by_the_workers_are_the_search_time_keys_of_each_image(tmp_path, px):
     root = folder_of_photos(tmp_path / "photos")
     with Index(tmp_path / "index.db") as ix:
-        report = ix.scan([root], processes=2)
+        report = ix.scan([root], processes=2, px_size=px)
         assert report.workers == 2 and report.decoded > N
         scanned = rows(ix)
         n = ix.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-        assert all(len(scanned[t]) == n for t in KEY_TABLES)  # every image got its keys in the scan
+        assert len(scanned["search_keys"]) == len(scanned["tone_keys"]) == n  # every image got its keys in the scan
+        assert len(scanned["rank_keys"]) == (n if px <= signals.RANK_MAX_PX else 0)
         assert sum(1 for v in scanned["tone_keys"].values() if v[1] == b"") >= N // 5  # flat: no tone
-        assert made_at_search_time(ix) == scanned
+        assert made_at_search_time(ix, px) == scanned
 
 
 def test_a_byte_copy_shares_the_keys_of_its_source_and_keeps_a_point(tmp_path):
