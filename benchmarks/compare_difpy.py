@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """imgindex against difPy 4.2.1, side by side, on the same files, in one run.
 
+    python benchmarks/compare_difpy.py          # README's table: 1k duplicates, 5k similar, 500 12-MP duplicates
     python benchmarks/compare_difpy.py --n 1000 5000 20000 [--corpus DIR] [--difpy-max 5000]
     python benchmarks/compare_difpy.py --n 500 --size 4000 --similarity duplicates   # 12-MP JPEGs
 
@@ -137,36 +138,48 @@ def extrapolated(folder_small: Path, n_small: int, n: int, similarity: str) -> R
 LOAD_BEFORE = "%.2f %.2f %.2f" % os.getloadavg()
 
 
+STANDARD = ((1000, 1024, "duplicates"), (5000, 1024, "similar"), (500, 4000, "duplicates"))  # README's table
+
+
+def workloads(args) -> list[tuple[int, int, str, Path]]:
+    """(images, size, similarity, folder) to run: README's three workloads when no option picks others."""
+    if args.corpus:
+        count = len([p for p in args.corpus.rglob("*") if p.is_file()])
+        return [(count, 0, similarity, args.corpus) for similarity in args.similarity or ("duplicates", "similar")]
+    if args.n is None and args.size is None and args.similarity is None:
+        return [(n, size, similarity, corpus(n, size)) for n, size, similarity in STANDARD]
+    size = args.size or 1024
+    return [(n, size, similarity, corpus(n, size)) for n in args.n or (1000, 5000)
+            for similarity in args.similarity or ("duplicates", "similar")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--n", type=int, nargs="+", help="images (default 1000 5000)")
     parser.add_argument("--corpus", type=Path, help="use this folder instead of a generated corpus (one size)")
-    parser.add_argument("--size", type=int, default=1024, help="long side of the generated JPEGs (4000: 12 MP)")
-    parser.add_argument("--similarity", nargs="+", default=["duplicates", "similar"])
+    parser.add_argument("--size", type=int, help="long side of the generated JPEGs (default 1024; 4000: 12 MP)")
+    parser.add_argument("--similarity", nargs="+", help="default: duplicates similar")
     parser.add_argument("--difpy-max", type=int, default=5000, help="run difPy itself up to this many images")
     parser.add_argument("--skip-difpy", action="store_true")
     args = parser.parse_args()
     rows = []
-    sizes = [len([p for p in args.corpus.rglob("*") if p.is_file()])] if args.corpus else args.n
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parent.parent / "imgindex")],
                    check=True, stdout=subprocess.DEVNULL)  # as a pip install leaves it: bytecode compiled once
-    for n in sizes:
-        folder = args.corpus or corpus(n, args.size)
+    for n, size, similarity, folder in workloads(args):
         warm(folder)
-        for similarity in args.similarity:
-            print(f"{n} images, {similarity}:", flush=True)
-            cold, again = run_imgindex(folder, similarity)
-            print(f"  imgindex: {cold.seconds:.2f} s, {cold.peak_mb:.0f} MB; again (nothing changed) "
-                  f"{again.seconds:.2f} s", flush=True)
-            print(f"  imgindex's time: {describe_split(cold)}", flush=True)
-            if args.skip_difpy:
-                dif = Result(float("nan"), float("nan"), -1, "skipped")
-            elif n <= args.difpy_max or args.corpus:
-                dif = run_difpy_once(folder, similarity)
-            else:
-                dif = extrapolated(corpus(args.difpy_max, args.size), args.difpy_max, n, similarity)
-            print(f"  difPy:    {dif.seconds:.2f} s, {dif.peak_mb:.0f} MB  {dif.note}", flush=True)
-            rows.append((n, similarity, dif, cold, again))
+        print(f"{n} images{f' of {size} px' if size else ''}, {similarity}:", flush=True)
+        cold, again = run_imgindex(folder, similarity)
+        print(f"  imgindex: {cold.seconds:.2f} s, {cold.peak_mb:.0f} MB; again (nothing changed) "
+              f"{again.seconds:.2f} s", flush=True)
+        print(f"  imgindex's time: {describe_split(cold)}", flush=True)
+        if args.skip_difpy:
+            dif = Result(float("nan"), float("nan"), -1, "skipped")
+        elif n <= args.difpy_max or args.corpus:
+            dif = run_difpy_once(folder, similarity)
+        else:
+            dif = extrapolated(corpus(args.difpy_max, size), args.difpy_max, n, similarity)
+        print(f"  difPy:    {dif.seconds:.2f} s, {dif.peak_mb:.0f} MB  {dif.note}", flush=True)
+        rows.append((n, similarity, dif, cold, again))
     print()
     print(f"{'images':>7} {'similarity':<11} {'difPy s':>9} {'difPy MB':>9} {'imgindex s':>11} {'imgindex MB':>12}"
           f" {'re-run s':>9} {'speed-up':>9} {'decoding':>9} {'lower_quality difPy/imgindex':>30}")
