@@ -27,6 +27,8 @@ def test_scan_prints_a_summary_and_fills_the_default_db(photos, tmp_path):
     result = invoke("scan", photos, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "files seen" in result.stdout and "The index holds 6 images." in result.stdout
+    decoded = next(line for line in result.stdout.splitlines() if line.strip().startswith("decoded"))
+    assert decoded.split()[1] == "6" and " s of CPU here; hashing " in decoded  # where the time went
     db = sqlite3.connect(tmp_path / "imgindex.db")
     assert db.execute("SELECT count(*) FROM images").fetchone() == (6,)
     assert result.stderr == ""  # not a terminal: no progress bar

@@ -52,7 +52,7 @@ def scan_summary(report: ScanReport, db_path, images: int, file=None) -> None:
         ("removed", report.removed, "no longer on disk"),
         ("skipped", report.skipped, skipped_kinds(report)),
         ("failed", report.failed, "see the scan_errors table" if report.failed else ""),
-        ("decoded", report.decoded, ""),
+        ("decoded", report.decoded, time_spent(report)),
     ]
     for label, value, note in rows:
         echo(f"  {label:<15}{value:>10,}" + (f"   {note}" if note and value else ""))
@@ -63,6 +63,15 @@ def scan_summary(report: ScanReport, db_path, images: int, file=None) -> None:
         for err in report.errors[:SHOWN_ERRORS]:
             echo(f"  {err.path}: {err.message}")
     echo(f"The index holds {images:,} images.")
+
+
+def time_spent(report: ScanReport) -> str:
+    """Where the reading time went: the CPU the decoding took, and what else the reading processes did."""
+    t = report.timings
+    if t is None or not report.decoded:
+        return ""
+    where = f"in {report.workers} processes" if report.workers else "here"
+    return f"{t.decode:.1f} s of CPU {where}; hashing {t.hash:.1f} s, search keys {t.keys:.1f} s, writes {t.write:.1f} s"
 
 
 def skipped_kinds(report: ScanReport) -> str:
