@@ -52,6 +52,7 @@ class PixelKeys:
 
 
 def pixel_keys(images: np.ndarray, px_size: int) -> PixelKeys:
+    """The pixel search's keys of ``images``: what plans its buckets, bounds its pairs and samples them."""
     edges = kernel.grid_edges(px_size)
     blocks = kernel.block_sums(images, edges)
     coarse = kernel.coarse(images, edges, blocks)

@@ -163,6 +163,7 @@ def _timed(spent: dict[str, float], step: str):
     finally:
         spent[step] += time.monotonic() - started
 
+
 FEW_NEW = 5000  # new images searched through the point index (one box query each) instead of a plan of all
 
 
