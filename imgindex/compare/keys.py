@@ -21,6 +21,11 @@ TONE_RECIPE = "tone-2"  # how tone_keys rows were made: keys of another recipe a
 RANK_RECIPE = "rank-1"  # the same for rank_keys (the rank signal: the tone of the luminance's ranks)
 
 
+def signal_table(rank: bool) -> tuple[str, str]:
+    """(table, recipe) of the keys of the tone signal or of the rank signal."""
+    return ("rank_keys", RANK_RECIPE) if rank else ("tone_keys", TONE_RECIPE)
+
+
 @dataclass(frozen=True)
 class ImageKeys:
     """One image's keys, as stored. ``tone``/``rank``: b"" for an image with no tone, None where the

@@ -28,14 +28,6 @@ from imgindex.compare.plan import Scope, _buckets
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-RECIPE, RANK_RECIPE = keys.TONE_RECIPE, keys.RANK_RECIPE
-
-
-def _keys_of(rank: bool) -> tuple[str, str]:
-    """(table, recipe) of the keys of the tone signal or of the rank signal."""
-    return ("rank_keys", RANK_RECIPE) if rank else ("tone_keys", RECIPE)
-
-
 EMPTY = np.empty(0, np.int64)
 
 
@@ -64,7 +56,7 @@ class ToneFound:
 
 def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048, *, rank: bool = False) -> None:
     """Make the tone (or rank) keys of ``ids`` that have none of this recipe yet, from their tensors."""
-    table, recipe = _keys_of(rank)
+    table, recipe = keys.signal_table(rank)
     have = np.fromiter((r[0] for r in db.execute(f"SELECT image_id FROM {table} WHERE recipe = ? ORDER BY image_id",
                                                  [recipe])), dtype=np.int64)
     missing = space.missing_from(np.unique(ids), have)
@@ -78,7 +70,7 @@ def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048, 
 def load_keys(db: Database, ids: np.ndarray, px_size: int, *, rank: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(coarse (k, g, g, 1) float32, has_tone (k,)) of ``ids``, in that order."""
     g = len(kernel.grid_edges(px_size, signals.LOCAL_GRID)) - 1
-    rows = dict(db.execute(f"SELECT image_id, coarse FROM {_keys_of(rank)[0]} WHERE image_id IN"
+    rows = dict(db.execute(f"SELECT image_id, coarse FROM {keys.signal_table(rank)[0]} WHERE image_id IN"
                            " (SELECT value FROM json_each(?))", [json.dumps(np.asarray(ids).tolist())]))
     blobs = [rows[i] for i in np.asarray(ids).tolist()]
     has = np.fromiter((len(b) > 0 for b in blobs), dtype=bool, count=len(blobs))

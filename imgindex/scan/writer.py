@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.compare import points
-from imgindex.compare.keys import RANK_RECIPE, TONE_RECIPE
+from imgindex.compare.keys import signal_table
 from imgindex.db.queries import store_search_keys, store_signal_keys
 from imgindex.db.runs import now, update_run
 from imgindex.scan.borders import TRIM
@@ -257,9 +257,9 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
     k = d.keys
     if k is not None:
         store_search_keys(db, [image_id], [(k.mean, k.ikey, k.coarse, k.orbits, k.sample)])
-        for table, recipe, blob in (("tone_keys", TONE_RECIPE, k.tone), ("rank_keys", RANK_RECIPE, k.rank)):
+        for rank, blob in ((False, k.tone), (True, k.rank)):
             if blob is not None:
-                store_signal_keys(db, table, recipe, [image_id], [blob])
+                store_signal_keys(db, *signal_table(rank), [image_id], [blob])
     return [] if k is None else [(image_id, k.orbits)]
 
 
