@@ -227,13 +227,19 @@ def test_framed_copies_are_found_by_trimmed_and_nothing_else_is(tmp_path, framed
     assert report.by_signal["trimmed"] == sum(s == "trimmed" for s, _ in pairs.values()) == 12
 
 
+def three_cats(whole: Path, letterboxed: Path, pillarboxed: Path) -> None:
+    """The cat photo, a letterboxed copy (JPEG) and a pillarboxed one (PNG), in the folders given."""
+    for folder in {whole, letterboxed, pillarboxed}:
+        folder.mkdir(exist_ok=True)
+    im = photo("cat")
+    im.save(whole / "cat.jpg", quality=92)
+    letterbox(im).save(letterboxed / "cat__letterbox.jpg", quality=92)
+    pillarbox(im).save(pillarboxed / "cat__pillarbox.png")
+
+
 def test_in_folder_keeps_trimmed_pairs_within_each_folder(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    im = photo("cat")
-    im.save(a / "cat.jpg", quality=92)
-    letterbox(im).save(a / "cat__letterbox.jpg", quality=92)
-    pillarbox(im).save(b / "cat__pillarbox.png")
+    three_cats(a, a, b)
     with Index(tmp_path / "i.db") as index:
         index.scan([a, b], processes=1)
         index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
@@ -356,11 +362,7 @@ def test_an_incremental_search_adds_a_framed_copy_and_a_picture_framed_before(tm
 
 def test_two_framed_copies_in_a_reference_folder_are_never_paired(tmp_path):
     photos, ref = tmp_path / "photos", tmp_path / "ref"
-    photos.mkdir(), ref.mkdir()
-    im = photo("cat")
-    im.save(photos / "cat.jpg", quality=92)
-    letterbox(im).save(ref / "cat__letterbox.jpg", quality=92)
-    pillarbox(im).save(ref / "cat__pillarbox.png")
+    three_cats(photos, ref, ref)
     between = frozenset(("cat__letterbox.jpg", "cat__pillarbox.png"))
     with Index(tmp_path / "i.db") as index:
         index.scan([photos, ref], processes=1)
