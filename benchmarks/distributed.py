@@ -18,7 +18,8 @@ Target: `--scheduler local` at most 1.3x the local pool's wall time.
   on M synthetic 50x50 vectors (`scale.fill`: 1% near copies, 0.5% exact copies). The filled
   index is cached in WORKDIR with its search keys (the signals' too) and point index already
   computed (one `similar` search when it is built), so the timed searches compare; each run
-  gets a fresh copy of it.
+  gets a fresh copy of it, written to disk (sync) before the command starts: the kernel would
+  otherwise write its 2 GB back during the timed command, a load on the machine.
 
 Each command runs as a subprocess (measure: wall time, peak RSS summed over its process tree,
 sampled every 50 ms). The Dask run's cluster (its host process and the workers the host spawns)
@@ -385,7 +386,8 @@ def vectors_db(m: int, processes: int) -> Path:
 
 
 def search_only(m: int, processes: int, repeat: int, failures: list[str]) -> list[Row]:
-    print(f"Search only: `imgindex search --full` on {m:,} stored vectors, a fresh copy of the index each run",
+    print(f"Search only: `imgindex search --full` on {m:,} stored vectors, a fresh copy of the index each run"
+          " (written to disk before the command starts)",
           flush=True)
     cached = vectors_db(m, processes)
     rows = []
@@ -395,6 +397,7 @@ def search_only(m: int, processes: int, repeat: int, failures: list[str]) -> lis
         def command(executor, tmp, similarity=similarity, signals=signals):
             db, out = tmp / "copy.db", tmp / "out.json"
             shutil.copyfile(cached, db)
+            os.sync()  # the copy's 2 GB written back now, not by the kernel during the timed command
             cmd = imgindex_cmd("search", "--db", db, "--similarity", similarity, *signals, "--full", "--processes",
                                processes, "--format", "json", "-o", out, "-q")
             return with_executor(cmd, executor), db, out

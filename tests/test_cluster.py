@@ -49,6 +49,27 @@ def compare_on_the_cluster(request, monkeypatch):
         monkeypatch.setattr(execute, "INLINE_WORK", 0)
 
 
+def test_a_search_is_cut_into_a_few_calls_per_worker_each_task_in_one():
+    """Per call, about the work of a worker's share / CALLS_PER_WORKER, within the limits; tasks in order."""
+    from types import SimpleNamespace
+
+    from imgindex.compare.on_cluster import (BOUNDS_WORK, BOUNDS_WORK_MOST, CALLS_PER_WORKER, _batches,
+                                             call_work)
+
+    tasks = [SimpleNamespace(work=int(w)) for w in np.random.default_rng(5).integers(1, 400_000, 200)]  # 40M pairs
+    total = sum(t.work for t in tasks)
+    for workers in (1, 2, 8, 80):
+        per_call = call_work(tasks, workers)
+        assert per_call == min(max(total // (workers * CALLS_PER_WORKER), BOUNDS_WORK), BOUNDS_WORK_MOST)
+        batches = _batches(tasks, per_call)
+        assert [t for batch in batches for t in batch] == tasks
+        for batch in batches[:-1]:  # each closed as soon as it reached the call's work
+            assert sum(t.work for t in batch) >= per_call > sum(t.work for t in batch[:-1])
+    assert len(_batches(tasks, call_work(tasks, 2))) <= 2 * CALLS_PER_WORKER + 1
+    assert call_work([SimpleNamespace(work=10)] * 5, 2) == BOUNDS_WORK
+    assert call_work([SimpleNamespace(work=10**10)], 0) == BOUNDS_WORK_MOST
+
+
 def library(root: Path) -> Path:
     """Photos and their copies in two folders: byte copies, re-encodes, turned, mirrored and resized copies."""
     for k in range(8):
