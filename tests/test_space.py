@@ -67,6 +67,44 @@ def test_neighbouring_cells_hold_every_pair_within_reach_exactly_once(seed, n_le
             assert counts.sum() == len(found)  # the planner's work figure is the candidates' number
 
 
+def _pair_blocks_cell_by_cell(left, lo, hi, right, deltas, same):
+    """The reference: every neighbouring cell looked up on its own, pairs by left point then right."""
+    i_all, j_all = [], []
+    for i in range(lo, hi):
+        for d in np.unique(deltas):
+            at = np.flatnonzero(right.keys == left.keys[i] + d)
+            i_all += [i] * len(at)
+            j_all += at.tolist()
+        if same:
+            at = np.flatnonzero(left.keys == left.keys[i])
+            later = at[at > i].tolist()
+            i_all += [i] * len(later)
+            j_all += later
+    return i_all, j_all
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.integers(1, 60), st.booleans(), st.integers(1, 30))
+@settings(max_examples=80, deadline=None)
+def test_runs_of_neighbouring_cells_find_what_cells_one_by_one_find_in_the_same_order(seed, n_left, n_right, same,
+                                                                                       block):
+    rng = np.random.default_rng(seed)
+    keys_left = rng.integers(0, 40, n_left)
+    keys_right = keys_left if same else rng.integers(0, 40, n_right)
+    deltas = np.unique(rng.integers(-6, 7, rng.integers(0, 10)))  # runs of consecutive offsets, and gaps
+    if same:
+        deltas = deltas[deltas > 0]
+    left, right = space.make_grid(keys_left), space.make_grid(keys_right)
+    right = left if same else right
+    for lo in range(0, n_left, block):
+        hi = min(lo + block, n_left)
+        got = [np.concatenate(x) if x else np.empty(0, np.int64)
+               for x in zip(*space.pair_blocks(left, lo, hi, right, deltas, same=same))] or [[], []]
+        want = _pair_blocks_cell_by_cell(left, lo, hi, right, deltas, same)
+        assert list(got[0]) == want[0] and list(got[1]) == want[1]
+    counts = space.neighbour_counts(left.keys, right, deltas)
+    assert counts.tolist() == [sum(int((right.keys == k + d).sum()) for d in deltas) for k in left.keys]
+
+
 def _tight_set(rng: np.random.Generator, n: int, px: int, threshold: int) -> np.ndarray:
     """Uniform pictures and copies shifted by exactly sqrt(threshold) in every value (MSE == threshold,
     and every bound, mean, blocks and orbits, equal to it), some one step further, turned noise."""

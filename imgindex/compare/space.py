@@ -148,14 +148,32 @@ def make_grid(keys: np.ndarray, tiebreak: np.ndarray | None = None) -> Grid:
     return Grid(order, sorted_keys, cells, starts, counts)
 
 
+def delta_runs(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Key offsets as runs of consecutive integers, (first, last) of each, ascending. The last axis
+    has stride 1, so a cell's three neighbours along it have consecutive keys, and the points of
+    such a run of cells are one range of a grid's sorted points: 3^dims offsets are 3^(dims-1)
+    ranges, each found with two binary searches."""
+    d = np.unique(np.asarray(deltas, dtype=np.int64))
+    if len(d) == 0:
+        return d, d
+    breaks = np.flatnonzero(np.diff(d) != 1) + 1
+    return d[np.concatenate([[0], breaks])], d[np.concatenate([breaks - 1, [len(d) - 1]])]
+
+
+def _ranges(keys: np.ndarray, right: Grid, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``keys``, where the points of ``right`` in cells key+first .. key+last begin and end."""
+    return (np.searchsorted(right.keys, keys + first, side="left"),
+            np.searchsorted(right.keys, keys + last, side="right"))
+
+
 def neighbour_counts(keys: np.ndarray, right: Grid, deltas: np.ndarray) -> np.ndarray:
     """For each of ``keys`` (sorted), how many points of ``right`` its neighbouring cells hold:
     the candidate pairs before any distance is computed (counted once per distinct cell)."""
     cells, inverse = np.unique(keys, return_inverse=True)
     total = np.zeros(len(cells), dtype=np.int64)
-    for d in deltas:
-        at = np.minimum(np.searchsorted(right.cells, cells + d), len(right.cells) - 1)
-        total += np.where(right.cells[at] == cells + d, right.counts[at], 0)
+    for first, last in zip(*delta_runs(deltas)):
+        begin, end = _ranges(cells, right, int(first), int(last))
+        total += end - begin
     return total[inverse]
 
 
@@ -165,12 +183,12 @@ def pair_blocks(left: Grid, lo: int, hi: int, right: Grid, deltas: np.ndarray, *
     right, ``deltas`` the half offsets, and each pair comes once (j > i within a cell)."""
     keys = left.keys[lo:hi]
     points, begin, length = [], [], []
-    for d in deltas:
-        at = np.minimum(np.searchsorted(right.cells, keys + d), len(right.cells) - 1)
-        hit = np.flatnonzero(right.cells[at] == keys + d)
+    for first, last in zip(*delta_runs(deltas)):  # a run of neighbouring cells at a time (``delta_runs``)
+        start, end = _ranges(keys, right, int(first), int(last))
+        hit = np.flatnonzero(end > start)
         points.append(hit + lo)
-        begin.append(right.starts[at[hit]])
-        length.append(right.counts[at[hit]])
+        begin.append(start[hit])
+        length.append(end[hit] - start[hit])
     if same:  # the same cell: the points after this one
         at = np.searchsorted(left.cells, keys)
         i = np.arange(lo, hi)
@@ -178,6 +196,8 @@ def pair_blocks(left: Grid, lo: int, hi: int, right: Grid, deltas: np.ndarray, *
         points.append(i)
         begin.append(i + 1)
         length.append(ends - i - 1)
+    if not points:  # no offsets: no neighbours
+        return
     points, begin, length = (np.concatenate(x).astype(np.int64) for x in (points, begin, length))
     keep = length > 0
     points, begin, length = points[keep], begin[keep], length[keep]

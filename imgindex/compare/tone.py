@@ -128,6 +128,7 @@ class Points:
     space: space.Space
     keys: np.ndarray
     close: np.ndarray  # float32 coordinates
+    columns: np.ndarray  # the coordinates on the axes of ``cascade``, one contiguous row per axis
 
     @staticmethod
     def of(coarse: np.ndarray, threshold: float, px_size: int) -> Points:
@@ -138,7 +139,9 @@ class Points:
         features = space.orbit_features(merged / box[None, :, :, None])
         sp = _box_space(features)
         projected = space.project(sp, features)
-        return Points(sp, space.cell_keys(sp, projected), projected.astype(np.float32))
+        close = projected.astype(np.float32)
+        columns = np.ascontiguousarray(close[:, cascade(close.shape[1])].T)
+        return Points(sp, space.cell_keys(sp, projected), close, columns)
 
     def pairs(self, la: np.ndarray, ra: np.ndarray, *, same: bool) -> tuple[np.ndarray, np.ndarray]:
         """Positions (a in ``la``, b in ``ra``) of the pairs in neighbouring cells within the box
@@ -147,19 +150,28 @@ class Points:
             return EMPTY, EMPTY
         lg, rg = space.make_grid(self.keys[la]), space.make_grid(self.keys[ra])
         found_a, found_b = [EMPTY], [EMPTY]
-        close = self.close
+        close, axes = self.close, cascade(self.close.shape[1])
+        rest = np.setdiff1d(np.arange(close.shape[1]), axes)
         for i, j in space.pair_blocks(lg, 0, len(la), rg, space.neighbour_offsets(self.space, half=same), same=same):
             pa, pb = la[lg.order[i]], ra[rg.order[j]]
-            keep = np.abs(close[pa, :BOX_FIRST] - close[pb, :BOX_FIRST]).max(axis=1) <= BOX_REACH
-            pa, pb = pa[keep], pb[keep]  # the axes of most spread first: they rule out most
-            keep = np.abs(close[pa, BOX_FIRST:] - close[pb, BOX_FIRST:]).max(axis=1) <= BOX_REACH
+            for column in self.columns:  # an axis at a time, each from a small array: most pairs leave early
+                keep = np.abs(column[pa] - column[pb]) <= BOX_REACH
+                pa, pb = pa[keep], pb[keep]
+            keep = np.abs(close[pa][:, rest] - close[pb][:, rest]).max(axis=1) <= BOX_REACH
             found_a.append(pa[keep])
             found_b.append(pb[keep])
         return np.concatenate(found_a), np.concatenate(found_b)
 
 
+def cascade(dims: int) -> list[int]:
+    """The axes a pair's box is checked on one at a time, in this order: the three after the grid's
+    first (of most spread, and the cells say nothing of them: each rules out about half the pairs
+    left), then the grid's. At 100,000 real-photo windows, 24 million pairs from neighbouring
+    cells: 1.6 s with ten axes at once, 0.46 s so."""
+    return [a for a in (*range(BOX_DIMS, BOX_DIMS + 3), *range(BOX_DIMS)) if a < dims]
+
+
 BOX_DIMS = 5  # grid axes: the features of most spread (100k windows: 4 axes 9.0 s, 5 4.4 s, 6 4.6 s, 7 5.5 s)
-BOX_FIRST = 10  # axes checked before the rest
 BOX_REACH = 1 + 1e-4  # the box's side, with room for float32 keys and points (values of size < 100)
 
 
