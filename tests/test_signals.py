@@ -365,16 +365,31 @@ def test_refresh_signals_gives_an_old_index_its_trimmed_tensors_and_nothing_else
         assert found(index)[frozenset(("castle.jpg", "castle-framed.jpg"))][0] == "trimmed"
 
 
-def test_tone_and_rank_side_by_side_in_workers_find_what_one_process_finds(tmp_path, edited, monkeypatch):
+@pytest.mark.parametrize("where", ["workers", "threads"])
+def test_tone_and_rank_side_by_side_find_what_one_process_finds(tmp_path, edited, monkeypatch, where):
+    import threading
+
     from imgindex.compare import passes
 
     with Index(tmp_path / "i.db") as index:
         index.scan([edited], processes=1)
         index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
         alone = found(index)
-        monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0)  # a library this small counts as large
+        # a library this small counts as large (workers), or as large enough for threads
+        monkeypatch.setattr(passes, "IN_THREADS", 0)
+        monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0 if where == "workers" else 10**9)
+        ran_in, real = [], passes.pass_batch
+
+        def watched(*args):
+            ran_in.append(threading.current_thread().name)
+            return real(*args)
+
+        if where == "threads":  # (workers get the function by name: it must stay the module's there)
+            monkeypatch.setattr(passes, "pass_batch", watched)
         report = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
         assert found(index) == alone and report.by_signal["rank"] > 0 and report.by_signal["tone"] > 0
+        if where == "threads":
+            assert sorted(ran_in) == ["imgindex-pass_0", "imgindex-pass_1"]  # each pass in a thread of its own
 
 
 def test_the_preset_leaves_tone_and_rank_out_of_a_very_large_search_and_says_so(tmp_path, edited, monkeypatch):

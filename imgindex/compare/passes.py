@@ -8,6 +8,7 @@ matched, so a pair is recorded once, with the first signal that matches it.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 
 SIDE_BY_SIDE = 50_000  # images in scope from which the tone and rank passes run in two worker processes
+IN_THREADS = 2_000  # images from which they run side by side in two threads below that (numpy lets go of the
+# GIL in their large steps; a worker process takes 0.3 s to start)
 
 
 def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
@@ -63,22 +66,39 @@ def _threshold(signal: str) -> float:
 
 
 def _side_by_side(db, db_path, settings, scope, is_new, reference, orientations, processes) -> dict:
-    """The tone and rank passes, each in a worker process, when both are asked for and worth it."""
+    """The tone and rank passes side by side, each in a worker process (or a thread, below
+    SIDE_BY_SIDE images), when both are asked for and worth it."""
     both = [s for s in ("tone", "rank") if s in settings.signals]
-    if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < SIDE_BY_SIDE:
+    if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < IN_THREADS:
         return {}
     for signal in both:  # the keys are written here, the one process that writes
         tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
-    runner = BatchRunner(pass_batch, processes=2, args=(scope, is_new, reference, settings.px_size, orientations,
-                                                        settings.same_dim, settings.in_folder),
-                         context=db.conn, initializer=connect_readonly, initargs=(db_path,), batch_work=1,
-                         fan_out_at=2)
+    args = (scope, is_new, reference, settings.px_size, orientations, settings.same_dim, settings.in_folder)
+    if len(scope.ids) < SIDE_BY_SIDE:
+        return _in_threads(db_path, both, args)
+    runner = BatchRunner(pass_batch, processes=2, args=args, context=db.conn, initializer=connect_readonly,
+                         initargs=(db_path,), batch_work=1, fan_out_at=2)
     try:
         return dict(runner.map((signal, 1) for signal in both))
     except ImgIndexError:
         raise
     except Exception as exc:  # a worker that died, or failed: say which step, as the pixel pass does
         raise ImgIndexError(f"a {' or '.join(both)} search worker failed: {exc}") from exc
+
+
+def _in_threads(db_path: str, signals: list[str], args: tuple) -> dict:
+    """Each pass in a thread of its own, on a read-only connection of its own."""
+
+    def one(signal: str):
+        conn = connect_readonly(db_path)
+        try:
+            return pass_batch(conn, [signal], *args)[0]
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=len(signals), thread_name_prefix="imgindex-pass") as pool:
+        futures = {signal: pool.submit(one, signal) for signal in signals}
+        return {signal: future.result() for signal, future in futures.items()}
 
 
 def pass_batch(conn, signals: list[str], scope, is_new, reference, px_size, orientations, same_dim, in_folder):
