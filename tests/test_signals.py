@@ -144,6 +144,23 @@ def test_the_bound_never_exceeds_twice_the_score(tensors, rank):
             assert np.all(np.abs(merged[ia[k]] - kernel.orient(merged[ib[k]][None], o)[0])[..., 0] <= box)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tensor_sets(), st.sampled_from([0.02, 0.1, 0.5, 2.0]), st.booleans())
+def test_the_box_search_finds_exactly_the_pairs_within_the_box_of_each_other(tensors, threshold, rank):
+    """Neighbouring cells, then the box one axis at a time: every pair whose points are within the
+    box on every axis, and no other (tiny tensors, with fewer axes than the cascade, too)."""
+    from imgindex.compare import tone
+
+    px = tensors.shape[1]
+    points = tone.Points.of(signals.coarse(signals.tones(tensors, rank=rank), px), threshold, px)
+    everyone = np.arange(len(tensors))
+    a, b = points.pairs(everyone, everyone, same=True)
+    far = np.abs(points.close[:, None, :] - points.close[None, :, :]).max(axis=2)
+    want = {(i, j) for i in everyone for j in everyone if i < j and far[i, j] <= tone.BOX_REACH}
+    got = [tuple(sorted(p)) for p in zip(a.tolist(), b.tolist())]
+    assert len(got) == len(set(got)) and set(got) == want
+
+
 def test_the_score_means_one_minus_the_correlation_block_by_block():
     """The definition in floats: z-scored luminance, each block's mean squared difference / 2."""
     rng = np.random.default_rng(3)

@@ -157,9 +157,11 @@ class Points:
             for column in self.columns:  # an axis at a time, each from a small array: most pairs leave early
                 keep = np.abs(column[pa] - column[pb]) <= BOX_REACH
                 pa, pb = pa[keep], pb[keep]
-            keep = np.abs(close[pa][:, rest] - close[pb][:, rest]).max(axis=1) <= BOX_REACH
-            found_a.append(pa[keep])
-            found_b.append(pb[keep])
+            if len(rest):  # (tiny tensors have fewer axes than the cascade)
+                keep = np.abs(close[pa][:, rest] - close[pb][:, rest]).max(axis=1) <= BOX_REACH
+                pa, pb = pa[keep], pb[keep]
+            found_a.append(pa)
+            found_b.append(pb)
         return np.concatenate(found_a), np.concatenate(found_b)
 
 
