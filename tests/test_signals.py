@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -382,31 +383,55 @@ def test_refresh_signals_gives_an_old_index_its_trimmed_tensors_and_nothing_else
         assert found(index)[frozenset(("castle.jpg", "castle-framed.jpg"))][0] == "trimmed"
 
 
-@pytest.mark.parametrize("where", ["workers", "threads"])
-def test_tone_and_rank_side_by_side_find_what_one_process_finds(tmp_path, edited, monkeypatch, where):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_tone_and_rank_in_threads_beside_the_pixel_pass_find_what_one_thread_finds(tmp_path, edited, monkeypatch,
+                                                                                    overlap):
     import threading
 
-    from imgindex.compare import passes
+    from imgindex.compare import passes, run
+
+    if not overlap:  # a library this small counts as too large to overlap the pixel pass: after it
+        monkeypatch.setattr(passes, "OVERLAP_MOST", 0)
 
     with Index(tmp_path / "i.db") as index:
         index.scan([edited], processes=1)
         index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=1)
         alone = found(index)
-        # a library this small counts as large (workers), or as large enough for threads
-        monkeypatch.setattr(passes, "IN_THREADS", 0)
-        monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0 if where == "workers" else 10**9)
+        monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0)  # a library this small counts as large enough
         ran_in, real = [], passes.pass_batch
 
         def watched(*args):
             ran_in.append(threading.current_thread().name)
             return real(*args)
 
-        if where == "threads":  # (workers get the function by name: it must stay the module's there)
-            monkeypatch.setattr(passes, "pass_batch", watched)
+        monkeypatch.setattr(passes, "pass_batch", watched)
+        steps = []  # the order of the passes' start and the pixel pass
+        for module, name in ((passes, "start"), (run._Run, "_compare")):
+            def logged(*args, _real=getattr(module, name), _name=name, **kwargs):
+                steps.append(_name)
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(module, name, logged)
         report = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
         assert found(index) == alone and report.by_signal["rank"] > 0 and report.by_signal["tone"] > 0
-        if where == "threads":
-            assert sorted(ran_in) == ["imgindex-pass_0", "imgindex-pass_1"]  # each pass in a thread of its own
+        assert sorted(ran_in) == ["imgindex-rank-pass", "imgindex-tone-pass"]  # each in a thread of its own
+        assert steps == (["start", "_compare"] if overlap else ["_compare", "start"])
+
+
+def test_a_pass_that_fails_in_its_thread_fails_the_search(tmp_path, edited, monkeypatch):
+    from imgindex.compare import passes
+
+    with Index(tmp_path / "i.db") as index:
+        index.scan([edited], processes=1)
+        monkeypatch.setattr(passes, "SIDE_BY_SIDE", 0)
+
+        def broken(conn, signals, *args):
+            raise sqlite3.OperationalError(f"disk I/O error ({signals[0]})")
+
+        monkeypatch.setattr(passes, "pass_batch", broken)
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+            index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
+        assert index.db.execute("SELECT status FROM searches ORDER BY id DESC LIMIT 1").fetchone() == ("failed",)
 
 
 def test_the_preset_leaves_tone_and_rank_out_of_a_very_large_search_and_says_so(tmp_path, edited, monkeypatch):

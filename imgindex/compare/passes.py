@@ -8,16 +8,14 @@ matched, so a pair is recorded once, with the first signal that matches it.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgindex.db.connect import connect_readonly
-from imgindex.errors import ImgIndexError
 from imgindex.compare import tone, trimmed
 from imgindex.compare.settings import Settings, signal_thresholds
-from imgindex.workers import BatchRunner
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,24 +25,69 @@ if TYPE_CHECKING:
     from imgindex.compare.plan import Scope
 
 
-SIDE_BY_SIDE = 50_000  # images in scope from which the tone and rank passes run in two worker processes
-IN_THREADS = 2_000  # images from which they run side by side in two threads below that (numpy lets go of the
-# GIL in their large steps; a worker process takes 0.3 s to start)
+SIDE_BY_SIDE = 2_000  # images in scope from which the tone and rank passes run in two threads, side by side
+# (numpy lets go of the GIL in their large steps; a worker process would take 0.3 s to start)
+OVERLAP_MOST = 200_000  # images up to which they start before the pixel pass and overlap it too: 100,000
+# synthetic vectors, 'similar' 1.93x -> 1.58x pixels alone. Beyond, the memory of the three would add up
+
+
+class Ahead:
+    """The tone and rank passes, each in a thread of its own on a read-only connection of its own,
+    started before the pixel pass. Daemon threads: Ctrl-C does not wait for them."""
+
+    def __init__(self, db_path: str, signals: list[str], args: tuple):
+        self.found: dict[str, tone.ToneFound] = {}
+        self.failed: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._run, args=(db_path, signal, args), daemon=True,
+                                         name=f"imgindex-{signal}-pass") for signal in signals]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, db_path: str, signal: str, args: tuple) -> None:
+        try:
+            conn = connect_readonly(db_path)
+            try:
+                self.found[signal] = pass_batch(conn, [signal], *args)[0]
+            finally:
+                conn.close()
+        except BaseException as exc:  # raised in the searching thread, by result()
+            self.failed.append(exc)
+
+    def result(self) -> dict[str, tone.ToneFound]:
+        for thread in self.threads:
+            thread.join()
+        if self.failed:
+            raise self.failed[0]
+        return self.found
+
+
+def start(db: Database, db_path: str | None, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
+          processes: int) -> Ahead | None:
+    """The tone and rank passes started now (``Ahead``), when both are asked for and worth it; their
+    keys made first, here, in the one connection that writes."""
+    both = [s for s in ("tone", "rank") if s in settings.signals]
+    if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < SIDE_BY_SIDE:
+        return None
+    for signal in both:
+        tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
+    args = (scope, is_new, scope.under_any(settings.reference), settings.px_size, orientations, settings.same_dim,
+            settings.in_folder)
+    return Ahead(db_path, both, args)
 
 
 def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
-                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *, db_path: str | None = None,
-                  processes: int = 1) -> tuple[dict[str, tone.ToneFound], int]:
+                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *,
+                  ahead: Ahead | None = None) -> tuple[dict[str, tone.ToneFound], int]:
     """(signal -> its pairs no earlier signal matched, images the trimmed signal could not look at:
-    indexed before borders were looked for). With ``db_path``, ``processes`` > 1 and a large scope,
-    the tone and rank passes run side by side in worker processes (fresh interpreters, read-only)."""
+    indexed before borders were looked for). ``ahead``: the tone and rank passes started before
+    (``start``); the others run here."""
     reference = scope.under_any(settings.reference)
-    ahead = _side_by_side(db, db_path, settings, scope, is_new, reference, orientations, processes)
+    done = ahead.result() if ahead is not None else {}
     out: dict[str, tone.ToneFound] = {}
     unchecked = 0
     for signal in settings.signals:
-        if signal in ahead:
-            pairs = ahead[signal]
+        if signal in done:
+            pairs = done[signal]
         elif signal in ("tone", "rank"):
             pairs = tone.search(db, scope, is_new, reference, settings.px_size, _threshold(signal), orientations,
                                 same_dim=settings.same_dim, in_folder=settings.in_folder, rank=signal == "rank")
@@ -65,44 +108,8 @@ def _threshold(signal: str) -> float:
     return signal_thresholds((signal,))[signal]
 
 
-def _side_by_side(db, db_path, settings, scope, is_new, reference, orientations, processes) -> dict:
-    """The tone and rank passes side by side, each in a worker process (or a thread, below
-    SIDE_BY_SIDE images), when both are asked for and worth it."""
-    both = [s for s in ("tone", "rank") if s in settings.signals]
-    if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < IN_THREADS:
-        return {}
-    for signal in both:  # the keys are written here, the one process that writes
-        tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
-    args = (scope, is_new, reference, settings.px_size, orientations, settings.same_dim, settings.in_folder)
-    if len(scope.ids) < SIDE_BY_SIDE:
-        return _in_threads(db_path, both, args)
-    runner = BatchRunner(pass_batch, processes=2, args=args, context=db.conn, initializer=connect_readonly,
-                         initargs=(db_path,), batch_work=1, fan_out_at=2)
-    try:
-        return dict(runner.map((signal, 1) for signal in both))
-    except ImgIndexError:
-        raise
-    except Exception as exc:  # a worker that died, or failed: say which step, as the pixel pass does
-        raise ImgIndexError(f"a {' or '.join(both)} search worker failed: {exc}") from exc
-
-
-def _in_threads(db_path: str, signals: list[str], args: tuple) -> dict:
-    """Each pass in a thread of its own, on a read-only connection of its own."""
-
-    def one(signal: str):
-        conn = connect_readonly(db_path)
-        try:
-            return pass_batch(conn, [signal], *args)[0]
-        finally:
-            conn.close()
-
-    with ThreadPoolExecutor(max_workers=len(signals), thread_name_prefix="imgindex-pass") as pool:
-        futures = {signal: pool.submit(one, signal) for signal in signals}
-        return {signal: future.result() for signal, future in futures.items()}
-
-
 def pass_batch(conn, signals: list[str], scope, is_new, reference, px_size, orientations, same_dim, in_folder):
-    """The passes of ``signals`` on a read-only connection (in a worker)."""
+    """The passes of ``signals`` on a read-only connection (in a thread of ``Ahead``)."""
     return [tone.search(conn, scope, is_new, reference, px_size, _threshold(s), orientations, same_dim=same_dim,
                         in_folder=in_folder, rank=s == "rank", make_keys=False) for s in signals]
 
