@@ -62,11 +62,14 @@ class Ahead:
 
 
 def start(db: Database, db_path: str | None, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
-          processes: int) -> Ahead | None:
-    """The tone and rank passes started now (``Ahead``), when both are asked for and worth it; their
-    keys made first, here, in the one connection that writes."""
+          processes: int, *, before_pixels: bool = False) -> Ahead | None:
+    """The tone and rank passes started now (``Ahead``), when both are asked for and worth it (and,
+    ``before_pixels``, when the scope is small enough to overlap the pixel pass); their keys made
+    first, here, in the one connection that writes."""
     both = [s for s in ("tone", "rank") if s in settings.signals]
     if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < SIDE_BY_SIDE:
+        return None
+    if before_pixels and len(scope.ids) > OVERLAP_MOST:
         return None
     for signal in both:
         tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
@@ -76,12 +79,13 @@ def start(db: Database, db_path: str | None, settings: Settings, scope: Scope, i
 
 
 def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
-                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *,
-                  ahead: Ahead | None = None) -> tuple[dict[str, tone.ToneFound], int]:
+                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *, ahead: Ahead | None = None,
+                  db_path: str | None = None, processes: int = 1) -> tuple[dict[str, tone.ToneFound], int]:
     """(signal -> its pairs no earlier signal matched, images the trimmed signal could not look at:
-    indexed before borders were looked for). ``ahead``: the tone and rank passes started before
-    (``start``); the others run here."""
+    indexed before borders were looked for). ``ahead``: the tone and rank passes started before the
+    pixel pass (``start``), else started now if worth it; the others run here."""
     reference = scope.under_any(settings.reference)
+    ahead = ahead or start(db, db_path, settings, scope, is_new, orientations, processes)
     done = ahead.result() if ahead is not None else {}
     out: dict[str, tone.ToneFound] = {}
     unchecked = 0

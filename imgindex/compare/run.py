@@ -213,7 +213,7 @@ class _Run:
         algorithm, chunksize = self._algorithm(n)
         self._record(algorithm, chunksize, n)
         writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
-        ahead = self._start_others(scope, np.ones(n, dtype=bool))
+        ahead = _start_others(self, scope, np.ones(n, dtype=bool))
         with _timed(self.spent, "pixels"):
             found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
         with _timed(self.spent, "signals"):
@@ -229,21 +229,11 @@ class _Run:
         return self._done(n, n, found, found - set_aside, n_groups, set_aside, workers, int(scope.ids.max(initial=0)),
                           algorithm)
 
-    def _start_others(self, scope, is_new, *, overlap: bool = True) -> passes.Ahead | None:
-        """The tone and rank passes started (``passes.start``): before the pixel pass, so they overlap
-        it, up to passes.OVERLAP_MOST images (beyond, its memory and theirs would add up)."""
-        if scope is None or (overlap and len(scope.ids) > passes.OVERLAP_MOST):
-            return None
-        with _timed(self.spent, "signals"):
-            return passes.start(self.db, self.db_path, self.settings, scope, is_new, self.orientations,
-                                self.processes)
-
     def _others(self, scope, is_new, found_by_pixels, ahead) -> dict[str, tone.ToneFound]:
         """The other signals' pairs (``passes``), and what they tell the report."""
-        if ahead is None:  # not started before the pixel pass: side by side now, if worth it
-            ahead = self._start_others(scope, is_new, overlap=False)
         found, self.unchecked = passes.other_signals(self.db, self.settings, scope, is_new, self.orientations,
-                                                     found_by_pixels, ahead=ahead)
+                                                     found_by_pixels, ahead=ahead, db_path=self.db_path,
+                                                     processes=self.processes)
         self.by_signal = {k: len(v) for k, v in found.items()}
         return found
 
@@ -264,7 +254,7 @@ class _Run:
             others = [s for s in settings.signals if s != "pixels"]
             scope = load_scope(self.db, settings.roots, settings.in_folder) if others else None
             is_new = new_mask(scope, base) if others else None
-            ahead = self._start_others(scope, is_new)
+            ahead = _start_others(self, scope, is_new)
             with _timed(self.spent, "pixels"):
                 _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings),
                                        collector, threshold=settings.threshold, orientations=self.orientations,
@@ -282,7 +272,7 @@ class _Run:
             again = scope.under_any(tuple(set(base.reference) - set(settings.reference)))
             is_new |= again
             collector = PairCollector(self.px * self.px * 3)
-            ahead = self._start_others(scope, is_new)
+            ahead = _start_others(self, scope, is_new)
             with _timed(self.spent, "pixels"):
                 _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
             new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
@@ -326,6 +316,13 @@ class _Run:
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report
+
+
+def _start_others(run: _Run, scope, is_new) -> passes.Ahead | None:
+    """The tone and rank passes, started before the pixel pass so they overlap it (``passes.start``)."""
+    with _timed(run.spent, "signals"):
+        return None if scope is None else passes.start(run.db, run.db_path, run.settings, scope, is_new,
+                                                       run.orientations, run.processes, before_pixels=True)
 
 
 def _finish(db: Database, search_id: int, status: str, started: float, report: SearchReport | None = None,
