@@ -383,15 +383,10 @@ def test_refresh_signals_gives_an_old_index_its_trimmed_tensors_and_nothing_else
         assert found(index)[frozenset(("castle.jpg", "castle-framed.jpg"))][0] == "trimmed"
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_tone_and_rank_in_threads_beside_the_pixel_pass_find_what_one_thread_finds(tmp_path, edited, monkeypatch,
-                                                                                    overlap):
+def test_tone_and_rank_side_by_side_in_threads_find_what_one_thread_finds(tmp_path, edited, monkeypatch):
     import threading
 
-    from imgindex.compare import passes, run
-
-    if not overlap:  # a library this small counts as too large to overlap the pixel pass: after it
-        monkeypatch.setattr(passes, "OVERLAP_MOST", 0)
+    from imgindex.compare import passes
 
     with Index(tmp_path / "i.db") as index:
         index.scan([edited], processes=1)
@@ -405,19 +400,9 @@ def test_tone_and_rank_in_threads_beside_the_pixel_pass_find_what_one_thread_fin
             return real(*args)
 
         monkeypatch.setattr(passes, "pass_batch", watched)
-        steps = []  # the order of the pixel pass and of the passes' start (a call that started them)
-        for module, name in ((passes, "start"), (run._Run, "_compare")):
-            def logged(*args, _real=getattr(module, name), _name=name, **kwargs):
-                started = _real(*args, **kwargs) if _name == "start" else None
-                if _name != "start" or started is not None:
-                    steps.append(_name)
-                return started if _name == "start" else _real(*args, **kwargs)
-
-            monkeypatch.setattr(module, name, logged)
         report = index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
         assert found(index) == alone and report.by_signal["rank"] > 0 and report.by_signal["tone"] > 0
         assert sorted(ran_in) == ["imgindex-rank-pass", "imgindex-tone-pass"]  # each in a thread of its own
-        assert steps == (["start", "_compare"] if overlap else ["_compare", "start"])
 
 
 def test_a_pass_that_fails_in_its_thread_fails_the_search(tmp_path, edited, monkeypatch):

@@ -26,14 +26,14 @@ if TYPE_CHECKING:
 
 
 SIDE_BY_SIDE = 2_000  # images in scope from which the tone and rank passes run in two threads, side by side
-# (numpy lets go of the GIL in their large steps; a worker process would take 0.3 s to start)
-OVERLAP_MOST = 200_000  # images up to which they start before the pixel pass and overlap it too: 100,000
-# synthetic vectors, 'similar' 1.93x -> 1.58x pixels alone. Beyond, the memory of the three would add up
+# (numpy lets go of the GIL in their large steps). Worker processes, as from 50,000 before, take 0.3 s to
+# start: 100,000 synthetic vectors, 'similar' 1.75-1.88x pixels alone in them, 1.64-1.67x in threads.
+# Started before the pixel pass to overlap it too, they made 20,000 slower (1.39-1.80x against 1.26-1.61x)
 
 
-class Ahead:
-    """The tone and rank passes, each in a thread of its own on a read-only connection of its own,
-    started before the pixel pass. Daemon threads: Ctrl-C does not wait for them."""
+class SideBySide:
+    """The tone and rank passes, each in a thread of its own on a read-only connection of its own.
+    Daemon threads: Ctrl-C does not wait for them."""
 
     def __init__(self, db_path: str, signals: list[str], args: tuple):
         self.found: dict[str, tone.ToneFound] = {}
@@ -62,31 +62,28 @@ class Ahead:
 
 
 def start(db: Database, db_path: str | None, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
-          processes: int, *, before_pixels: bool = False) -> Ahead | None:
-    """The tone and rank passes started now (``Ahead``), when both are asked for and worth it (and,
-    ``before_pixels``, when the scope is small enough to overlap the pixel pass); their keys made
-    first, here, in the one connection that writes."""
+          processes: int) -> SideBySide | None:
+    """The tone and rank passes started now (``SideBySide``), when both are asked for and worth it; their
+    keys made first, here, in the one connection that writes."""
     both = [s for s in ("tone", "rank") if s in settings.signals]
     if len(both) < 2 or db_path is None or processes < 2 or len(scope.ids) < SIDE_BY_SIDE:
-        return None
-    if before_pixels and len(scope.ids) > OVERLAP_MOST:
         return None
     for signal in both:
         tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
     args = (scope, is_new, scope.under_any(settings.reference), settings.px_size, orientations, settings.same_dim,
             settings.in_folder)
-    return Ahead(db_path, both, args)
+    return SideBySide(db_path, both, args)
 
 
 def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
-                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *, ahead: Ahead | None = None,
-                  db_path: str | None = None, processes: int = 1) -> tuple[dict[str, tone.ToneFound], int]:
+                  found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *, db_path: str | None = None,
+                  processes: int = 1) -> tuple[dict[str, tone.ToneFound], int]:
     """(signal -> its pairs no earlier signal matched, images the trimmed signal could not look at:
-    indexed before borders were looked for). ``ahead``: the tone and rank passes started before the
-    pixel pass (``start``), else started now if worth it; the others run here."""
+    indexed before borders were looked for). With ``db_path``, ``processes`` > 1 and a scope of
+    SIDE_BY_SIDE images or more, the tone and rank passes run side by side (``start``)."""
     reference = scope.under_any(settings.reference)
-    ahead = ahead or start(db, db_path, settings, scope, is_new, orientations, processes)
-    done = ahead.result() if ahead is not None else {}
+    side = start(db, db_path, settings, scope, is_new, orientations, processes)
+    done = side.result() if side is not None else {}
     out: dict[str, tone.ToneFound] = {}
     unchecked = 0
     for signal in settings.signals:
@@ -113,7 +110,7 @@ def _threshold(signal: str) -> float:
 
 
 def pass_batch(conn, signals: list[str], scope, is_new, reference, px_size, orientations, same_dim, in_folder):
-    """The passes of ``signals`` on a read-only connection (in a thread of ``Ahead``)."""
+    """The passes of ``signals`` on a read-only connection (in a thread of ``SideBySide``)."""
     return [tone.search(conn, scope, is_new, reference, px_size, _threshold(s), orientations, same_dim=same_dim,
                         in_folder=in_folder, rank=s == "rank", make_keys=False) for s in signals]
 

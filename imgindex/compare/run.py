@@ -213,11 +213,10 @@ class _Run:
         algorithm, chunksize = self._algorithm(n)
         self._record(algorithm, chunksize, n)
         writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
-        ahead = _start_others(self, scope, np.ones(n, dtype=bool))
         with _timed(self.spent, "pixels"):
             found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
         with _timed(self.spent, "signals"):
-            extra = self._others(scope, np.ones(n, dtype=bool), self._written, ahead)
+            extra = self._others(scope, np.ones(n, dtype=bool), self._written)
             for signal, pairs in extra.items():
                 found += writer.add((pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient), signal, pairs.score)
             writer.flush()
@@ -229,11 +228,10 @@ class _Run:
         return self._done(n, n, found, found - set_aside, n_groups, set_aside, workers, int(scope.ids.max(initial=0)),
                           algorithm)
 
-    def _others(self, scope, is_new, found_by_pixels, ahead) -> dict[str, tone.ToneFound]:
+    def _others(self, scope, is_new, found_by_pixels) -> dict[str, tone.ToneFound]:
         """The other signals' pairs (``passes``), and what they tell the report."""
         found, self.unchecked = passes.other_signals(self.db, self.settings, scope, is_new, self.orientations,
-                                                     found_by_pixels, ahead=ahead, db_path=self.db_path,
-                                                     processes=self.processes)
+                                                     found_by_pixels, db_path=self.db_path, processes=self.processes)
         self.by_signal = {k: len(v) for k, v in found.items()}
         return found
 
@@ -251,10 +249,6 @@ class _Run:
         if few is not None and algorithm == "chunked":
             self._record(algorithm, chunksize, n)
             collector = PairCollector(self.px * self.px * 3)
-            others = [s for s in settings.signals if s != "pixels"]
-            scope = load_scope(self.db, settings.roots, settings.in_folder) if others else None
-            is_new = new_mask(scope, base) if others else None
-            ahead = _start_others(self, scope, is_new)
             with _timed(self.spent, "pixels"):
                 _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings),
                                        collector, threshold=settings.threshold, orientations=self.orientations,
@@ -262,6 +256,9 @@ class _Run:
                                        progress=self.progress, started=self.started, cluster=self.cluster)
             new_count, max_id = len(few.ids), max_image_id(self.db)
             moved = moved_since(self.db, base)
+            others = [s for s in settings.signals if s != "pixels"]
+            scope = load_scope(self.db, settings.roots, settings.in_folder) if others else None
+            is_new = new_mask(scope, base) if others else None
         else:
             scope = load_scope(self.db, settings.roots, settings.in_folder)
             n = len(scope.ids)
@@ -272,15 +269,13 @@ class _Run:
             again = scope.under_any(tuple(set(base.reference) - set(settings.reference)))
             is_new |= again
             collector = PairCollector(self.px * self.px * 3)
-            ahead = _start_others(self, scope, is_new)
             with _timed(self.spent, "pixels"):
                 _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
             new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
             moved = np.union1d(moved_since(self.db, base), scope.ids[again])
         pixels = collector.found()
         with _timed(self.spent, "signals"):
-            extra = {} if scope is None else self._others(scope, is_new, lambda pairs: passes.among(pairs, pixels),
-                                                          ahead)
+            extra = self._others(scope, is_new, lambda pairs: passes.among(pairs, pixels)) if scope is not None else {}
         both = tuple(np.concatenate([p, *(getattr(e, k) for e in extra.values())])
                      for p, k in zip(pixels, ("image_a", "image_b", "ssd", "orient")))
         with _timed(self.spent, "groups"), write_transaction(self.db):
@@ -316,13 +311,6 @@ class _Run:
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)
         return report
-
-
-def _start_others(run: _Run, scope, is_new) -> passes.Ahead | None:
-    """The tone and rank passes, started before the pixel pass so they overlap it (``passes.start``)."""
-    with _timed(run.spent, "signals"):
-        return None if scope is None else passes.start(run.db, run.db_path, run.settings, scope, is_new,
-                                                       run.orientations, run.processes, before_pixels=True)
 
 
 def _finish(db: Database, search_id: int, status: str, started: float, report: SearchReport | None = None,
