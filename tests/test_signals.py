@@ -18,6 +18,7 @@ from helpers import invoke, photo_like
 from imgindex import Index
 from imgindex.compare import kernel, signals, tone
 from imgindex.compare.settings import RANK_THRESHOLD, TONE_THRESHOLD, TRIMMED_THRESHOLD
+from imgindex.errors import ImgIndexError
 from imgindex.db.queries import load_tensors
 
 DATA = Path(__file__).parent / "data"
@@ -416,7 +417,7 @@ def test_a_pass_that_fails_in_its_thread_fails_the_search(tmp_path, edited, monk
             raise sqlite3.OperationalError(f"disk I/O error ({signals[0]})")
 
         monkeypatch.setattr(passes, "pass_batch", broken)
-        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        with pytest.raises(ImgIndexError, match=r"the (tone|rank) search failed: OperationalError: disk I/O error"):
             index.search(similarity="similar", same_dim=False, signals="default", full=True, processes=2)
         assert index.db.execute("SELECT status FROM searches ORDER BY id DESC LIMIT 1").fetchone() == ("failed",)
 

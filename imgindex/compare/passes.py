@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.db.connect import connect_readonly
+from imgindex.errors import ImgIndexError
 from imgindex.compare import tone, trimmed
 from imgindex.compare.settings import Settings, signal_thresholds
 
@@ -37,7 +38,7 @@ class SideBySide:
 
     def __init__(self, db_path: str, signals: list[str], args: tuple):
         self.found: dict[str, tone.ToneFound] = {}
-        self.failed: list[BaseException] = []
+        self.failed: list[tuple[str, BaseException]] = []
         self.threads = [threading.Thread(target=self._run, args=(db_path, signal, args), daemon=True,
                                          name=f"imgindex-{signal}-pass") for signal in signals]
         for thread in self.threads:
@@ -51,13 +52,16 @@ class SideBySide:
             finally:
                 conn.close()
         except BaseException as exc:  # raised in the searching thread, by result()
-            self.failed.append(exc)
+            self.failed.append((signal, exc))
 
     def result(self) -> dict[str, tone.ToneFound]:
         for thread in self.threads:
             thread.join()
-        if self.failed:
-            raise self.failed[0]
+        if self.failed:  # in one line, as a failed pixel worker is
+            signal, exc = self.failed[0]
+            if isinstance(exc, ImgIndexError):
+                raise exc
+            raise ImgIndexError(f"the {signal} search failed: {type(exc).__name__}: {exc}") from exc
         return self.found
 
 
