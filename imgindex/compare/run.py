@@ -10,7 +10,6 @@ and writes nothing (the report's view past the threshold).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from imgindex.cluster.connect import executor, open_cluster
 from imgindex.db import decisions
 from imgindex.db.connect import abandon_transaction, write_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
-from imgindex.db.runs import now, start_run, update_run
+from imgindex.db.runs import now, start_run, timings_json, update_run
 from imgindex.errors import ImgIndexError
 from imgindex.compare import kernel, passes, points, profile, tone
 from imgindex.compare import signals as signals_
@@ -319,7 +318,7 @@ def _finish(db: Database, search_id: int, status: str, started: float, report: S
     names = ("images", "new_images", "pairs", "groups", "set_aside")
     counts = {k: getattr(report, k) for k in names} if report else dict.fromkeys(names)
     if report is not None and report.timings is not None:
-        counts["timings"] = json.dumps({k: round(v, 4) for k, v in dataclasses.asdict(report.timings).items()})
+        counts["timings"] = timings_json(report.timings)
     counts["decisions_version"] = version
     update_run(db, "searches", search_id, {"status": status, "finished_at": now(),
                                            "duration": time.monotonic() - started, **counts,

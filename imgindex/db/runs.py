@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -27,3 +29,8 @@ def update_run(db: Database, table: str, run_id: int, values: dict) -> None:
     assignments = ", ".join(f"{column} = ?" for column in values)
     with db.atomic():
         db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*values.values(), run_id])
+
+
+def timings_json(timings) -> str:
+    """A run's ``timings`` column (``ScanTimings``, ``SearchTimings``): each figure in seconds, to 0.1 ms."""
+    return json.dumps({k: round(v, 4) for k, v in asdict(timings).items()})

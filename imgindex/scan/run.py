@@ -15,14 +15,13 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from imgindex.cluster.connect import executor, open_cluster
 from imgindex.scan.on_cluster import ClusterReader
 from imgindex.db.connect import abandon_transaction
 from imgindex.db.queries import get_setting, set_setting
-from imgindex.db.runs import now, start_run, update_run
+from imgindex.db.runs import now, start_run, timings_json, update_run
 from imgindex.errors import ImgIndexError, SettingsMismatchError
 from imgindex.scan import discover
 from imgindex.scan.decode import DECODER
@@ -179,7 +178,7 @@ class _ScanRun:
                 self.writer.flush()
             update_run(self.db, "scans", self.writer.scan_id,
                        {**self.writer.counts.as_row(), "finished_at": now(), "status": status,
-                        "timings": json.dumps({k: round(v, 4) for k, v in asdict(self._timings()).items()})})
+                        "timings": timings_json(self._timings())})
         except Exception:
             if status != "failed":
                 raise
