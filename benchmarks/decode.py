@@ -5,10 +5,13 @@
 
 Sets: the real photos of ../shared/corpora/real-photos (JPEG and PNG, 320-2560 px; or any
 --corpus folder), generated 12-megapixel JPEGs (4000x3000, quality 90), the same pictures as
-12-MP HEICs (pillow-heif, quality 90), as 3-MP AVIFs (Pillow, quality 80) and as 12-MP DNGs
-(pidng; read with rawpy), and the real phone HEICs of ../shared/corpora/phone-heic when present. Two decoders:
+12-MP HEICs (pillow-heif, quality 90), as 3-MP AVIFs (Pillow, quality 80), as 12-MP DNGs
+(read with rawpy): a mosaic alone (pidng), and with a camera's JPEG preview, full size or
+1616x1212 (tests/dng_preview.py), and the real phone HEICs of ../shared/corpora/phone-heic when
+present (--sets picks sets by name). Two decoders:
 "full" decodes every pixel and resizes, the way difPy does (open, convert to RGB, bicubic
-resize); "imgindex" is imgindex.decode (JPEG DCT scaling with the box draft() returns, then
+resize; a DNG: LibRaw's full-size rendering, or the preview imgindex reads, decoded in full);
+"imgindex" is imgindex.decode (JPEG DCT scaling with the box draft() returns, then
 one resize, EXIF orientation applied). Each with 1 process and with --processes, after a warm-up
 read of every file so the disk is not what is measured. Also the MSE between the two tensors
 (how faithful draft decoding is) and a whole `Index.scan` (hash + decode + SQLite) per set.
@@ -38,11 +41,16 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "r
 
 
 def full_decode(path: str, px: int) -> bytes:
-    if path.endswith(".dng"):  # Pillow reads no RAW: LibRaw's full-size rendering
+    if path.endswith(".dng"):  # Pillow reads no RAW: LibRaw's full-size rendering, or the preview in full
+        import io
+
         import rawpy
 
         with rawpy.imread(path) as raw:
-            im = Image.fromarray(raw.postprocess(use_camera_wb=True, output_bps=8))
+            if "preview" in Path(path).parent.name:
+                im = Image.open(io.BytesIO(raw.extract_thumb().data)).convert("RGB")
+            else:
+                im = Image.fromarray(raw.postprocess(use_camera_wb=True, output_bps=8))
         return np.asarray(im.resize((px, px), Image.Resampling.BICUBIC)).tobytes()
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB").resize((px, px), Image.Resampling.BICUBIC)).tobytes()
@@ -154,8 +162,9 @@ def heic_large_worker_rss(folder: Path, width: int, height: int) -> tuple[float,
     return run.peak_rss_mb, run.seconds
 
 
-def dngs(folder: Path, n: int, width: int, height: int) -> list[str]:
-    """The first ``n`` generated pictures as DNGs (a 12-bit RGGB mosaic, written with pidng); cached."""
+def dngs(folder: Path, n: int, width: int, height: int, preview: tuple[int, int] | None = None) -> list[str]:
+    """The first ``n`` generated pictures as DNGs (a 12-bit RGGB mosaic), with a JPEG preview of the
+    picture at ``preview`` size if given (as cameras embed theirs); cached."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_raw import make_dng  # the tests' DNG writer: one recipe for fixtures and benchmark
 
@@ -164,7 +173,9 @@ def dngs(folder: Path, n: int, width: int, height: int) -> list[str]:
     for i in range(n):
         path = folder / f"large{i:03d}.dng"
         if not path.exists():
-            make_dng(np.asarray(photo_like(500 + i, width, height)), path)
+            picture = photo_like(500 + i, width, height)
+            shown = None if preview is None else picture.resize(preview, Image.Resampling.BICUBIC)
+            make_dng(np.asarray(picture), path, preview=shown)
         paths.append(str(path))
     return paths
 
@@ -178,6 +189,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
     parser.add_argument("--heic-large", action="store_true", help="also: peak RSS of a process decoding a 20-MP HEIC")
+    parser.add_argument("--sets", default="", help="only the sets whose name holds this text (say: DNG)")
     args = parser.parse_args()
     sets = {}
     if args.corpus.is_dir():
@@ -196,6 +208,9 @@ def main() -> None:
                                                    quality=80), bench / "avif-3mp")
     try:
         sets[f"12-MP DNGs ({args.n_heic})"] = (dngs(bench / "dng-12mp", args.n_heic, 4000, 3000), bench / "dng-12mp")
+        for label, size in (("full-size", (4000, 3000)), ("1616-px", (1616, 1212))):
+            folder = bench / f"dng-12mp-preview-{size[0]}"
+            sets[f"DNGs, {label} preview ({args.n_large})"] = (dngs(folder, args.n_large, 4000, 3000, size), folder)
     except ImportError as exc:
         print(f"no DNGs: {exc} (pip install 'imgindex[raw]' pidng)")
     phone = DEFAULT_CORPUS.parent / "phone-heic"
@@ -205,6 +220,7 @@ def main() -> None:
     if args.heic_large:
         rss, seconds = heic_large_worker_rss(bench / "heic-large", 5472, 3648)
         print(f"  20-MP HEIC in a fresh process: peak RSS {rss:.0f} MB, {seconds:.1f} s (start-up included)", flush=True)
+    sets = {label: s for label, s in sets.items() if args.sets.lower() in label.lower()}
     rows = []
     for label, (paths, folder) in sets.items():
         for path in paths:  # warm the page cache

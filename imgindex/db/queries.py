@@ -112,12 +112,14 @@ def store_signal_keys(db: Database, table: str, recipe: str, ids: list[int], blo
                         [(i, recipe, b) for i, b in zip(ids, blobs)])
 
 
-def hash_indexed(conn: sqlite3.Connection | Database, digest: str, px_size: int, decoder: str) -> bool:
-    """Is this content already indexed with a tensor of this size and recipe (so it need not be decoded)?"""
+def hash_indexed(conn: sqlite3.Connection | Database, digest: str, px_size: int, decoders: tuple[str, ...]) -> bool:
+    """Is this content already indexed with a tensor of this size and one of these recipes (so it
+    need not be decoded)?"""
+    marks = ", ".join("?" * len(decoders))
     return (
         conn.execute(
-            "SELECT 1 FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? LIMIT 1",
-            [digest, px_size, decoder],
+            f"SELECT 1 FROM images WHERE content_hash = ? AND px_size = ? AND decoder IN ({marks}) LIMIT 1",
+            [digest, px_size, *decoders],
         ).fetchone()
         is not None
     )

@@ -14,7 +14,8 @@ the picture, cheap to make, and the same for a copy that was rotated on disk or 
    copy and a copy whose pixels were rotated give the same tensor.
 
 Animated images use their first frame. ``DECODER`` names this recipe; it is stored with each
-tensor so tensors made another way are never mixed with these silently.
+tensor so tensors made another way are never mixed with these silently. Camera RAW files have
+recipes of their own (``raw``: the embedded preview, or LibRaw's demosaic), recorded the same way.
 
 A picture framed by uniform borders (letterbox or pillarbox bars, a mat) also gets a *trimmed*
 tensor: the same recipe on the region inside the borders, found on the decoded pixels (sub-pixel
@@ -39,14 +40,13 @@ from PIL import Image, UnidentifiedImageError
 
 from imgindex.compare.keys import ImageKeys
 from imgindex.errors import DecodeError
-from imgindex.scan import formats
+from imgindex.scan import formats, raw
 from imgindex.scan.borders import content_box, inner_size
 
 formats.heif_problem()  # register pillow-heif's opener in this process (workers too)
 formats.jxl_available()  # and pillow-jxl-plugin's, where the [jxl] extra is installed
 
 DECODER = "pil-draft-bicubic-v1"
-HALF_SIZE_FROM = 6  # RAW: half-size demosaic when half the short side is >= 6x the tensor (a 24-MP sensor: yes)
 DRAFT_GAP = 3  # DCT scaling stops at >= 3x the target: 1.7 ms for a 1024-px JPEG, MSE < 1 to a full decode
 REDUCING_GAP = None  # no integer reduce() first: its partial edge block breaks rotation symmetry
 RESAMPLE = Image.Resampling.BICUBIC
@@ -75,6 +75,7 @@ class DecodedImage:
     trimmed: bytes | None = None  # the tensor of the region inside uniform borders; None: no borders
     inner: tuple[int, int] | None = None  # that region's (width, height) in the file's pixels, turned as width
     keys: ImageKeys | None = None  # its search keys, made beside the decode (``scan.reader.with_keys``)
+    decoder: str = DECODER  # the recipe that made it (``DECODER``, or one of ``raw.RECIPES``)
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,18 @@ class FileResult:
 def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedImage:
     """Decode an open binary file object into a px_size x px_size RGB tensor.
 
-    ``raw_format`` (say 'DNG'): a camera RAW file, demosaiced by LibRaw instead of opened by Pillow.
+    ``raw_format`` (say 'DNG'): a camera RAW file, read by LibRaw (``raw``) instead of opened by Pillow.
     """
     if raw_format is not None:
-        return _decode_raw(fp, px_size, raw_format)
+        picture = raw.open_raw(fp, px_size * DRAFT_GAP, px_size)
+        return _decoded(picture.image, picture.box, picture.orientation, picture.size, raw_format, px_size,
+                        picture.recipe)
     with warnings.catch_warnings():
         # Pillow warns (89 MP) before it refuses (179 MP); large panoramas are legitimate.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
-            fmt = im.format
-            width, height = im.size
-            box = None
-            if fmt == "JPEG":
+            box, size = None, im.size  # the file's size: a draft makes im.size the scaled one
+            if im.format == "JPEG":
                 target = px_size * DRAFT_GAP
                 drafted = im.draft("RGB", (target, target))
                 if drafted is not None:
@@ -120,17 +121,29 @@ def decode_image(fp, px_size: int, *, raw_format: str | None = None) -> DecodedI
             im.load()
             # EXIF after load(): for PNG, getexif() loads the image itself, and a failure swallowed
             # there would leave a half-decoded image marked as loaded
-            orientation = _orientation(im)
-            normal = _normalise_mode(im)
-            small = _resize(normal, px_size, box)
-            inside = content_box(normal, box)
-            trimmed = _resize_inside(normal, px_size, inside) if inside is not None else None
-            inner = None if inside is None else inner_size(inside, box or (0, 0, *normal.size), (width, height))
+            return _decoded(_normalise_mode(im), box, _orientation(im), size, im.format, px_size, DECODER)
+
+
+def _decoded(normal: Image.Image, box, orientation: int, size: tuple[int, int], fmt: str | None, px_size: int,
+             recipe: str) -> DecodedImage:
+    """The tensor (and trimmed tensor) of a loaded picture whose EXIF ``orientation`` is still to apply;
+    ``size`` is the file's picture size in ``normal``'s frame (before a draft scaled it)."""
+    small = _resize(normal, px_size, box)
+    inside = content_box(normal, box)
+    trimmed = _resize_inside(normal, px_size, inside) if inside is not None else None
+    inner = None if inside is None else inner_size(inside, box or (0, 0, *normal.size), size)
+    width, height = size
     if orientation in (5, 6, 7, 8):
         width, height = height, width
         inner = None if inner is None else inner[::-1]
     return DecodedImage(tensor=_tensor(small, orientation, px_size), width=width, height=height, format=fmt,
-                        trimmed=None if trimmed is None else _tensor(trimmed, orientation, px_size), inner=inner)
+                        trimmed=None if trimmed is None else _tensor(trimmed, orientation, px_size), inner=inner,
+                        decoder=recipe)
+
+
+def recipes(path: str) -> tuple[str, ...]:
+    """The recipes a decode of this file today may use: a row made by any other is made again."""
+    return raw.RECIPES if formats.is_raw(path) else (DECODER,)
 
 
 def _resize_inside(im: Image.Image, px_size: int, inside) -> Image.Image:
@@ -151,39 +164,6 @@ def _tensor(small: Image.Image, orientation: int, px_size: int) -> bytes:
     if tensor.shape != (px_size, px_size, 3):  # pragma: no cover - a Pillow contract broke
         raise ValueError(f"unexpected tensor shape {tensor.shape}")
     return tensor.tobytes()
-
-
-def _decode_raw(fp, px_size: int, raw_format: str) -> DecodedImage:
-    """A camera RAW file's tensor: LibRaw's rendering (``_raw_rgb``), then the one resize."""
-    picture = _raw_rgb(fp, px_size)
-    small = _resize(picture, px_size, None)
-    inside = content_box(picture)
-    width, height = picture.info["sensor_size"]
-    return DecodedImage(tensor=_tensor(small, 1, px_size), width=width, height=height, format=raw_format,
-                        trimmed=None if inside is None else _tensor(_resize_inside(picture, px_size, inside), 1, px_size),
-                        inner=None if inside is None else inner_size(inside, (0, 0, *picture.size), (width, height)))
-
-
-def _raw_rgb(fp, px_size: int) -> Image.Image:
-    """LibRaw's demosaic (camera white balance, sRGB, its own turn applied), as a Pillow image whose
-    ``info['sensor_size']`` is the full size, turned as LibRaw turns it.
-
-    Half size (2x2 blocks as pixels) when that is still HALF_SIZE_FROM times ``px_size``: four times
-    less to demosaic, and its colour planes, a sensor pixel apart, stay far below a tensor pixel.
-    The embedded JPEG preview is not used: how a camera renders it differs from camera to camera.
-    """
-    import rawpy
-
-    with rawpy.imread(fp) as raw:
-        width, height = raw.sizes.width, raw.sizes.height  # before postprocess, which halves them
-        if width * height > Image.MAX_IMAGE_PIXELS * 2:
-            raise Image.DecompressionBombError(f"{width}x{height} pixels")
-        if raw.sizes.flip in (5, 6):  # LibRaw turns it a quarter
-            width, height = height, width
-        half = min(width, height) // 2 >= HALF_SIZE_FROM * px_size
-        picture = Image.fromarray(raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8))
-    picture.info["sensor_size"] = (width, height)
-    return picture
 
 
 def _orientation(im: Image.Image) -> int:
@@ -233,7 +213,7 @@ def _resize(im: Image.Image, px_size: int, box) -> Image.Image:
 def read_file(
     path: str,
     px_size: int,
-    is_known_hash: Callable[[str], bool] = lambda _h: False,
+    is_known_hash: Callable[[str, tuple[str, ...]], bool] = lambda _h, _r: False,
 ) -> FileResult:
     """Hash a file and, unless its content is already indexed, decode it. Never raises.
 
@@ -261,7 +241,7 @@ def read_file(
             return FileResult(path=path, error=classify_error(path, exc))
         facts = dict(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=digest,
                      hash_seconds=hashed - started)
-        if is_known_hash(digest):
+        if is_known_hash(digest, recipes(path)):
             return FileResult(**facts)
         try:
             if st.st_size == 0:
@@ -332,24 +312,23 @@ def thumbnail_jpeg(path: str, size: int, quality: int = 75) -> bytes:
     """A JPEG at most ``size`` px on its longer side, upright (EXIF applied), alpha on white: for the report.
 
     Raises OSError or a Pillow error for a file that cannot be read; callers show it as such.
-    A browser shows no RAW: those are demosaiced by LibRaw, as for their tensor.
+    A browser shows no RAW: its picture is the one its tensor is made from (``raw.open_raw``).
     """
     if _raw_format(path) is not None:
         with open(path, "rb") as fp:
-            small = _raw_rgb(fp, size)
-        small.thumbnail((size, size), RESAMPLE)
-        out = io.BytesIO()
-        small.save(out, "JPEG", quality=quality, optimize=True)
-        return out.getvalue()
+            picture = raw.open_raw(fp, size, size)
+        return _thumbnail_bytes(picture.image, picture.orientation, size, quality)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as im:
             if im.format == "JPEG":
                 im.draft("RGB", (size, size))
             im.load()
-            orientation = _orientation(im)
-            small = _normalise_mode(im)
-            small.thumbnail((size, size), RESAMPLE)
+            return _thumbnail_bytes(_normalise_mode(im), _orientation(im), size, quality)
+
+
+def _thumbnail_bytes(small: Image.Image, orientation: int, size: int, quality: int) -> bytes:
+    small.thumbnail((size, size), RESAMPLE)
     if orientation in _ORIENTATION:
         small = small.transpose(_ORIENTATION[orientation])
     if small.mode in ("LA", "RGBA"):

@@ -1,7 +1,8 @@
 """Pure: one folder's files (from the walk) against its rows in the index -> what to do with each.
 
 No I/O here, so every rule of "what is unchanged" is a unit test away:
-- a file whose size, mtime and decoder recipe equal its row is unchanged: never opened;
+- a file whose size and mtime equal its row, made by a recipe its decode uses today, is
+  unchanged: never opened;
 - a file that failed before, unchanged since, fails again without being opened;
 - a file in ``skip_paths`` (still being written) is neither read nor counted;
 - every other file is read (a ``ReadTask``, carrying the row it had, if any);
@@ -11,7 +12,7 @@ No I/O here, so every rule of "what is unchanged" is a unit test away:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from imgindex.scan.discover import FileFacts
@@ -53,10 +54,11 @@ def diff_folder(
     rows: Mapping[str, Row],
     failed: Mapping[str, tuple[int, int]],
     *,
-    decoder: str,
+    decoders: Callable[[str], Collection[str]],
     skip_paths: frozenset[str] = frozenset(),
 ) -> FolderDiff:
-    """Decide, for every file of ``folder`` and every row under it, what the scan must do."""
+    """Decide, for every file of ``folder`` and every row under it, what the scan must do;
+    ``decoders(path)``: the recipes a decode of that file uses today (``decode.recipes``)."""
     to_read, present = [], set()
     seen = unchanged = failed_again = 0
     for facts in files:
@@ -65,7 +67,8 @@ def diff_folder(
             continue
         seen += 1
         row = rows.get(facts.path)
-        if row is not None and (row.size, row.mtime_ns, row.decoder) == (facts.size, facts.mtime_ns, decoder):
+        if (row is not None and (row.size, row.mtime_ns) == (facts.size, facts.mtime_ns)
+                and row.decoder in decoders(facts.path)):
             unchanged += 1
         elif row is None and failed.get(facts.path) == (facts.size, facts.mtime_ns):
             failed_again += 1

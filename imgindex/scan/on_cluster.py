@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from imgindex.cluster.calls import Calls
 from imgindex.cluster.connect import Cluster, ClusterError
 from imgindex.errors import DecodeError
-from imgindex.scan.decode import FileResult, read_file
+from imgindex.scan.decode import FileResult, read_file, recipes
 from imgindex.scan.diff import ReadTask
 from imgindex.scan.reader import with_keys
 
@@ -45,8 +45,8 @@ def read_on_worker(paths: list[str], px_size: int) -> tuple[str, list[FileResult
 class ClusterReader:
     """``scan.reader``'s runner, on a cluster: submit ReadTasks, take (task, FileResult) pairs."""
 
-    def __init__(self, cluster: Cluster, px_size: int, known: Callable[[str], bool], roots: tuple[str, ...],
-                 batch_work: int = CLUSTER_BATCH):
+    def __init__(self, cluster: Cluster, px_size: int, known: Callable[[str, tuple[str, ...]], bool],
+                 roots: tuple[str, ...], batch_work: int = CLUSTER_BATCH):
         self.calls = Calls(cluster)
         self.known = known
         _check_roots(self.calls, cluster, roots)
@@ -90,7 +90,7 @@ class ClusterReader:
     def _take(self, block: bool) -> Iterator[tuple[ReadTask, FileResult]]:
         for batch, (host, results) in self.calls.done(block=block):
             for task, result in zip(batch, results):
-                if result.decoded is not None and self.known(result.content_hash):
+                if result.decoded is not None and self.known(result.content_hash, recipes(result.path)):
                     result = dataclasses.replace(result, decoded=None)  # the writer places it as known
                 yield task, _seen_here(result, host)
 

@@ -19,7 +19,7 @@ from imgindex.compare import keys
 from imgindex.db.connect import connect_readonly
 from imgindex.db.queries import hash_indexed
 from imgindex.errors import DecodeError
-from imgindex.scan.decode import DECODER, FileResult, read_file
+from imgindex.scan.decode import FileResult, read_file
 from imgindex.scan.diff import ReadTask
 from imgindex.workers import BatchRunner
 
@@ -42,8 +42,8 @@ class ReadContext:
     conn: sqlite3.Connection
     px_size: int
 
-    def known(self, digest: str) -> bool:
-        return hash_indexed(self.conn, digest, self.px_size, DECODER)
+    def known(self, digest: str, decoders: tuple[str, ...]) -> bool:
+        return hash_indexed(self.conn, digest, self.px_size, decoders)
 
 
 def open_context(db_path: str, px_size: int) -> ReadContext:

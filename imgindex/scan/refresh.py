@@ -4,7 +4,8 @@ tensors (``borders.content_box``), so an old index gets the ``trimmed`` signal w
 Flows in: the images (under some roots, or all) with no ``trimmed_tensors`` row of this recipe.
 Flows out: their rows, written in batched transactions as workers decode the files again (an
 interrupted refresh keeps what it wrote, and the next one goes on from there). A file that
-changed since its row was written is left alone: the next scan reads it anew, trimmed included.
+changed since its row was written, or that its tensor's recipe no longer makes (a RAW whose
+preview is read now), is left alone: the next scan reads it anew, trimmed included.
 Nothing else in the index changes: ids, tensors, pairs and groups stay as they are; a framed
 picture is marked for the next search to compare again (``moved_at``, as a moved image is).
 """
@@ -37,21 +38,23 @@ class Stale:
     path: str
     size: int
     mtime_ns: int
+    decoder: str
 
 
 def stale(db: Database, px_size: int, roots: tuple[str, ...] = ()) -> list[Stale]:
     """The images under ``roots`` (or all) without a trimmed tensor row of this recipe and size."""
     rows = db.execute(
-        "SELECT i.id, i.path, i.folder, i.size, i.mtime_ns FROM images i WHERE NOT EXISTS (SELECT 1 FROM"
+        "SELECT i.id, i.path, i.folder, i.size, i.mtime_ns, i.decoder FROM images i WHERE NOT EXISTS (SELECT 1 FROM"
         " trimmed_tensors t WHERE t.image_id = i.id AND t.recipe = ? AND t.px_size = ?) ORDER BY i.id",
         [TRIM, px_size]).fetchall()
     inside = {f: not roots or any(under(f, r) for r in roots) for f in {r[2] for r in rows}}
-    return [Stale(i, path, size, mtime) for i, path, folder, size, mtime in rows if inside[folder]]
+    return [Stale(i, path, size, mtime, decoder) for i, path, folder, size, mtime, decoder in rows if inside[folder]]
 
 
 def trimmed_of(batch: list[Stale], px_size: int) -> list[tuple | bool]:
     """Each file's (trimmed tensor, inner size) (None, None: no borders), or False when it changed
-    since it was indexed or cannot be read now (the next scan deals with it). Runs in workers."""
+    since it was indexed, cannot be read now, or is made by another recipe now (the next scan deals
+    with it). Runs in workers."""
     out: list[tuple | bool] = []
     for item in batch:
         try:
@@ -60,7 +63,7 @@ def trimmed_of(batch: list[Stale], px_size: int) -> list[tuple | bool]:
                 out.append(False)
                 continue
             decoded = decode_path(item.path, px_size)
-            out.append((decoded.trimmed, decoded.inner))
+            out.append((decoded.trimmed, decoded.inner) if decoded.decoder == item.decoder else False)
         except Exception:  # any file that does not decode now: left for the next scan to classify
             out.append(False)
     return out

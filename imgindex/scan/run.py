@@ -24,7 +24,7 @@ from imgindex.db.queries import get_setting, set_setting
 from imgindex.db.runs import now, start_run, timings_json, update_run
 from imgindex.errors import ImgIndexError, SettingsMismatchError
 from imgindex.scan import discover
-from imgindex.scan.decode import DECODER
+from imgindex.scan.decode import DECODER, recipes
 from imgindex.scan.diff import Row, diff_folder
 from imgindex.scan.reader import ReadContext, reader, work
 from imgindex.scan.writer import IndexWriter
@@ -154,7 +154,7 @@ class _ScanRun:
             "SELECT path, id, size, mtime_ns, decoder FROM images WHERE folder = ?", [folder])}
         failed = {path: (size, mtime_ns) for path, size, mtime_ns in self.db.execute(
             "SELECT path, size, mtime_ns FROM scan_errors WHERE folder = ?", [folder])}
-        diff = diff_folder(folder, listing.files, rows, failed, decoder=DECODER, skip_paths=self.scope.skip_paths)
+        diff = diff_folder(folder, listing.files, rows, failed, decoders=recipes, skip_paths=self.scope.skip_paths)
         counts = self.writer.counts
         counts.skipped += len(listing.skipped)
         self.skipped.extend(listing.skipped)

@@ -21,7 +21,7 @@ from imgindex.compare.keys import signal_table
 from imgindex.db.queries import store_search_keys, store_signal_keys
 from imgindex.db.runs import now, update_run
 from imgindex.scan.borders import TRIM
-from imgindex.scan.decode import DECODER, FileResult, read_file
+from imgindex.scan.decode import FileResult, read_file, recipes
 from imgindex.scan.diff import ReadTask
 from imgindex.types import ScanErrorInfo
 
@@ -59,20 +59,23 @@ class KnownRows:
 
     def __init__(self, db: Database, px_size: int):
         self.db, self.px_size = db, px_size
-        self.rows: dict[str, deque] = {}
-        self.source: dict[str, int] = {}
+        self.rows: dict[tuple[str, tuple[str, ...]], deque] = {}
+        self.source: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    def unchecked(self, content_hash: str) -> deque:
-        if content_hash not in self.rows:
+    def unchecked(self, content_hash: str, decoders: tuple[str, ...]) -> deque:
+        """Rows of this content made by one of ``decoders`` (the recipes a decode of the file uses today)."""
+        key = (content_hash, decoders)
+        if key not in self.rows:
+            marks = ", ".join("?" * len(decoders))
             rows = self.db.execute(
-                "SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder = ? ORDER BY id",
-                [content_hash, self.px_size, DECODER],
+                f"SELECT id, path FROM images WHERE content_hash = ? AND px_size = ? AND decoder IN ({marks})"
+                " ORDER BY id", [content_hash, self.px_size, *decoders],
             ).fetchall()
             if not rows:  # not kept: rows of it may be written later in this scan
                 return deque()
-            self.source[content_hash] = rows[0][0]
-            self.rows[content_hash] = deque(rows)
-        return self.rows[content_hash]
+            self.source[key] = rows[0][0]
+            self.rows[key] = deque(rows)
+        return self.rows[key]
 
     def forget(self) -> None:
         self.rows.clear()
@@ -177,7 +180,8 @@ class IndexWriter:
         A row whose file is gone (or not seen in its walked folder) makes this a move. Each row is
         checked on disk at most once a scan: a picture with a thousand copies cost a thousand
         stat calls for every new copy of it before (quadratic; a million files took hours)."""
-        candidates = self.known.unchecked(result.content_hash)
+        decoders = recipes(task.path)
+        candidates = self.known.unchecked(result.content_hash, decoders)
         while candidates:
             image_id, old_path = candidates.popleft()
             if image_id in self.missing or not os.path.lexists(old_path):
@@ -191,7 +195,7 @@ class IndexWriter:
                 self._undo_added(task)
                 self.counts.moved += 1
                 return
-        source = self.known.source.get(result.content_hash)
+        source = self.known.source.get((result.content_hash, decoders))
         if source is not None:
             if not copy_image(self.db, task, result, source):
                 return self._place_again(task, result, retry)
@@ -249,7 +253,7 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
     image_id = db.execute(
         f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [task.path, task.folder, result.size, result.mtime_ns, d.width, d.height, d.format,
-         result.content_hash, px_size, DECODER, now()],
+         result.content_hash, px_size, d.decoder, now()],
     ).lastrowid
     db.execute("INSERT INTO tensors (image_id, px_size, tensor) VALUES (?, ?, ?)", [image_id, px_size, d.tensor])
     db.execute("INSERT INTO trimmed_tensors (image_id, recipe, px_size, tensor, inner_width, inner_height)"
