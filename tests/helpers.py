@@ -1,7 +1,7 @@
 """Plain helpers the tests import (``from helpers import ...``); the fixtures stay in conftest.py.
 
 Files and their contents (``sha``, ``inventory``, ``contents``), pictures (``photo_like``,
-``write_image``), what the index stored (``tensor_of``, ``mse``), the reference orientation search
+``write_image``, the camera's orientations ``STORED``), what the index stored (``tensor_of``, ``mse``), the reference orientation search
 (``best_match``), running as an unprivileged user (``as_nobody``) and the command line run in this
 process (``invoke``).
 """
@@ -26,6 +26,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from imgindex import Index
+
+# EXIF orientation -> what to do to the upright picture to get the pixels a camera would store
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+          7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
 
 
 def sha(path) -> str:

@@ -20,14 +20,10 @@ from PIL import Image
 from imgindex import Index
 from imgindex.scan.decode import decode_path, thumbnail_jpeg
 
-from helpers import invoke, mse
+from helpers import STORED, invoke, mse
 
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "kingfisher.jpg"  # 640x360, real
-# EXIF orientation -> what to do to the upright picture to get the pixels a camera would store
-STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
-          7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
 TOLERANCE = 4.6  # MSE: README's p95 for a JPEG re-encode at quality 50; lossy HEIC copies stay under it
 
 

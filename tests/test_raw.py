@@ -19,7 +19,7 @@ from imgindex import Index
 from imgindex.scan.decode import decode_path
 
 from dng_preview import write_dng
-from helpers import contents, mse
+from helpers import STORED, contents, mse
 
 DATA = Path(__file__).parent / "data"
 
@@ -187,12 +187,6 @@ def test_the_report_shows_a_raw_as_a_jpeg_thumbnail(tmp_path):
     assert mse(small, tensor(dng)) < mse(small[::-1, ::-1], tensor(dng)) / 5  # the same picture, upright
 
 
-# the transpose that stores an upright picture so that its EXIF orientation turns it upright again
-STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
-          7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
-
-
 def stored(picture: Image.Image, orientation: int) -> Image.Image:
     return picture if STORED[orientation] is None else picture.transpose(STORED[orientation])
 
@@ -251,6 +245,23 @@ def test_a_raw_and_the_cameras_jpeg_of_the_shot_are_one_group_with_the_raw_kept(
         index.search(similarity="similar", same_dim=False, processes=1)
         assert list(index.result()) == [str(dng)]
         assert [Path(p).name for p, _mse in index.result()[str(dng)]] == ["IMG_0006.jpg"]
+
+
+def test_a_photo_its_heic_avif_and_jpeg_copies_and_its_dng_are_one_group_the_dng_kept(tmp_path):
+    from test_formats import save_heif
+
+    root = tmp_path / "shot"
+    picture = Image.fromarray(photo())
+    dng = make_dng(photo(), root / "IMG_0008.dng", preview=picture.resize((480, 270)))
+    picture.save(root / "IMG_0008.jpg", quality=92)
+    save_heif(picture, root / "IMG_0008.heic")
+    picture.save(root / "IMG_0008.avif", quality=90)
+    with Index(tmp_path / "i.db") as index:
+        index.scan([root], processes=1)
+        index.search(similarity="similar", same_dim=False, processes=1)
+        assert list(index.result()) == [str(dng)]
+        assert sorted(Path(p).name for p, _mse in index.result()[str(dng)]) == [
+            "IMG_0008.avif", "IMG_0008.heic", "IMG_0008.jpg"]
 
 
 def test_each_raw_records_its_recipe_and_one_made_by_an_older_recipe_is_read_again(tmp_path):
