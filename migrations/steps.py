@@ -635,3 +635,33 @@ def timings(db: Database) -> None:
         ALTER TABLE searches ADD COLUMN timings TEXT;
         """
     )
+
+
+@MIGRATIONS(name="0015_signal_points")
+def signal_points(db: Database) -> None:
+    """The tone and rank point index (``compare.tone_points``): a few new images find the images
+    within their box without reading every image's keys."""
+    db.executescript(
+        """
+        -- per signal recipe (tone_keys.recipe, rank_keys.recipe): the order of the tone point's feature
+        -- axes, most spread first (int64), fitted at `threshold`, and the origin (float64) of a grid of
+        -- cells over the first five; each image's cell and all its coordinates (float32). An image
+        -- with no tone has no point.
+        CREATE TABLE signal_space (
+            recipe TEXT PRIMARY KEY,
+            px_size INTEGER NOT NULL,
+            threshold REAL NOT NULL,
+            axes BLOB NOT NULL,
+            origin BLOB NOT NULL,
+            fitted_at TEXT NOT NULL
+        );
+        CREATE TABLE signal_points (
+            recipe TEXT NOT NULL,
+            cell INTEGER NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            coords BLOB NOT NULL,
+            PRIMARY KEY (recipe, cell, image_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX signal_points_image ON signal_points(image_id);
+        """
+    )

@@ -16,9 +16,10 @@ ALLOWED = {
     "imgindex.workers": {"imgindex.errors"},
     "imgindex.cluster": {"imgindex.errors", "imgindex.workers"},  # the second executor: a Dask cluster
     "imgindex.db": {"imgindex.errors", "imgindex.types", "imgindex.migrations"},
-    # keys are made where tensors are made (pure numpy), and a new image's point kept as it is written
+    # keys are made where tensors are made (pure numpy), and a new image's points (pixels, tone and
+    # rank) kept as it is written
     "imgindex.scan": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.cluster",
-                      "imgindex.compare.keys", "imgindex.compare.points"},
+                      "imgindex.compare.keys", "imgindex.compare.points", "imgindex.compare.tone_points"},
     "imgindex.compare": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.workers", "imgindex.cluster",
                          "imgindex.scan"},
     "imgindex.actions": {"imgindex.db", "imgindex.errors", "imgindex.types", "imgindex.scan"},

@@ -39,7 +39,7 @@ def test_an_index_from_before_the_restructuring_opens_unchanged_and_reads_the_sa
     after = rows(db)
     since = sorted({m[2] for m in after["_sqlite_migrations"]} - {m[2] for m in before["_sqlite_migrations"]})
     assert since == ["0008_decisions", "0009_reviews", "0010_search_keys_orbits", "0011_shared_rows",
-                     "0012_executor", "0013_signals", "0014_timings"]
+                     "0012_executor", "0013_signals", "0014_timings", "0015_signal_points"]
     for table in set(TABLES) - {"_sqlite_migrations", "group_members", "searches", "search_keys", "scans", "pairs"}:
         assert after[table] == before[table], table
     assert [r[:-2] for r in after["pairs"]] == before["pairs"]  # signal, score: new columns at the end

@@ -15,7 +15,7 @@ import numpy as np
 
 from imgindex.db.connect import connect_readonly
 from imgindex.errors import ImgIndexError
-from imgindex.compare import tone, trimmed
+from imgindex.compare import tone, tone_points, trimmed
 from imgindex.compare.settings import Settings, signal_thresholds
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ def start(db: Database, db_path: str | None, settings: Settings, scope: Scope, i
         return None
     for signal in both:
         tone.ensure_keys(db, scope.ids, settings.px_size, rank=signal == "rank")
+        if tone.few_new(is_new):  # the threads' read-only connections cannot fit the kept point index
+            tone_points.ensure(db, signal == "rank", settings.px_size, _threshold(signal))
     args = (scope, is_new, scope.under_any(settings.reference), settings.px_size, orientations, settings.same_dim,
             settings.in_folder)
     return SideBySide(db_path, both, args)

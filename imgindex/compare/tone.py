@@ -10,7 +10,8 @@ A range search, as the chunked pixel search (``space``): each image a point (the
 of its tone's block sums, scaled by the box ``signals.box``) in a grid of cells, new images
 against their neighbouring cells (and reference folders only against the rest); then the box in
 each orientation; only the pairs left are read and scored exactly. Every bound is a lower bound of the tone score's
-(``signals``), so no pair within the threshold is lost.
+(``signals``), so no pair within the threshold is lost. A few new images in a large index find
+their neighbours in the kept point index instead (``tone_points``), then the same checks.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgindex.db.queries import load_tensors, store_signal_keys
-from imgindex.compare import kernel, keys, signals, space
+from imgindex.compare import kernel, keys, signals, space, tone_points
 from imgindex.compare.plan import Scope, _buckets
+from imgindex.compare.tone_points import BOX_DIMS, BOX_REACH
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -65,6 +67,7 @@ def ensure_keys(db: Database, ids: np.ndarray, px_size: int, chunk: int = 2048, 
         blobs = keys.tone_blobs(load_tensors(db, part, px_size), px_size, rank=rank)
         with db.atomic():
             store_signal_keys(db, table, recipe, part.tolist(), blobs)
+            tone_points.add(db, rank, px_size, part.tolist(), blobs)
 
 
 def load_keys(db: Database, ids: np.ndarray, px_size: int, *, rank: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +93,13 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
     buckets = [b for b in _buckets(scope, same_dim, in_folder) if is_new[b].any() and not is_reference[b].all()]
     if buckets and make_keys:
         ensure_keys(db, scope.ids[np.concatenate(buckets)], px_size, rank=rank)
+        if few_new(is_new):
+            tone_points.ensure(db, rank, px_size, threshold)
+    if buckets and few_new(is_new) and tone_points.space_of(db, rank, px_size) is not None:
+        inside = np.concatenate(buckets)
+        pairs = kept_pairs(db, scope, inside[is_new[inside]], is_reference, px_size, threshold, same_dim=same_dim,
+                           in_folder=in_folder, rank=rank)
+        return _scored(db, pairs, threshold, orientations, px_size, rank)
     for part in buckets:
         ids = scope.ids[part]
         coarse, has = load_keys(db, ids, px_size, rank=rank)
@@ -98,10 +108,57 @@ def search(db: Database, scope: Scope, is_new: np.ndarray, is_reference: np.ndar
             continue
         pa, pb = _near(coarse, new, ref, threshold, px_size)
         cand_a, cand_b, cand_o = oriented(coarse, pa, pb, threshold, orientations, px_size)
-        a, b, o = lower_first(ids[cand_a], ids[cand_b], cand_o)
-        for start in range(0, len(a), EXACT_BATCH):
-            found.append(score_pairs(db, px_size, a[start : start + EXACT_BATCH], b[start : start + EXACT_BATCH],
-                                     o[start : start + EXACT_BATCH], threshold, rank=rank))
+        found.append(_exact(db, px_size, *lower_first(ids[cand_a], ids[cand_b], cand_o), threshold, rank))
+    return ToneFound(*(np.concatenate([getattr(f, k) for f in found]) for k in ToneFound.__dataclass_fields__))
+
+
+def few_new(is_new: np.ndarray) -> bool:
+    """Few enough new images to look up in the kept point index (one query each) rather than search
+    the whole index: a few per cent of it (at 100,000 windows, 500 new images cost what a search
+    of all does), and at most FEW_NEW."""
+    new = int(is_new.sum())
+    return 0 < new <= min(FEW_NEW, len(is_new) // FEW_SHARE)
+
+
+FEW_NEW = 5_000
+FEW_SHARE = 200
+
+
+def kept_pairs(db, scope: Scope, new: np.ndarray, is_reference: np.ndarray, px_size: int, threshold: float, *,
+               same_dim: bool, in_folder: bool, rank: bool) -> np.ndarray:
+    """(k, 2) ids (lower first) of the pairs with a new image (``new``: their scope positions, in
+    buckets) that the kept point index leaves, as a search of the buckets would pair them: both in
+    scope, in one bucket, not both reference images."""
+    new_ids = scope.ids[new]
+    coarse, has = load_keys(db, new_ids, px_size, rank=rank)
+    pairs = tone_points.candidates(db, rank, px_size, new_ids[has], coarse[has], threshold)
+    at = np.searchsorted(scope.ids, pairs)
+    inside = np.all(scope.ids[np.minimum(at, len(scope.ids) - 1)] == pairs, axis=1)
+    a, b = at[inside, 0], at[inside, 1]
+    keep = ~(is_reference[a] & is_reference[b])
+    if in_folder:
+        keep &= scope.roots[a] == scope.roots[b]
+    if same_dim:
+        small, large = np.minimum(scope.widths, scope.heights), np.maximum(scope.widths, scope.heights)
+        keep &= (small[a] == small[b]) & (large[a] == large[b])
+    return pairs[inside][keep]
+
+
+def _scored(db, pairs: np.ndarray, threshold: float, orientations, px_size: int, rank: bool) -> ToneFound:
+    """The kept index's pairs (ids, ``kept_pairs``) through the checks a bucket's pass makes after
+    its grid: each local block's box in some orientation, then the exact score."""
+    need = np.unique(pairs)
+    coarse, _ = load_keys(db, need, px_size, rank=rank)
+    cand_a, cand_b, cand_o = oriented(coarse, np.searchsorted(need, pairs[:, 0]), np.searchsorted(need, pairs[:, 1]),
+                                      threshold, orientations, px_size)
+    return _exact(db, px_size, *lower_first(need[cand_a], need[cand_b], cand_o), threshold, rank)
+
+
+def _exact(db, px_size: int, a: np.ndarray, b: np.ndarray, o: np.ndarray, threshold: float, rank: bool) -> ToneFound:
+    """``score_pairs`` of the candidates, EXACT_BATCH at a time."""
+    found = [ToneFound.empty()] + [
+        score_pairs(db, px_size, a[k : k + EXACT_BATCH], b[k : k + EXACT_BATCH], o[k : k + EXACT_BATCH], threshold,
+                    rank=rank) for k in range(0, len(a), EXACT_BATCH)]
     return ToneFound(*(np.concatenate([getattr(f, k) for f in found]) for k in ToneFound.__dataclass_fields__))
 
 
@@ -135,8 +192,7 @@ class Points:
         """Points of the blocks merged two by two (``signals.merged``): as many values as the
         pixel search's coarse grid, whose orbits spread the points best over a grid of cells; the
         local blocks' own box is checked after (``oriented``)."""
-        merged, box = signals.merged(coarse, threshold, px_size)  # float32: within BOX_REACH's room
-        features = space.orbit_features(merged / box[None, :, :, None])
+        features = tone_points.features(coarse, threshold, px_size)  # float32 keys: within BOX_REACH's room
         sp = _box_space(features)
         projected = space.project(sp, features)
         close = projected.astype(np.float32)
@@ -171,10 +227,6 @@ def cascade(dims: int) -> list[int]:
     left), then the grid's. At 100,000 real-photo windows, 24 million pairs from neighbouring
     cells: 1.6 s with ten axes at once, 0.46 s so."""
     return [a for a in (*range(BOX_DIMS, BOX_DIMS + 3), *range(BOX_DIMS)) if a < dims]
-
-
-BOX_DIMS = 5  # grid axes: the features of most spread (100k windows: 4 axes 9.0 s, 5 4.4 s, 6 4.6 s, 7 5.5 s)
-BOX_REACH = 1 + 1e-4  # the box's side, with room for float32 keys and points (values of size < 100)
 
 
 def _box_space(features: np.ndarray) -> space.Space:

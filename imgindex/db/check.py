@@ -44,14 +44,29 @@ _UNPOINTED = ("SELECT count(*) FROM search_keys k WHERE k.sample IS NOT NULL AND
               " AND NOT EXISTS (SELECT 1 FROM search_points p WHERE p.image_id = k.image_id)")
 
 
+# images with a tone (or rank) of a recipe whose point index exists, without their point in it
+_UNPOINTED_TONE = ("SELECT count(*) FROM {table} k JOIN signal_space s ON s.recipe = k.recipe"
+                   " WHERE length(k.coarse) > 0 AND NOT EXISTS (SELECT 1 FROM signal_points p"
+                   " WHERE p.recipe = k.recipe AND p.image_id = k.image_id)")
+TONE_TABLES = ("tone_keys", "rank_keys")
+
+
 def _points(db: Database) -> list[CheckFinding]:
-    """Every image with search keys has its point, once the point index exists (``compare.points``):
-    an incremental search would otherwise never find it as a neighbour."""
+    """Every image with search keys has its point, once the point index exists (``compare.points``),
+    and every image with a tone its tone and rank points (``compare.tone_points``): an incremental
+    search would otherwise never find it as a neighbour."""
+    out = []
     missing = db.execute(_UNPOINTED).fetchone()[0]
     if missing:
-        return [CheckFinding("point index", missing, "images with search keys have no point in the point index"
-                             " (an incremental search could miss their pairs); the next search makes it again", True)]
-    return []
+        out.append(CheckFinding("point index", missing, "images with search keys have no point in the point index"
+                                " (an incremental search could miss their pairs); the next search makes it again",
+                                True))
+    missing = sum(db.execute(_UNPOINTED_TONE.format(table=t)).fetchone()[0] for t in TONE_TABLES)
+    if missing:
+        out.append(CheckFinding("tone point index", missing, "images with a tone have no point in the tone or rank"
+                                " point index (an incremental search could miss their pairs); the next search of a few"
+                                " new images makes it again", True))
+    return out
 
 
 def _tensors(db: Database, px: int) -> list[CheckFinding]:
@@ -94,6 +109,7 @@ ORPHANS = {
     "tone_keys": "DELETE FROM tone_keys WHERE image_id NOT IN (SELECT id FROM images)",
     "rank_keys": "DELETE FROM rank_keys WHERE image_id NOT IN (SELECT id FROM images)",
     "trimmed_tensors": "DELETE FROM trimmed_tensors WHERE image_id NOT IN (SELECT id FROM images)",
+    "signal_points": "DELETE FROM signal_points WHERE image_id NOT IN (SELECT id FROM images)",
     "pair_rows": "DELETE FROM pair_rows WHERE image_a NOT IN (SELECT id FROM images)"
                  " OR image_b NOT IN (SELECT id FROM images) OR pair_set NOT IN (SELECT id FROM searches)",
     "group_rows": "DELETE FROM group_rows WHERE image_id NOT IN (SELECT id FROM images)"
@@ -118,6 +134,11 @@ def repair(db: Database) -> list[str]:
         db.execute("DELETE FROM search_space")  # the next search that needs it fits and fills it again
         db.execute("DELETE FROM search_points")
         done.append("dropped the point index: the next search makes it again")
+    if sum(db.execute(_UNPOINTED_TONE.format(table=t)).fetchone()[0] for t in TONE_TABLES):
+        db.execute("DELETE FROM signal_space")
+        db.execute("DELETE FROM signal_points")
+        done.append("dropped the tone and rank point index: the next search of a few new images makes it"
+                    " again")
     px = px_size(db)
     if px is not None:
         db.execute("DELETE FROM tensors WHERE px_size != ? OR length(tensor) != ?", [px, px * px * 3])

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgindex.compare import points
-from imgindex.compare.keys import signal_table
+from imgindex.compare import points, tone_points
+from imgindex.compare.keys import ImageKeys, signal_table
 from imgindex.db.queries import store_search_keys, store_signal_keys
 from imgindex.db.runs import now, update_run
 from imgindex.scan.borders import TRIM
@@ -93,7 +93,7 @@ class IndexWriter:
         self.known = KnownRows(db, px_size)
         self.pending: list[tuple[ReadTask, FileResult]] = []
         self.forget_errors: list[str] = []  # error rows of files no longer there
-        self.new_points: list[tuple[int, bytes]] = []  # (image id, orbit features) to put in the point index
+        self.new_points: list[tuple[int, ImageKeys]] = []  # (image id, keys) to put in the point indexes
         self.spent = dict.fromkeys(("walk", "write", "hash", "decode", "keys"), 0.0)  # seconds (``ScanTimings``)
         self.last_flush = time.monotonic()
 
@@ -246,9 +246,9 @@ def record_error(db: Database, task: ReadTask, result: FileResult, scan_id: int)
     )
 
 
-def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int) -> list[tuple[int, bytes]]:
+def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int) -> list[tuple[int, ImageKeys]]:
     """A new row and its freshly made tensor, with the search keys made beside it; returns its
-    point to keep (id, orbit features), none if it came without keys."""
+    points to keep (its id and keys), none if it came without keys."""
     d = result.decoded
     image_id = db.execute(
         f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -264,17 +264,20 @@ def insert_image(db: Database, task: ReadTask, result: FileResult, px_size: int)
         for rank, blob in ((False, k.tone), (True, k.rank)):
             if blob is not None:
                 store_signal_keys(db, *signal_table(rank), [image_id], [blob])
-    return [] if k is None else [(image_id, k.orbits)]
+    return [] if k is None else [(image_id, k)]
 
 
-def keep_points(db: Database, px_size: int, new_points: list[tuple[int, bytes]]) -> None:
-    """Put images given keys as they were written into the kept point index (once it exists), as a
-    search that made their keys would; ``new_points`` is emptied."""
+def keep_points(db: Database, px_size: int, new_points: list[tuple[int, ImageKeys]]) -> None:
+    """Put images given keys as they were written into the kept point indexes (of pixels, tone and
+    rank, once each exists), as a search that made their keys would; ``new_points`` is emptied."""
     if new_points:
-        ids, orbits = zip(*new_points)
+        ids, made = zip(*new_points)
         new_points.clear()
-        features = np.frombuffer(b"".join(orbits), np.float32).reshape(len(ids), -1)
+        features = np.frombuffer(b"".join(k.orbits for k in made), np.float32).reshape(len(ids), -1)
         points.add(db, px_size, np.asarray(ids, dtype=np.int64), features)
+        for rank in (False, True):
+            blobs = [k.rank if rank else k.tone for k in made]
+            tone_points.add(db, rank, px_size, [i for i, b in zip(ids, blobs) if b], [b for b in blobs if b])
 
 
 def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> bool:
@@ -297,11 +300,12 @@ def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int)
 
 
 KEY_COLUMNS = {"search_keys": "mean, ikey, coarse, orbits, sample", "tone_keys": "recipe, coarse",
-               "rank_keys": "recipe, coarse", "search_points": "cell, coords"}
+               "rank_keys": "recipe, coarse", "search_points": "cell, coords",
+               "signal_points": "recipe, cell, coords"}
 
 
 def copy_keys(db: Database, image_id: int, source_id: int) -> None:
-    """A copy's search keys and kept point are those of the row whose tensor it shares."""
+    """A copy's search keys and kept points are those of the row whose tensor it shares."""
     for table, columns in KEY_COLUMNS.items():
         db.execute(f"INSERT OR REPLACE INTO {table} (image_id, {columns}) SELECT ?, {columns} FROM {table}"
                    f" WHERE image_id = ?", [image_id, source_id])
