@@ -57,10 +57,7 @@ class Space:
 
 def key_of(cells: np.ndarray) -> np.ndarray:
     """One int64 per cell, the last axis varying fastest (so a run along it is a range of keys)."""
-    key = np.zeros(len(cells), dtype=np.int64)
-    for k in range(CELL_DIMS):
-        key = (key << CELL_BITS) | cells[:, k]
-    return key
+    return space.packed_keys(cells, CELL_BITS)
 
 
 def space_of(db: Database, px_size: int) -> Space | None:
@@ -149,16 +146,6 @@ def _bounds(limit: float, px_size: int) -> tuple[float, float]:
     return radius, space.reach(radius, 2 * bound)  # coordinates: centred, so within twice the bound
 
 
-def _ranges(sp: Space, cell: np.ndarray, steps: int) -> list[tuple[int, int]]:
-    """(first, last) keys of the runs of cells within ``steps`` of ``cell`` along every axis."""
-    top = (1 << CELL_BITS) - 1
-    spans = [range(max(0, c - steps), min(top, c + steps) + 1) for c in cell[:-1].tolist()]
-    lo, hi = max(0, int(cell[-1]) - steps), min(top, int(cell[-1]) + steps)
-    prefixes = np.array(np.meshgrid(*spans, indexing="ij")).reshape(len(spans), -1).T
-    first = key_of(np.hstack([prefixes, np.full((len(prefixes), 1), lo)]))
-    return list(zip(first.tolist(), (first + (hi - lo)).tolist()))
-
-
 def candidates(db, px_size: int, ids: np.ndarray, features: np.ndarray, limit: float) -> np.ndarray:
     """(k, 2) distinct pairs (lower id first) of each of ``ids`` with every kept point within reach,
     itself excepted; the others may be any indexed image (the caller keeps those in scope)."""
@@ -171,7 +158,7 @@ def candidates(db, px_size: int, ids: np.ndarray, features: np.ndarray, limit: f
         rows = db.execute(
             "SELECT p.image_id, p.coords FROM json_each(?) r JOIN search_points p"
             " ON p.cell BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]')",
-            [json.dumps(_ranges(sp, cell, steps))]).fetchall()
+            [json.dumps(space.packed_ranges(cell, steps, CELL_BITS))]).fetchall()
         hits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         kept = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         hits = hits[space.close(kept, np.broadcast_to(q, kept.shape), reach2) & (hits != image_id)]

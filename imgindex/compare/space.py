@@ -241,3 +241,23 @@ def close(a: np.ndarray, b: np.ndarray, limit2: float) -> np.ndarray:
     """Mask of the rows where ||a - b||^2 (float32 arrays, row by row) may be <= the true limit."""
     diff = a - b
     return np.einsum("ij,ij->i", diff, diff) <= limit2
+
+
+def packed_keys(cells: np.ndarray, bits: int) -> np.ndarray:
+    """One int64 per cell ((k, dims) ints below 2^bits), the last axis varying fastest, so a run of
+    cells along it is a range of keys (the kept point indexes' cells, ``points``, ``tone_points``)."""
+    key = np.zeros(len(cells), dtype=np.int64)
+    for k in range(cells.shape[1]):
+        key = (key << bits) | cells[:, k]
+    return key
+
+
+def packed_ranges(cell: np.ndarray, steps: int, bits: int) -> list[tuple[int, int]]:
+    """(first, last) keys of the runs of cells within ``steps`` of ``cell`` along every axis, cells
+    clamped to the grid of 2^bits a side."""
+    top = (1 << bits) - 1
+    spans = [range(max(0, c - steps), min(top, c + steps) + 1) for c in cell[:-1].tolist()]
+    lo, hi = max(0, int(cell[-1]) - steps), min(top, int(cell[-1]) + steps)
+    prefixes = np.array(np.meshgrid(*spans, indexing="ij")).reshape(len(spans), -1).T
+    first = packed_keys(np.hstack([prefixes, np.full((len(prefixes), 1), lo)]), bits)
+    return list(zip(first.tolist(), (first + (hi - lo)).tolist()))

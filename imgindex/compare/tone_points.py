@@ -73,14 +73,6 @@ class KeptSpace:
         return np.clip(cells, 0, (1 << CELL_BITS) - 1).astype(np.int64)
 
 
-def key_of(cells: np.ndarray) -> np.ndarray:
-    """One int64 per cell, the last axis varying fastest (so a run along it is a range of keys)."""
-    key = np.zeros(len(cells), dtype=np.int64)
-    for k in range(cells.shape[1]):
-        key = (key << CELL_BITS) | cells[:, k]
-    return key
-
-
 def space_of(db, rank: bool, px_size: int) -> KeptSpace | None:
     """The kept grid of the signal's recipe, or None before one is fitted."""
     recipe = keys.signal_table(rank)[1]
@@ -128,7 +120,7 @@ def add(db: Database, rank: bool, px_size: int, ids, blobs) -> None:
 
 def _insert(db: Database, kept: KeptSpace, ids: np.ndarray, points: np.ndarray, batch: int = 100_000) -> None:
     """Rows in key order (a B-tree fills fastest so)."""
-    cells = key_of(kept.cells(points))
+    cells = space.packed_keys(kept.cells(points), CELL_BITS)
     order = np.argsort(cells, kind="stable")
     for start in range(0, len(order), batch):
         part = order[start : start + batch]
@@ -148,16 +140,6 @@ def _keyed(db, rank: bool, px_size: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, coarse
 
 
-def _ranges(cell: np.ndarray, steps: int) -> list[tuple[int, int]]:
-    """(first, last) keys of the runs of cells within ``steps`` of ``cell`` along every axis."""
-    top = (1 << CELL_BITS) - 1
-    spans = [range(max(0, c - steps), min(top, c + steps) + 1) for c in cell[:-1].tolist()]
-    lo, hi = max(0, int(cell[-1]) - steps), min(top, int(cell[-1]) + steps)
-    prefixes = np.array(np.meshgrid(*spans, indexing="ij")).reshape(len(spans), -1).T
-    first = key_of(np.hstack([prefixes, np.full((len(prefixes), 1), lo)]))
-    return list(zip(first.tolist(), (first + (hi - lo)).tolist()))
-
-
 def candidates(db, rank: bool, px_size: int, ids: np.ndarray, coarse: np.ndarray, threshold: float) -> np.ndarray:
     """(k, 2) distinct pairs (lower id first) of each of ``ids`` (whose keys are ``coarse``, each
     with a tone) with every kept point within reach, itself excepted; the others may be any indexed
@@ -172,7 +154,7 @@ def candidates(db, rank: bool, px_size: int, ids: np.ndarray, coarse: np.ndarray
             # CROSS JOIN: the ranges outside, each a search of the key (else SQLite reads all the recipe's rows)
             "SELECT p.image_id, p.coords FROM json_each(?) r CROSS JOIN signal_points p ON p.recipe = ?"
             " AND p.cell BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]')",
-            [json.dumps(_ranges(cell, steps)), kept.recipe]).fetchall()
+            [json.dumps(space.packed_ranges(cell, steps, CELL_BITS)), kept.recipe]).fetchall()
         hits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         near = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         hits = hits[(np.abs(near - q).max(axis=1, initial=0) <= far) & (hits != image_id)]
