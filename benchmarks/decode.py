@@ -219,7 +219,8 @@ def main() -> None:
         sets[f"real phone HEICs ({len(heics)})"] = (heics, phone)
     if args.heic_large:
         rss, seconds = heic_large_worker_rss(bench / "heic-large", 8064, 6048)
-        print(f"  48-MP HEIC (tiled) in a fresh process: peak RSS {rss:.0f} MB, {seconds:.1f} s (start-up included)", flush=True)
+        print(f"  48-MP HEIC (tiled) in a fresh process: peak RSS {rss:.0f} MB, {seconds:.1f} s"
+              " (start-up included)", flush=True)
     sets = {label: s for label, s in sets.items() if args.sets.lower() in label.lower()}
     rows = []
     for label, (paths, folder) in sets.items():

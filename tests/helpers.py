@@ -1,9 +1,9 @@
 """Plain helpers the tests import (``from helpers import ...``); the fixtures stay in conftest.py.
 
 Files and their contents (``sha``, ``inventory``, ``contents``), pictures (``photo_like``,
-``write_image``, the camera's orientations ``STORED``), what the index stored (``tensor_of``, ``mse``), the reference orientation search
-(``best_match``), running as an unprivileged user (``as_nobody``) and the command line run in this
-process (``invoke``).
+``write_image``, the camera's orientations ``STORED``), what the index stored (``tensor_of``,
+``mse``), the reference orientation search (``best_match``), running as an unprivileged user
+(``as_nobody``) and the command line run in this process (``invoke``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Two recipes, recorded per image in the ``decoder`` column, so neither is taken f
   RAW. It is what the camera showed, it is rendered as the camera's own JPEG of the shot is (so
   the two are one group), and it decodes ten times faster than a demosaic. It is used only when
   the RAW's own data is whole (a copy cut short keeps its preview and loses the sensor's data:
-  such a RAW must never be kept over a whole JPEG of it), and when it agrees: it is large enough (``need`` a side, the fidelity of a JPEG draft), has the RAW's aspect ratio
-  (within ``ASPECT_SLACK``), is stored unturned (a turned one fails the aspect check), and has no
+  such a RAW must never be kept over a whole JPEG of it), and when it agrees: it is large
+  enough (``need`` a side, the fidelity of a JPEG draft), has the RAW's aspect ratio (within
+  ``ASPECT_SLACK``), is stored unturned (a turned one fails the aspect check), and has no
   turn of its own other than the RAW's. The RAW's turn is then applied once, to the tensor.
 - ``libraw-demosaic-v1``: LibRaw's demosaic (camera white balance, sRGB, its own turn applied),
   half size when half the short side is still ``HALF_SIZE_FROM`` times the tensor. For a RAW
