@@ -196,3 +196,24 @@ def test_an_incomplete_tone_point_index_is_found_and_made_again(tmp_path, shots,
         index.scan([shots], processes=1)
         index.search(similarity="similar")
         assert index.db.execute("SELECT count(*) FROM signal_points").fetchone()[0] == 12
+
+
+def test_images_keyed_by_another_process_while_the_index_is_fitted_get_their_points(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    tensors = rng.integers(0, 256, (6, 16, 16, 3)).astype(np.uint8)
+    with stored(tmp_path / "i.db", tensors, [(640, 480)] * 6, ["/r"] * 6) as index:
+        ids = np.array([i for (i,) in index.db.execute("SELECT id FROM images ORDER BY id")])
+        tone.ensure_keys(index.db, ids[:4], 16)
+        fitting = tone_points.features
+
+        def meanwhile(*args):  # while the fit runs, another process gives the last two images keys
+            monkeypatch.setattr(tone_points, "features", fitting)
+            with Index(tmp_path / "i.db") as other:
+                tone.ensure_keys(other.db, ids[4:], 16)
+                assert tone_points.space_of(other.db, False, 16) is None  # so it kept no points
+            return fitting(*args)
+
+        monkeypatch.setattr(tone_points, "features", meanwhile)
+        tone_points.ensure(index.db, False, 16, TONE_THRESHOLD)
+        kept = [i for (i,) in index.db.execute("SELECT image_id FROM signal_points ORDER BY image_id")]
+    assert kept == ids.tolist()

@@ -85,25 +85,34 @@ def space_of(db, rank: bool, px_size: int) -> KeptSpace | None:
 
 def ensure(db: Database, rank: bool, px_size: int, threshold: float) -> None:
     """Fit and keep the grid of the signal, and every keyed image's point, the first time it is
-    needed; afterwards keys add their points as they are made (``add``). Fitted and kept in one
-    write transaction: no other process sees the grid before every point is in."""
+    needed; afterwards keys add their points as they are made (``add``).
+
+    Fitted outside the write lock, kept under it in one transaction: no other process sees the
+    grid before every point is in, and images given keys meanwhile by another process (which saw
+    no grid, so kept no point) get theirs too."""
     if space_of(db, rank, px_size) is not None:
         return
+    ids, coarse = _keyed(db, rank, px_size)
+    if len(ids) < 2:  # nothing to fit yet
+        return
+    found = features(coarse, threshold, px_size)
+    del coarse
+    order = np.argsort(-found[:: max(1, len(found) // FIT_SAMPLE)].std(axis=0), kind="stable")
+    origin = found[:, order[:BOX_DIMS]].min(axis=0) - SIDE
+    recipe = keys.signal_table(rank)[1]
     with write_transaction(db):
         if space_of(db, rank, px_size) is not None:
             return  # another process kept one meanwhile
-        ids, coarse = _keyed(db, rank, px_size)
-        if len(ids) < 2:  # nothing to fit yet
-            return
-        found = features(coarse, threshold, px_size)
-        order = np.argsort(-found[:: max(1, len(found) // FIT_SAMPLE)].std(axis=0), kind="stable")
-        origin = found[:, order[:BOX_DIMS]].min(axis=0) - SIDE
-        recipe = keys.signal_table(rank)[1]
         db.execute("DELETE FROM signal_points WHERE recipe = ?", [recipe])
         db.execute("INSERT INTO signal_space (recipe, px_size, threshold, axes, origin, fitted_at)"
                    " VALUES (?, ?, ?, ?, ?, ?)", [recipe, px_size, threshold, order.astype(np.int64).tobytes(),
                                                   origin.tobytes(), now()])
-        _insert(db, space_of(db, rank, px_size), ids, found[:, order].astype(np.float32))
+        kept = space_of(db, rank, px_size)
+        _insert(db, kept, ids, found[:, order].astype(np.float32))
+        since = space.missing_from(_keyed(db, rank, px_size, ids_only=True)[0], ids)
+        if len(since):
+            later, coarse = _keyed(db, rank, px_size, only=since)
+            _insert(db, kept, later, kept.points(coarse, px_size))
 
 
 def add(db: Database, rank: bool, px_size: int, ids, blobs) -> None:
@@ -129,15 +138,20 @@ def _insert(db: Database, kept: KeptSpace, ids: np.ndarray, points: np.ndarray, 
                                 (p.tobytes() for p in points[part])))
 
 
-def _keyed(db, rank: bool, px_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, (k, g, g, 1) float32 keys) of every image with a tone of this recipe."""
+def _keyed(db, rank: bool, px_size: int, *, ids_only: bool = False,
+           only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(ids ascending, (k, g, g, 1) float32 keys) of every image with a tone of this recipe (or of
+    those of ``only``); the keys None with ``ids_only``."""
     table, recipe = keys.signal_table(rank)
-    rows = db.execute(f"SELECT image_id, coarse FROM {table} WHERE recipe = ? AND length(coarse) > 0"
-                      " ORDER BY image_id", [recipe]).fetchall()
-    g = len(kernel.grid_edges(px_size, signals.LOCAL_GRID)) - 1
+    among = "" if only is None else " AND image_id IN (SELECT value FROM json_each(?))"
+    rows = db.execute(f"SELECT image_id{'' if ids_only else ', coarse'} FROM {table} WHERE recipe = ?"
+                      f" AND length(coarse) > 0{among} ORDER BY image_id",
+                      [recipe] + ([] if only is None else [json.dumps(only.tolist())])).fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    coarse = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, g, g, 1)
-    return ids, coarse
+    if ids_only:
+        return ids, None
+    g = len(kernel.grid_edges(px_size, signals.LOCAL_GRID)) - 1
+    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, g, g, 1)
 
 
 def candidates(db, rank: bool, px_size: int, ids: np.ndarray, coarse: np.ndarray, threshold: float) -> np.ndarray:
