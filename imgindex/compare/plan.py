@@ -105,12 +105,18 @@ class Task:
         return na * na // 2 if self.ids_b is None else na * len(self.ids_b)
 
 
-def _buckets(scope: Scope, same_dim: bool, in_folder: bool) -> Iterator[np.ndarray]:
-    """Groups of scope positions that may contain matches; pairs never cross groups."""
+def bucket_keys(scope: Scope, same_dim: bool, in_folder: bool) -> np.ndarray:
+    """(n, k) int64: what puts each image in its bucket (its root, its dimensions); two images
+    may match only when their rows are equal."""
     keys = [scope.roots if in_folder else np.zeros(len(scope.ids), np.int64)]
     if same_dim:
         keys += [np.minimum(scope.widths, scope.heights), np.maximum(scope.widths, scope.heights)]
-    key = np.stack(keys, axis=1)
+    return np.stack(keys, axis=1)
+
+
+def _buckets(scope: Scope, same_dim: bool, in_folder: bool) -> Iterator[np.ndarray]:
+    """Groups of scope positions that may contain matches; pairs never cross groups."""
+    key = bucket_keys(scope, same_dim, in_folder)
     order = np.lexsort(key.T[::-1])
     splits = np.flatnonzero(np.any(np.diff(key[order], axis=0) != 0, axis=1)) + 1
     for part in np.split(order, splits):

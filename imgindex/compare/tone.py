@@ -24,7 +24,7 @@ import numpy as np
 
 from imgindex.db.queries import load_tensors, store_signal_keys
 from imgindex.compare import kernel, keys, signals, space, tone_points
-from imgindex.compare.plan import Scope, _buckets
+from imgindex.compare.plan import Scope, _buckets, bucket_keys
 from imgindex.compare.tone_points import BOX_DIMS, BOX_REACH
 
 if TYPE_CHECKING:
@@ -135,12 +135,8 @@ def kept_pairs(db, scope: Scope, new: np.ndarray, is_reference: np.ndarray, px_s
     at = np.searchsorted(scope.ids, pairs)
     inside = np.all(scope.ids[np.minimum(at, len(scope.ids) - 1)] == pairs, axis=1)
     a, b = at[inside, 0], at[inside, 1]
-    keep = ~(is_reference[a] & is_reference[b])
-    if in_folder:
-        keep &= scope.roots[a] == scope.roots[b]
-    if same_dim:
-        small, large = np.minimum(scope.widths, scope.heights), np.maximum(scope.widths, scope.heights)
-        keep &= (small[a] == small[b]) & (large[a] == large[b])
+    key = bucket_keys(scope, same_dim, in_folder)
+    keep = ~(is_reference[a] & is_reference[b]) & np.all(key[a] == key[b], axis=1)
     return pairs[inside][keep]
 
 

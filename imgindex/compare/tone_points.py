@@ -116,8 +116,8 @@ def ensure(db: Database, rank: bool, px_size: int, threshold: float) -> None:
 
 
 def add(db: Database, rank: bool, px_size: int, ids, blobs) -> None:
-    """Keep the points of ``ids`` from their key blobs (b"": no tone, no point); a no-op before the
-    grid exists."""
+    """Keep the points of ``ids`` from their key blobs (b"": no tone, None: no keys; no point for
+    either); a no-op before the grid exists."""
     kept = space_of(db, rank, px_size)
     pairs = [(i, b) for i, b in zip(ids, blobs) if b]
     if kept is None or not pairs:

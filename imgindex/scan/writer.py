@@ -276,8 +276,7 @@ def keep_points(db: Database, px_size: int, new_points: list[tuple[int, ImageKey
         features = np.frombuffer(b"".join(k.orbits for k in made), np.float32).reshape(len(ids), -1)
         points.add(db, px_size, np.asarray(ids, dtype=np.int64), features)
         for rank in (False, True):
-            blobs = [k.rank if rank else k.tone for k in made]
-            tone_points.add(db, rank, px_size, [i for i, b in zip(ids, blobs) if b], [b for b in blobs if b])
+            tone_points.add(db, rank, px_size, ids, [k.rank if rank else k.tone for k in made])
 
 
 def copy_image(db: Database, task: ReadTask, result: FileResult, source_id: int) -> bool:
