@@ -8,6 +8,7 @@ every layer may import this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 # ---------------------------------------------------------------- scan
@@ -15,13 +16,10 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ScanScope:
-    """Which folders a scan covers, and how.
-
-    ``roots`` are walked with their subfolders (when ``recursive``); ``flat`` folders without
-    them. Files in ``skip_paths`` (still being written) are neither read nor dropped. With
-    ``missing_ok``, a root that is gone means everything indexed under it is gone (the
-    watcher's case); otherwise a missing root is an error.
-    """
+    """Which folders a scan covers, and how. ``roots`` are walked with their subfolders (when
+    ``recursive``); ``flat`` folders without them. Files in ``skip_paths`` (still being written) are
+    neither read nor dropped. With ``missing_ok``, a root that is gone means everything indexed under
+    it is gone (the watcher's case); otherwise a missing root is an error."""
 
     roots: tuple[str, ...]
     flat: frozenset[str] = frozenset()
@@ -129,7 +127,9 @@ class SearchReport:
     executor: str = ""  # what compared: 'local pool (2 processes)', 'dask local (2 workers)'
     set_aside: int = 0  # pairs found but not reported: decided not duplicates, or both in reference folders
     off_profile: tuple[str, ...] = ()  # settings this run took that differ from the index's profile
-    signals: dict[str, float] = field(default_factory=lambda: {"pixels": 0.0})  # each signal's threshold
+    signals: dict[str, float] = field(default_factory=lambda: {"pixels": 0.0})  # each signal's threshold, + MOTION_KEY
+    moved: int = 0  # pairs found close that the motion check set aside this run: two shots of a moving scene
+    MOTION_KEY: ClassVar[str] = "motion"  # in ``signals`` (and ``searches.signals``): the motion check was made
     by_signal: dict[str, int] = field(default_factory=dict)  # new pairs each other signal matched first
     unchecked: int = 0  # images indexed before borders were looked for: the trimmed signal skips them
     left_out: tuple[str, ...] = ()  # the preset's signals this search left out (too many images for them)

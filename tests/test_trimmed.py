@@ -324,7 +324,8 @@ def test_the_trimmed_pass_finds_exactly_the_brute_force_pairs(tmp_path, framed_p
                for a, b, s, m, r, f, sig in rows}
         want = brute_trimmed(index, TRIMMED_THRESHOLD, kernel.orientation_indices(True, mirror))
         names = {i: Path(p).name for i, p in index.db.execute("SELECT id, path FROM images")}
-    assert list(report.signals) == ["trimmed"]
+    assert list(report.signals) == ["trimmed", "motion"]  # the preset's motion check set nothing aside here
+    assert report.moved == 0
     assert {k: v[3] for k, v in got.items()} == dict.fromkeys(want, "trimmed")
     for pair, (score, pixel_mse, o, _) in want.items():
         assert got[pair][0] == score and got[pair][2] == o, (pair, got[pair], want[pair])  # the same floats

@@ -82,13 +82,16 @@ def skipped_kinds(report: ScanReport) -> str:
 
 def signal_limits(signals: dict[str, float] | None, threshold: float) -> str:
     """'MSE <= 6 or tone <= 0.02 or ...': what made a pair (a search before signals existed: pixels)."""
-    signals = signals or {"pixels": threshold}
-    return " or ".join(f"MSE <= {v:g}" if k == "pixels" else f"{k} <= {v:g}" for k, v in signals.items())
+    signals = dict(signals or {"pixels": threshold})
+    motion = signals.pop(SearchReport.MOTION_KEY, None) is not None
+    limits = " or ".join(f"MSE <= {v:g}" if k == "pixels" else f"{k} <= {v:g}" for k, v in signals.items())
+    return limits + (", unless moved" if motion else "")
 
 
 def search_summary(report: SearchReport, profile=None) -> None:
     how = f"incremental: {report.new_images:,} new" if report.incremental else f"{report.algorithm}"
     aside = f"; {report.set_aside:,} more set aside by decisions" if report.set_aside else ""
+    aside += f"; {report.moved:,} close pairs set aside as moved (two shots)" if report.moved else ""
     click.echo(
         f"Search {report.search_id}: {report.pairs:,} matching pairs in {report.groups:,} groups among "
         f"{report.images:,} images ({signal_limits(report.signals, report.threshold)}; {how}{aside})"

@@ -142,14 +142,17 @@ class PairWriter:
 
     batch = 100_000
 
-    def __init__(self, db: Database, pair_set: int, search_id: int, n_values: int):
+    def __init__(self, db: Database, pair_set: int, search_id: int, n_values: int, vet=None):
         self.db, self.pair_set, self.search_id, self.n_values = db, pair_set, search_id, n_values
+        self.vet = vet  # ``compare.vetting.MotionVet`` for the pixel pass's pairs, or None
         self.rows: list[tuple] = []
         self.now = now()
 
     def add(self, result: tuple[np.ndarray, ...], signal: str = "pixels", score: np.ndarray | None = None) -> int:
         """Queue pairs (image_a, image_b, ssd, orientation) matched by ``signal``; ``score``: its
-        scores (None: pixels, whose score is the MSE)."""
+        scores (None: pixels, whose score is the MSE). Returns how many were kept (``vet``)."""
+        if self.vet is not None and signal == "pixels":
+            result = self.vet.kept(result)
         image_a, image_b, ssd, orient = result
         mse = ssd.astype(np.float64) / self.n_values
         score = mse if score is None else score
@@ -176,11 +179,14 @@ class PairWriter:
 class PairCollector:
     """Keeps pairs in memory instead of writing them (for views that only look, like the report)."""
 
-    def __init__(self, n_values: int):
+    def __init__(self, n_values: int, vet=None):
         self.n_values = n_values
+        self.vet = vet  # ``compare.vetting.MotionVet``, or None
         self.parts: list[tuple[np.ndarray, ...]] = []
 
     def add(self, result: tuple[np.ndarray, ...]) -> int:
+        if self.vet is not None:
+            result = self.vet.kept(result)
         self.parts.append(result)
         return len(result[0])
 

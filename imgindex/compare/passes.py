@@ -83,10 +83,11 @@ def start(db: Database, db_path: str | None, settings: Settings, scope: Scope, i
 
 def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.ndarray, orientations,
                   found_by_pixels: Callable[[tone.ToneFound], np.ndarray], *, db_path: str | None = None,
-                  processes: int = 1) -> tuple[dict[str, tone.ToneFound], int]:
+                  processes: int = 1, vet=None) -> tuple[dict[str, tone.ToneFound], int]:
     """(signal -> its pairs no earlier signal matched, images the trimmed signal could not look at:
     indexed before borders were looked for). With ``db_path``, ``processes`` > 1 and a scope of
-    SIDE_BY_SIDE images or more, the tone and rank passes run side by side (``start``)."""
+    SIDE_BY_SIDE images or more, the tone and rank passes run side by side (``start``). ``vet``: the
+    motion check (``compare.vetting``), applied to each signal's pairs before they are merged."""
     reference = scope.under_any(settings.reference)
     side = start(db, db_path, settings, scope, is_new, orientations, processes)
     done = side.result() if side is not None else {}
@@ -104,6 +105,8 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
                                    same_dim=settings.same_dim, in_folder=settings.in_folder)
         else:
             continue
+        if vet is not None and len(pairs):
+            pairs = pairs.take(vet(pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient))
         pairs = pairs.take(~found_by_pixels(pairs))
         for earlier in out.values():
             pairs = pairs.take(~among(pairs, (earlier.image_a, earlier.image_b)))

@@ -23,7 +23,7 @@ from imgindex.db.connect import abandon_transaction, write_transaction
 from imgindex.db.queries import latest_scan_roots, px_size as stored_px_size
 from imgindex.db.runs import now, start_run, timings_json, update_run
 from imgindex.errors import ImgIndexError
-from imgindex.compare import kernel, passes, points, profile, tone
+from imgindex.compare import kernel, passes, points, profile, tone, vetting
 from imgindex.compare import signals as signals_
 from imgindex.compare.execute import PairCollector, PairWriter, run_tasks
 from imgindex.compare.few import few_tasks
@@ -32,7 +32,8 @@ from imgindex.compare.persist import add_pairs, count_groups, count_pairs, hide_
 from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, max_image_id, moved_since, new_images,
                                    new_mask, plan, scope_size)
-from imgindex.compare.settings import (Settings, base_search, resolve_similarity, signal_thresholds, still_head,
+from imgindex.compare.settings import (Settings, base_search, has_motion_check, resolve_similarity, signal_thresholds,
+                                       still_head,
                                        stored_settings)
 from imgindex.compare.update import update_groups
 from imgindex.types import SearchProgress, SearchReport, SearchTimings
@@ -92,7 +93,7 @@ def search(
     left_out = () if given else _too_many(usable, scope_size(db, roots))
     settings = Settings(name, threshold, chosen.rotate, chosen.mirror, chosen.same_dim, in_folder, roots, px,
                         decisions.reference_folders(db), chosen.keep, chosen.prefer_folders,
-                        tuple(s for s in usable if s not in left_out))
+                        tuple(s for s in usable if s not in left_out), has_motion_check(name))
     base = None if full else base_search(db, settings)
     # an exact-duplicate search is linear (identical keys): far too little work for workers below tens
     # of millions of images, so a local cluster starts only if asked for; else while the search plans
@@ -183,6 +184,7 @@ class _Run:
         self.by_signal: dict[str, int] = {}  # new pairs matched by each signal besides pixels, and no earlier one
         self.unchecked = 0  # images in scope indexed before borders were looked for (the trimmed signal)
         self.spent = dict.fromkeys(("pixels", "signals", "groups"), 0.0)  # seconds (``SearchTimings``)
+        self.vet = vetting.for_search(db, settings)  # None: no motion check
 
     def _record(self, algorithm: str, chunksize: int, n: int) -> None:
         update_run(self.db, "searches", self.search_id, {
@@ -211,7 +213,7 @@ class _Run:
         n = len(scope.ids)
         algorithm, chunksize = self._algorithm(n)
         self._record(algorithm, chunksize, n)
-        writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3)
+        writer = PairWriter(self.db, self.search_id, self.search_id, self.px * self.px * 3, vet=self.vet)
         with _timed(self.spent, "pixels"):
             found, workers = self._compare(scope, np.ones(n, dtype=bool), algorithm, chunksize, writer)
         with _timed(self.spent, "signals"):
@@ -230,7 +232,8 @@ class _Run:
     def _others(self, scope, is_new, found_by_pixels) -> dict[str, tone.ToneFound]:
         """The other signals' pairs (``passes``), and what they tell the report."""
         found, self.unchecked = passes.other_signals(self.db, self.settings, scope, is_new, self.orientations,
-                                                     found_by_pixels, db_path=self.db_path, processes=self.processes)
+                                                     found_by_pixels, db_path=self.db_path, processes=self.processes,
+                                                     vet=self.vet)
         self.by_signal = {k: len(v) for k, v in found.items()}
         return found
 
@@ -247,7 +250,7 @@ class _Run:
             algorithm, chunksize = self._algorithm(n)
         if few is not None and algorithm == "chunked":
             self._record(algorithm, chunksize, n)
-            collector = PairCollector(self.px * self.px * 3)
+            collector = PairCollector(self.px * self.px * 3, vet=self.vet)
             with _timed(self.spent, "pixels"):
                 _, workers = run_tasks(self.db, self.db_path, few_tasks(self.db, few.ids, self.px, settings),
                                        collector, threshold=settings.threshold, orientations=self.orientations,
@@ -267,7 +270,7 @@ class _Run:
             # folders no longer reference: their images were never compared with each other
             again = scope.under_any(tuple(set(base.reference) - set(settings.reference)))
             is_new |= again
-            collector = PairCollector(self.px * self.px * 3)
+            collector = PairCollector(self.px * self.px * 3, vet=self.vet)
             with _timed(self.spent, "pixels"):
                 _, workers = self._compare(scope, is_new, algorithm, chunksize, collector)
             new_count, max_id = int(is_new.sum()), int(scope.ids.max(initial=0))
@@ -304,8 +307,8 @@ class _Run:
             base_search_id=self.base.search_id if self.base else None, images=n, new_images=new_count,
             pairs=pairs, new_pairs=found, groups=n_groups, duration=time.monotonic() - self.started,
             workers=workers, executor=executor(self.cluster, self.processes), set_aside=set_aside, off_profile=(),
-            signals=signal_thresholds(self.settings.signals, self.settings.threshold),
-            by_signal=self.by_signal, unchecked=self.unchecked,
+            signals=signal_thresholds(self.settings.signals, self.settings.threshold, self.settings.motion),
+            by_signal=self.by_signal, unchecked=self.unchecked, moved=len(self.vet.moved) if self.vet else 0,
             timings=SearchTimings(total=time.monotonic() - self.started, **self.spent),
         )
         _finish(self.db, self.search_id, "completed", self.started, report, max_id, self.version)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imgindex.compare.motion import FLOOR
 from imgindex.errors import ImgIndexError
+from imgindex.types import SearchReport
 from imgindex.scan.decode import DECODER
 
 if TYPE_CHECKING:
@@ -36,11 +38,20 @@ def resolve_signals(signals, similarity_name: str) -> tuple[str, ...]:
     return tuple(n for n in SIGNALS if n in names)
 
 
-def signal_thresholds(signals: tuple[str, ...], threshold: float = 0.0) -> dict[str, float]:
+def signal_thresholds(signals: tuple[str, ...], threshold: float = 0.0, motion: bool = False) -> dict[str, float]:
     """Each signal's threshold, as a search records them (``searches.signals``); pixels' is the MSE
-    ``threshold``, the others are fixed."""
+    ``threshold``, the others are fixed. ``motion``: and the motion check's FLOOR, under SearchReport.MOTION_KEY."""
     limits = {"pixels": threshold, "tone": TONE_THRESHOLD, "rank": RANK_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}
-    return {n: limits[n] for n in signals}
+    out = {n: limits[n] for n in signals}
+    if motion:
+        out[SearchReport.MOTION_KEY] = float(FLOOR)
+    return out
+
+
+def has_motion_check(similarity_name: str) -> bool:
+    """Whether a search sets aside pairs that moved (``compare.motion``): the 'similar' preset does;
+    'duplicates' (identical tensors never moved) and a number (an MSE, as difPy's) do not."""
+    return similarity_name == "similar"
 
 
 def resolve_similarity(similarity: str | float | int) -> tuple[str, float]:
@@ -76,13 +87,14 @@ class Settings:
     keep: tuple[str, ...] = ()
     prefer_folders: tuple[str, ...] = ()
     signals: tuple[str, ...] = ("pixels",)
+    motion: bool = False  # pairs that moved are set aside (``compare.motion``): the 'similar' preset
 
     def as_row(self) -> dict:
         return {"similarity": self.similarity, "threshold": self.threshold, "rotate": int(self.rotate),
                 "mirror": int(self.mirror), "same_dim": int(self.same_dim), "in_folder": int(self.in_folder),
                 "roots": json.dumps(list(self.roots)), "px_size": self.px_size, "decoder": DECODER,
                 "reference": json.dumps(list(self.reference)), "keep_rule": self.keep_rule,
-                "signals": json.dumps(signal_thresholds(self.signals, self.threshold))}
+                "signals": json.dumps(signal_thresholds(self.signals, self.threshold, self.motion))}
 
     @property
     def keep_rule(self) -> str:
@@ -132,10 +144,11 @@ def stored_settings(db: Database, search_id: int) -> Settings:
     row = db.execute("SELECT similarity, threshold, rotate, mirror, same_dim, in_folder, roots, px_size, reference,"
                      " keep_rule, signals FROM searches WHERE id = ?", [search_id]).fetchone()
     rule = json.loads(row[9]) if row[9] else {}
+    signals = _signals_of(row[10], float(row[1]))
     return Settings(row[0], float(row[1]), bool(row[2]), bool(row[3]), bool(row[4]), bool(row[5]),
                     tuple(json.loads(row[6])), int(row[7] or 0), tuple(json.loads(row[8] or "[]")),
                     tuple(rule.get("keep") or ()), tuple(rule.get("prefer_folders") or ()),
-                    tuple(n for n in SIGNALS if n in _signals_of(row[10], float(row[1]))))
+                    tuple(n for n in SIGNALS if n in signals), SearchReport.MOTION_KEY in signals)
 
 
 def still_head(db: Database, base: Base) -> bool:

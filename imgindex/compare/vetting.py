@@ -1,0 +1,63 @@
+"""The 'similar' preset's motion check applied to the pairs a search found, before they are recorded.
+
+Flows in: pairs (image_a, image_b, pixel SSD, orientation) from any signal's pass. Flows out: a mask
+of those to keep. A pair is set aside when its pixels are within the search's MSE threshold and part of
+one picture is the other's shifted (``compare.motion``): two shots of a moving scene, not one picture.
+Pixel pairs are checked as their tasks return them, the other signals' before they are merged, so a
+full and an incremental search set the same pairs aside.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgindex.compare import kernel, motion
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from imgindex.compare.settings import Settings
+
+
+class MotionVet:
+    """Callable: which pairs to keep. Reads the pairs' tensors through ``db`` (the searching connection)."""
+
+    def __init__(self, db: Database, px: int, threshold: float):
+        self.db, self.px = db, px
+        self.most = threshold * px * px * 3  # the pixel SSD within which a pair may be two shots
+        self.moved: set[tuple[int, int]] = set()  # the pairs set aside, whichever signal found them
+
+    def __call__(self, image_a: np.ndarray, image_b: np.ndarray, ssd: np.ndarray, orient: np.ndarray) -> np.ndarray:
+        keep = np.ones(len(image_a), dtype=bool)
+        close = np.flatnonzero(np.asarray(ssd, np.float64) <= self.most)
+        close = close[ssd[close] > 0]  # identical tensors never moved
+        if len(close) == 0:
+            return keep
+        tensors = self._tensors(np.union1d(image_a[close], image_b[close]))
+        have = np.array([int(image_a[i]) in tensors and int(image_b[i]) in tensors for i in close], dtype=bool)
+        close = close[have]  # an image removed meanwhile: its pairs are dropped when written
+        for o in np.unique(orient[close]).tolist():
+            these = close[orient[close] == o]
+            a = np.stack([tensors[int(i)] for i in image_a[these]])
+            b = kernel.orient(np.stack([tensors[int(i)] for i in image_b[these]]), o)
+            keep[these[motion.moved(a, b, ssd[these])]] = False
+        self.moved.update(zip(image_a[~keep].tolist(), image_b[~keep].tolist()))
+        return keep
+
+    def _tensors(self, ids: np.ndarray) -> dict[int, np.ndarray]:
+        rows = self.db.execute("SELECT image_id, tensor FROM tensors WHERE image_id IN (SELECT value FROM json_each(?))",
+                               [json.dumps(ids.tolist())]).fetchall()
+        return {i: np.frombuffer(t, np.uint8).reshape(self.px, self.px, 3) for i, t in rows}
+
+    def kept(self, result: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """(image_a, image_b, ssd, orientation, ...) without the pairs set aside."""
+        mask = self(*result[:4])
+        return result if mask.all() else tuple(x[mask] for x in result)
+
+
+def for_search(db: Database, settings: Settings) -> MotionVet | None:
+    """The check a search with ``settings`` makes: None unless its preset has it (``Settings.motion``)."""
+    return MotionVet(db, settings.px_size, settings.threshold) if settings.motion else None
