@@ -42,15 +42,16 @@ def reference_moved(a: np.ndarray, b: np.ndarray) -> bool:
         return sum((A[y][x][c] - B[y + dy][x + dx][c]) ** 2
                    for y in range(y0, y0 + side) for x in range(x0, x0 + side) for c in range(3))
 
-    for sy in starts:
-        for sx in starts:
-            y0, x0 = sy + shift, sx + shift
-            s0 = block(y0, x0, 0, 0)
-            smin = min(block(y0, x0, dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)
-                       if dy or dx)
-            gain = s0 - smin
-            if Fraction(gain, side * side) >= motion.FLOOR and Fraction(gain * px * px) >= motion.RATIO * side * side * ssd:
-                return True
+    cells = [(sy + shift, sx + shift) for sy in starts for sx in starts]
+    in_place = [block(y0, x0, 0, 0) for y0, x0 in cells]
+    median = sorted(in_place)[len(in_place) // 2]
+    for (y0, x0), s0 in zip(cells, in_place):
+        smin = min(block(y0, x0, dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)
+                   if dy or dx)
+        gain = s0 - smin
+        if (Fraction(gain, side * side) >= motion.FLOOR and Fraction(gain * px * px) >= motion.RATIO * side * side * ssd
+                and s0 >= motion.LOCAL * median):
+            return True
     return False
 
 

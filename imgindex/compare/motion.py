@@ -32,6 +32,7 @@ import numpy as np
 
 FLOOR = Fraction(3)  # per pixel, squared differences summed over the three channels (0-255 scale)
 RATIO = Fraction(4, 5)  # times the pair's mean, per pixel, over the three channels
+LOCAL = 4  # times the median block's S0: what moved differs far more than the rest of the picture
 CHUNK = 256  # pairs at a time: (CHUNK, px, px) int64 arrays per shift
 
 
@@ -106,7 +107,8 @@ def moved(a: np.ndarray, b: np.ndarray, ssd: np.ndarray) -> np.ndarray:
 
     for lo in range(0, k, CHUNK):
         s0 = _in_place(a[lo:lo + CHUNK], b[lo:lo + CHUNK], shift, starts, side)
-        pair, block = np.nonzero(passes(s0, ssd[lo:lo + CHUNK, None]))
+        median = np.partition(s0, len(s0[0]) // 2, axis=1)[:, len(s0[0]) // 2:len(s0[0]) // 2 + 1]
+        pair, block = np.nonzero(passes(s0, ssd[lo:lo + CHUNK, None]) & (s0 >= LOCAL * median))
         if len(pair) == 0:
             continue
         gain = _gains(a[lo:lo + CHUNK], b[lo:lo + CHUNK], pair, block, shift, starts, side)

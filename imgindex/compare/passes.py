@@ -105,11 +105,11 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
                                    same_dim=settings.same_dim, in_folder=settings.in_folder)
         else:
             continue
-        if vet is not None and len(pairs):
-            pairs = pairs.take(vet(pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient))
         pairs = pairs.take(~found_by_pixels(pairs))
         for earlier in out.values():
             pairs = pairs.take(~among(pairs, (earlier.image_a, earlier.image_b)))
+        if vet is not None and len(pairs):  # after: the pairs kept before it are recorded whatever it says
+            pairs = pairs.take(vet(pairs.image_a, pairs.image_b, pairs.ssd, pairs.orient))
         out[signal] = pairs
     return out, unchecked
 
