@@ -52,8 +52,8 @@ reference_option = click.option(
 match_options = together(
     click.option("--similarity", default=None, show_default=PROFILE_DEFAULT + "duplicates",
                  help="'duplicates' (MSE 0: identical tensors), 'similar' (MSE 6, or a matching tone, rank or "
-                      "trimmed picture; calibrated on real photos, edited copies and same-scene shots) or an MSE "
-                      "threshold >= 0 (pixels only)."),
+                      "trimmed picture, but never two shots in which something moved; calibrated on real photos, "
+                      "edited copies and same-scene shots) or an MSE threshold >= 0 (pixels only, as difPy)."),
     click.option("--signals", default=None, metavar="LIST",
                  show_default=PROFILE_DEFAULT + "the similarity's: all four for 'similar', else pixels",
                  help="What makes two images a pair, comma-separated: 'pixels' (MSE within the threshold), 'tone' "
