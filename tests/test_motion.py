@@ -3,6 +3,7 @@ what a 'similar' search sets aside on real photos: a subject that moved, never a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -25,34 +26,43 @@ PHOTOS = ("castle.jpg", "cat.jpg", "coral.jpg", "kingfisher.jpg")
 
 # ------------------------------------------------------------------ the reference, in Python integers
 
-def reference_moved(a: np.ndarray, b: np.ndarray) -> bool:
+def reference_moved(a: np.ndarray, b: np.ndarray, scales=None) -> bool:
     """The module's definition, written again with loops and Fractions (b already oriented)."""
     px = a.shape[0]
-    shift, side = max(1, round(px / 25)), max(2, round(px / 5))
+    ssd = int(((a.astype(int) - b) ** 2).sum())
+    for scale in scales or motion.SCALES:
+        side, median, blocks = reference_blocks(a, b, scale.divisor)
+        for s0, gain in blocks:
+            if (Fraction(gain, side * side) >= scale.floor and Fraction(gain * px * px) >= scale.ratio * side * side * ssd
+                    and s0 >= scale.local * median):
+                return True
+    return False
+
+
+def reference_blocks(a: np.ndarray, b: np.ndarray, divisor: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """(B, the median block's S0, (S0, gain) of every block) at one scale, from the definition."""
+    px = a.shape[0]
+    A, B = a.astype(int).tolist(), b.astype(int).tolist()
+    shift, side = max(1, round(px / 25)), max(2, round(px / divisor))
     inner = px - 2 * shift
     if inner < side:
-        return False
+        return side, 0, []
     starts = list(range(0, inner - side + 1, max(1, side // 2)))
     if starts[-1] != inner - side:
         starts.append(inner - side)
-    A, B = a.astype(int).tolist(), b.astype(int).tolist()
-    ssd = sum((A[y][x][c] - B[y][x][c]) ** 2 for y in range(px) for x in range(px) for c in range(3))
 
     def block(y0, x0, dy, dx):
         return sum((A[y][x][c] - B[y + dy][x + dx][c]) ** 2
                    for y in range(y0, y0 + side) for x in range(x0, x0 + side) for c in range(3))
 
-    cells = [(sy + shift, sx + shift) for sy in starts for sx in starts]
-    in_place = [block(y0, x0, 0, 0) for y0, x0 in cells]
-    median = sorted(in_place)[len(in_place) // 2]
-    for (y0, x0), s0 in zip(cells, in_place):
-        smin = min(block(y0, x0, dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)
-                   if dy or dx)
-        gain = s0 - smin
-        if (Fraction(gain, side * side) >= motion.FLOOR and Fraction(gain * px * px) >= motion.RATIO * side * side * ssd
-                and s0 >= motion.LOCAL * median):
-            return True
-    return False
+    out = []
+    for sy in starts:
+        for sx in starts:
+            y0, x0 = sy + shift, sx + shift
+            s0 = block(y0, x0, 0, 0)
+            out.append((s0, s0 - min(block(y0, x0, dy, dx) for dy in range(-shift, shift + 1)
+                                     for dx in range(-shift, shift + 1) if dy or dx)))
+    return side, sorted(s0 for s0, _ in out)[len(out) // 2], out
 
 
 @st.composite
@@ -93,11 +103,38 @@ def test_moved_equals_the_integer_reference(pairs):
         assert got.tolist() == [reference_moved(x, y) for x, y in group]
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tensor_pairs(), st.integers(0, 1), st.tuples(*[st.sampled_from([-1, 0, 1])] * 3))
+def test_moved_is_exact_at_its_bars(pair, which, nudges):
+    """Bars set exactly at one block's own values, or one step either side: the check agrees with the
+    definition at the boundary of each bar (a rounding or a > for >= would show here)."""
+    a, b = pair
+    px, ssd = a.shape[0], int(((a.astype(int) - b) ** 2).sum())
+    scale = motion.SCALES[which]
+    side, median, blocks = reference_blocks(a, b, scale.divisor)
+    if not blocks or ssd == 0:
+        return
+    s0, gain = max(blocks, key=lambda blk: blk[1])
+    n = side * side
+    step = Fraction(1, 10**6)
+    floor = max(Fraction(0), Fraction(gain, n) + nudges[0] * step)
+    ratio = max(Fraction(0), Fraction(gain * px * px, n * ssd) + nudges[1] * step)
+    local = max(0, (s0 // median if median else 10**6) + nudges[2])
+    bars = (dataclasses.replace(scale, floor=floor, ratio=ratio, local=local),)
+    saved = motion.SCALES
+    motion.SCALES = bars
+    try:
+        got = motion.moved(a[None], b[None], np.array([ssd]))[0]
+    finally:
+        motion.SCALES = saved
+    assert got == reference_moved(a, b, bars)
+
+
 def test_identical_tensors_and_small_differences_never_moved():
     rng = np.random.default_rng(3)
     a = rng.integers(0, 256, (6, 50, 50, 3)).astype(np.uint8)
     assert not motion.moved(a, a.copy(), np.zeros(6, np.int64)).any()
-    b = np.clip(a.astype(int) + rng.integers(-1, 2, a.shape), 0, 255).astype(np.uint8)  # < FLOOR per pixel
+    b = np.clip(a.astype(int) + rng.integers(-1, 2, a.shape), 0, 255).astype(np.uint8)  # below every floor
     assert not motion.moved(a, b, ((a.astype(int) - b) ** 2).sum(axis=(1, 2, 3))).any()
 
 
@@ -188,7 +225,7 @@ def test_similar_sets_moved_subjects_aside_and_keeps_every_copy(tmp_path, shots)
         for copy in ("q60.jpg", "half.png", "dark.jpg"):
             assert frozenset((f"{stem}.jpg", f"{stem}__{copy}")) in similar
     assert report.moved >= len(moved_by_mse)
-    assert report.signals["motion"] == float(motion.FLOOR)
+    assert report.signals["motion"] == motion.VERSION
 
 
 def test_an_incremental_search_sets_aside_what_a_full_one_does(tmp_path, shots):
@@ -225,7 +262,7 @@ def test_the_check_is_in_the_profile_so_old_similar_searches_are_not_built_on(tm
         index.scan([shots], processes=1)
         first = index.search(similarity="similar", same_dim=False, full=True)
         row = json.loads(index.db.execute("SELECT signals FROM searches WHERE id = ?", [first.search_id]).fetchone()[0])
-        assert row["motion"] == float(motion.FLOOR)
+        assert row["motion"] == motion.VERSION
         old = {k: v for k, v in row.items() if k != "motion"}  # as a search before the check recorded it
         index.db.execute("UPDATE searches SET signals = ? WHERE id = ?", [json.dumps(old), first.search_id])
         again = index.search(similarity="similar", same_dim=False)

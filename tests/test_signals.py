@@ -241,7 +241,7 @@ def test_similar_finds_edited_copies_by_tone_and_keeps_other_shots_apart(tmp_pat
         assert frozenset((f"{stem}__pan_a.jpg", f"{stem}__pan_b.jpg")) not in both  # another shot
     assert all(a.split("__")[0].split(".")[0] == b.split("__")[0].split(".")[0] for a, b in map(tuple, both))
     assert report.signals == {"pixels": 6.0, "tone": TONE_THRESHOLD, "rank": RANK_THRESHOLD,
-                              "trimmed": TRIMMED_THRESHOLD, "motion": float(motion.FLOOR)}
+                              "trimmed": TRIMMED_THRESHOLD, "motion": float(motion.VERSION)}
     assert report.by_signal["tone"] == sum(s == "tone" for s, _ in both.values()) > 0
     assert {p: v for p, v in both.items() if v[0] == "pixels"} == by_pixels  # pixels first, unchanged
 
@@ -306,8 +306,8 @@ def test_searches_record_their_signals_and_never_build_on_other_signals(tmp_path
         b = index.search(similarity="similar", same_dim=False, signals="pixels,tone")
         c = index.search(similarity="similar", same_dim=False, signals=("tone", "pixels"))
         rows = dict(index.db.execute("SELECT id, signals FROM searches").fetchall())
-    assert json.loads(rows[a.search_id]) == {"pixels": 6.0, "motion": float(motion.FLOOR)}  # the preset's check
-    assert json.loads(rows[b.search_id]) == {"pixels": 6.0, "tone": TONE_THRESHOLD, "motion": float(motion.FLOOR)}
+    assert json.loads(rows[a.search_id]) == {"pixels": 6.0, "motion": float(motion.VERSION)}  # the preset's check
+    assert json.loads(rows[b.search_id]) == {"pixels": 6.0, "tone": TONE_THRESHOLD, "motion": float(motion.VERSION)}
     assert not b.incremental  # other signals: a search of its own
     assert c.incremental and c.base_search_id == b.search_id  # the same signals, in any order
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgindex.compare.motion import FLOOR
+from imgindex.compare import motion as motion_
 from imgindex.errors import ImgIndexError
 from imgindex.types import SearchReport
 from imgindex.scan.decode import DECODER
@@ -40,11 +40,11 @@ def resolve_signals(signals, similarity_name: str) -> tuple[str, ...]:
 
 def signal_thresholds(signals: tuple[str, ...], threshold: float = 0.0, motion: bool = False) -> dict[str, float]:
     """Each signal's threshold, as a search records them (``searches.signals``); pixels' is the MSE
-    ``threshold``, the others are fixed. ``motion``: and the motion check's FLOOR, under SearchReport.MOTION_KEY."""
+    ``threshold``, the others are fixed. ``motion``: and the motion check's version, under SearchReport.MOTION_KEY."""
     limits = {"pixels": threshold, "tone": TONE_THRESHOLD, "rank": RANK_THRESHOLD, "trimmed": TRIMMED_THRESHOLD}
     out = {n: limits[n] for n in signals}
     if motion:
-        out[SearchReport.MOTION_KEY] = float(FLOOR)
+        out[SearchReport.MOTION_KEY] = float(motion_.VERSION)
     return out
 
 
