@@ -123,8 +123,7 @@ class Index:
         ``save_profile=True`` makes this run's settings the profile). ``reference`` folders are
         added to the index's (see ``add_reference``). Incremental by default: only images added
         or moved since the last search with the same settings are compared. ``full`` starts over.
-        ``scheduler``: a Dask cluster, as for ``scan``. ``signals``: pixels, tone, rank, trimmed (README).
-        'similar' also sets aside close pairs that are two shots of a moving scene (``report.moved``)."""
+        ``scheduler``: a Dask cluster, as for ``scan``. ``signals``: pixels, tone, rank, trimmed (README)."""
         self.add_reference(reference, regroup=False)
         return run_search(self.db, str(self.path), similarity=similarity, rotate=rotate, mirror=mirror,
                           same_dim=same_dim, keep=keep, prefer_folders=None if prefer_folders is None else

@@ -3,8 +3,8 @@
 Flows in: pairs (image_a, image_b, pixel SSD, orientation) from any signal's pass. Flows out: a mask
 of those to keep. A pair is set aside when its pixels are within the search's MSE threshold and part of
 one picture is the other's shifted (``compare.motion``): two shots of a moving scene, not one picture.
-Pixel pairs are checked as their tasks return them, the other signals' before they are merged, so a
-full and an incremental search set the same pairs aside.
+Pixel pairs are checked as their tasks return them, and each other signal's once the pairs an earlier
+signal recorded are taken out, so a full and an incremental search set the same pairs aside.
 """
 
 from __future__ import annotations
