@@ -29,13 +29,23 @@ class MotionVet:
         self.db, self.px = db, px
         self.most = threshold * px * px * 3  # the pixel SSD within which a pair may be two shots
         self.moved: set[tuple[int, int]] = set()  # the pairs set aside, whichever signal found them
+        self.seen: dict[tuple[int, int, int], bool] = {}  # (a, b, orientation) -> moved: a verdict is a function
+        # of the two tensors and the orientation, so a pair another signal finds again is not checked again
 
     def __call__(self, image_a: np.ndarray, image_b: np.ndarray, ssd: np.ndarray, orient: np.ndarray) -> np.ndarray:
         keep = np.ones(len(image_a), dtype=bool)
         close = np.flatnonzero(np.asarray(ssd, np.float64) <= self.most)
         close = close[ssd[close] > 0]  # identical tensors never moved
-        if len(close) == 0:
-            return keep
+        keys = list(zip(image_a[close].tolist(), image_b[close].tolist(), orient[close].tolist()))
+        known = np.array([k in self.seen for k in keys], dtype=bool)
+        keep[close[known]] = [not self.seen[k] for k, hit in zip(keys, known) if hit]
+        if not known.all():
+            self._check(image_a, image_b, ssd, orient, close[~known], keep)
+        self.moved.update(zip(image_a[~keep].tolist(), image_b[~keep].tolist()))
+        return keep
+
+    def _check(self, image_a, image_b, ssd, orient, close: np.ndarray, keep: np.ndarray) -> None:
+        """The check of the pairs ``close`` (rows), by orientation; ``keep`` and ``seen`` take the verdicts."""
         tensors = self._tensors(np.union1d(image_a[close], image_b[close]))
         have = np.array([int(image_a[i]) in tensors and int(image_b[i]) in tensors for i in close], dtype=bool)
         close = close[have]  # an image removed meanwhile: its pairs are dropped when written
@@ -43,9 +53,10 @@ class MotionVet:
             these = close[orient[close] == o]
             a = np.stack([tensors[int(i)] for i in image_a[these]])
             b = kernel.orient(np.stack([tensors[int(i)] for i in image_b[these]]), o)
-            keep[these[motion.moved(a, b, ssd[these])]] = False
-        self.moved.update(zip(image_a[~keep].tolist(), image_b[~keep].tolist()))
-        return keep
+            moved = motion.moved(a, b, ssd[these])
+            keep[these[moved]] = False
+            self.seen.update(zip(zip(image_a[these].tolist(), image_b[these].tolist(), [o] * len(these)),
+                                 moved.tolist()))
 
     def _tensors(self, ids: np.ndarray) -> dict[int, np.ndarray]:
         rows = self.db.execute("SELECT image_id, tensor FROM tensors WHERE image_id IN (SELECT value FROM json_each(?))",
