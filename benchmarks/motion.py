@@ -30,24 +30,14 @@ from PIL import Image, ImageFilter, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import imgindex  # noqa: E402
 from imgindex.compare import motion  # noqa: E402
+from test_motion import moved_subject  # noqa: E402  the tests' recipe: one for fixtures and benchmark
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "real-photos"
 SIGNALS = "pixels,tone,rank,trimmed"
 SHOTS = ("moved12", "moved20")  # other photos: every pair with their photo is a false join
-
-
-def moved(im: Image.Image, rng: random.Random, share: float) -> Image.Image:
-    """make_edits.py's moved subject, with a region of ``share`` of each side."""
-    w, h = im.size
-    bw, bh = int(w * share), int(h * share)
-    x0, y0 = rng.randint(int(w * 0.1), int(w * 0.6)), rng.randint(int(h * 0.1), int(h * 0.6))
-    dx = int(w * rng.choice((0.02, 0.03))) * rng.choice((-1, 1))
-    dy = int(h * rng.choice((0.0, 0.02)))
-    out = im.copy()
-    out.paste(im.crop((x0, y0, x0 + bw, y0 + bh)), (x0 + dx, y0 + dy))
-    return out
 
 
 def copies(im: Image.Image) -> dict[str, tuple[Image.Image, dict]]:
@@ -79,8 +69,8 @@ def build(corpus: Path, out: Path, limit: int, seed: int) -> dict[str, tuple[str
         with Image.open(f) as src:
             im = ImageOps.exif_transpose(src).convert("RGB")
         im.thumbnail((1024, 1024))
-        made = {"original": (im, {"quality": 92}), "moved12": (moved(im, rng, 0.12), {"quality": 92}),
-                "moved20": (moved(im, rng, 0.20), {"quality": 92}), **copies(im)}
+        made = {"original": (im, {"quality": 92}), "moved12": (moved_subject(im, rng, 0.12), {"quality": 92}),
+                "moved20": (moved_subject(im, rng, 0.20), {"quality": 92}), **copies(im)}
         for kind, (x, options) in made.items():
             path = out / f"{f.stem}__{kind}.jpg"
             x.save(path, quality=options.get("quality", 92), **{k: v for k, v in options.items() if k != "quality"})

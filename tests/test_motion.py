@@ -154,10 +154,10 @@ def test_a_patch_moved_by_one_pixel_is_caught_where_noise_of_the_same_size_is_no
 
 # ------------------------------------------------------------------ searches on real photos
 
-def moved_subject(im: Image.Image, seed: int, share: float = 0.2) -> Image.Image:
+def moved_subject(im: Image.Image, rng: random.Random, share: float = 0.2) -> Image.Image:
     """A region (``share`` of each side) shifted 2-3%, as a subject that moved between two shots
-    (as make_edits.py scenes makes them, with smaller subjects: these photos are busy)."""
-    rng = random.Random(seed)
+    (as make_edits.py scenes makes them, with smaller subjects: these photos are busy). Also the
+    recipe of benchmarks/motion.py."""
     w, h = im.size
     bw, bh = int(w * share), int(h * share)
     x0, y0 = rng.randint(int(w * 0.1), int(w * 0.6)), rng.randint(int(h * 0.1), int(h * 0.6))
@@ -181,8 +181,8 @@ def shots(tmp_path) -> Path:
         im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS).save(root / f"{stem}__half.png")
         ImageEnhance.Brightness(im).enhance(0.85).save(root / f"{stem}__dark.jpg", quality=92)
         for seed in range(8):
-            moved_subject(im, seed).save(root / f"{stem}__moved{seed}.jpg", quality=92)
-        moved_subject(im, 1).rotate(90, expand=True).save(root / f"{stem}__movedturned.jpg", quality=92)
+            moved_subject(im, random.Random(seed)).save(root / f"{stem}__moved{seed}.jpg", quality=92)
+        moved_subject(im, random.Random(1)).rotate(90, expand=True).save(root / f"{stem}__movedturned.jpg", quality=92)
     return root
 
 
