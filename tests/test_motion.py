@@ -18,7 +18,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from helpers import invoke
 from imgindex import Index
-from imgindex.compare import motion
+from imgindex.compare import motion, run
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = ("castle.jpg", "cat.jpg", "coral.jpg", "kingfisher.jpg")
@@ -228,20 +228,25 @@ def test_similar_sets_moved_subjects_aside_and_keeps_every_copy(tmp_path, shots)
     assert report.signals["motion"] == motion.VERSION
 
 
-def test_an_incremental_search_sets_aside_what_a_full_one_does(tmp_path, shots):
+@pytest.mark.parametrize("algorithm", ["classic", "chunked"])  # chunked: a few new images ask the kept grid
+def test_an_incremental_search_sets_aside_what_a_full_one_does(tmp_path, shots, algorithm):
     late = tmp_path / "late"
     late.mkdir()
     for path in sorted(shots.glob("*__moved*")):
         if path.name.startswith(("cat", "coral")):
             path.rename(late / path.name)
     with Index(tmp_path / "i.db") as index:
+        def search(**options):
+            return run.search(index.db, str(index.path), similarity="similar", same_dim=False, algorithm=algorithm,
+                              **options)
+
         index.scan([shots], processes=1)
-        first = index.search(similarity="similar", same_dim=False, full=True)
+        first = search(full=True)
         index.scan([shots, late], processes=1)
-        again = index.search(similarity="similar", same_dim=False)
+        again = search()
         assert again.incremental and again.base_search_id == first.search_id
         incremental = pairs_of(index)
-        index.search(similarity="similar", same_dim=False, full=True)
+        search(full=True)
         assert pairs_of(index) == incremental
     assert again.moved > 0 and not any(two_shots(p) for p in incremental)
 
