@@ -87,7 +87,7 @@ def other_signals(db: Database, settings: Settings, scope: Scope, is_new: np.nda
     """(signal -> its pairs no earlier signal matched, images the trimmed signal could not look at:
     indexed before borders were looked for). With ``db_path``, ``processes`` > 1 and a scope of
     SIDE_BY_SIDE images or more, the tone and rank passes run side by side (``start``). ``vet``: the
-    motion check (``compare.vetting``), applied to each signal's pairs before they are merged."""
+    motion check (``compare.vetting``), on each signal's pairs that no earlier signal recorded."""
     reference = scope.under_any(settings.reference)
     side = start(db, db_path, settings, scope, is_new, orientations, processes)
     done = side.result() if side is not None else {}

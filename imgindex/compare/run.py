@@ -33,8 +33,7 @@ from imgindex.compare.regroup import policy_of
 from imgindex.compare.plan import (CLASSIC_MAX, default_chunksize, load_scope, max_image_id, moved_since, new_images,
                                    new_mask, plan, scope_size)
 from imgindex.compare.settings import (Settings, base_search, has_motion_check, resolve_similarity, signal_thresholds,
-                                       still_head,
-                                       stored_settings)
+                                       still_head, stored_settings)
 from imgindex.compare.update import update_groups
 from imgindex.types import SearchProgress, SearchReport, SearchTimings
 from imgindex.workers import resolve_processes
