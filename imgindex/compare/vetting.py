@@ -9,12 +9,12 @@ signal recorded are taken out, so a full and an incremental search set the same 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgindex.compare import kernel, motion
+from imgindex.db.queries import present_tensors
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -46,7 +46,7 @@ class MotionVet:
 
     def _check(self, image_a, image_b, ssd, orient, close: np.ndarray, keep: np.ndarray) -> None:
         """The check of the pairs ``close`` (rows), by orientation; ``keep`` and ``seen`` take the verdicts."""
-        tensors = self._tensors(np.union1d(image_a[close], image_b[close]))
+        tensors = present_tensors(self.db, np.union1d(image_a[close], image_b[close]), self.px)
         have = np.array([int(image_a[i]) in tensors and int(image_b[i]) in tensors for i in close], dtype=bool)
         close = close[have]  # an image removed meanwhile: its pairs are dropped when written
         for o in np.unique(orient[close]).tolist():
@@ -57,11 +57,6 @@ class MotionVet:
             keep[these[moved]] = False
             self.seen.update(zip(zip(image_a[these].tolist(), image_b[these].tolist(), [o] * len(these)),
                                  moved.tolist()))
-
-    def _tensors(self, ids: np.ndarray) -> dict[int, np.ndarray]:
-        rows = self.db.execute("SELECT image_id, tensor FROM tensors WHERE image_id IN (SELECT value FROM json_each(?))",
-                               [json.dumps(ids.tolist())]).fetchall()
-        return {i: np.frombuffer(t, np.uint8).reshape(self.px, self.px, 3) for i, t in rows}
 
     def kept(self, result: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         """(image_a, image_b, ssd, orientation, ...) without the pairs set aside."""

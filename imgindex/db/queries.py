@@ -85,13 +85,25 @@ def load_coarse(conn: sqlite3.Connection | Database, ids, grid: int) -> np.ndarr
     return np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float64).reshape(len(ids), grid, grid, 3)
 
 
-def load_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int], px_size: int) -> np.ndarray:
-    """Tensors of ``ids`` (ascending) as one uint8 array (len(ids), px, px, 3), in that order."""
-    ids = [int(i) for i in ids]
-    rows = conn.execute(
+def _tensor_rows(conn: sqlite3.Connection | Database, ids: list[int]) -> list[tuple[int, bytes]]:
+    """(image_id, tensor blob) of those of ``ids`` that have a tensor, by id."""
+    return conn.execute(
         "SELECT image_id, tensor FROM tensors WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY image_id",
         [json.dumps(ids)],
     ).fetchall()
+
+
+def present_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int],
+                    px_size: int) -> dict[int, np.ndarray]:
+    """id -> (px, px, 3) uint8 tensor, for those of ``ids`` still indexed (a scan beside may remove some)."""
+    return {i: np.frombuffer(t, np.uint8).reshape(px_size, px_size, 3)
+            for i, t in _tensor_rows(conn, [int(i) for i in ids])}
+
+
+def load_tensors(conn: sqlite3.Connection | Database, ids: np.ndarray | list[int], px_size: int) -> np.ndarray:
+    """Tensors of ``ids`` (ascending) as one uint8 array (len(ids), px, px, 3), in that order."""
+    ids = [int(i) for i in ids]
+    rows = _tensor_rows(conn, ids)
     if [r[0] for r in rows] != sorted(ids):
         missing = sorted(set(ids) - {r[0] for r in rows})
         raise KeyError(f"tensors missing for image ids {missing[:10]}")
